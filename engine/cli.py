@@ -1,0 +1,85 @@
+"""The `cancel-rules` command line: decide, rules (and the batch, verify, diff and serve commands)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .errors import OrderError, PolicyError
+from .facts import parse_as_of
+from .policy import Policy, load
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported on one line, exit status 2."""
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    return load(args.policy)
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    try:
+        order = json.loads(sys.stdin.read() if args.json == "-" else args.json)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--json is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(order, dict):
+        raise UsageError("--json must be a JSON object of order facts")
+    decision = _policy(args).decide(order, as_of=parse_as_of(args.as_of))
+    print(decision.explain() if args.text else decision.to_json())
+    return 0 if decision.action else 1
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    policy = _policy(args)
+    rows = policy.rules_table()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    headers = ["id", "priority", "when", "action"]
+    widths = [max(len(h), *(len(r[h]) for r in rows)) for h in headers]
+    print(f"{policy.name} {policy.version} (hit policy {policy.spec.hit_policy}, {len(rows)} rules)")
+    for row in [dict(zip(headers, headers)), *rows]:
+        print("  ".join(row[h].ljust(w) for h, w in zip(headers, widths)).rstrip())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cancel-rules", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func, help: str, as_of: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--policy", metavar="PATH", help="policy YAML file (default: the bundled policy)")
+        if as_of:
+            p.add_argument("--as-of", metavar="ISO", help="time that elapsed hours/days are counted to "
+                                                           "(ISO 8601; default: now, UTC)")
+        p.set_defaults(func=func)
+        return p
+
+    p = command("decide", cmd_decide, "decide one order given as JSON", as_of=True)
+    p.add_argument("--json", required=True, metavar="JSON", help="the order as a JSON object ('-': stdin)")
+    p.add_argument("--text", action="store_true", help="print the explanation as text instead of JSON")
+    p = command("rules", cmd_rules, "print the policy's rules as a table, in firing order")
+    p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, ValueError) as exc:
+        print(f"cancel-rules {args.command}: {exc}", file=sys.stderr)
+    except OrderError as exc:
+        print(f"cancel-rules {args.command}: invalid order: {exc}", file=sys.stderr)
+    except PolicyError as exc:
+        # A policy with problems lists every one of them, each on its own path:line:col line.
+        print(f"cancel-rules {args.command}: {exc}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

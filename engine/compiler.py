@@ -1,0 +1,154 @@
+"""Compile a PolicySpec into a durable_rules ruleset and ask it which rules an order's facts match.
+
+This is the only module that imports durable_rules. The library keeps process-global state and its stock
+Host runs background threads that steal actions, so one quiet Host serves the whole process and every
+engine call holds one lock (scale with processes, not threads).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import threading
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import EngineError
+from .model import Condition, KeyedParameter, ParamRef, PolicySpec
+
+warnings.filterwarnings("ignore", message=r".*utcfromtimestamp.*", category=DeprecationWarning)
+from durable import engine as _durable  # noqa: E402  (after the filter: 3.12 warns on every action)
+
+NO_RULE = "__no_rule__"
+_NO_RULE_PRI = 65000  # pri is unsigned 16-bit; lower fires first
+_SID = "0"
+_NOT_STATE = {"$nex": {"$s": 1}}  # without it a rule can match the session's state fact and loop forever
+_COMPARISONS = {"ne": "$neq", "lt": "$lt", "lte": "$lte", "gt": "$gt", "gte": "$gte"}
+
+_lock = threading.RLock()
+_fired: list[str] = []
+
+
+class _QuietHost(_durable.Host):
+    """A Host without its dispatch/timer threads; each rule's action records the rule's name."""
+
+    def _run(self) -> None:
+        pass
+
+    def get_action(self, action_name: str):
+        def record(_closure) -> None:  # exactly one parameter: a second one makes it asynchronous
+            _fired.append(action_name)
+
+        return record
+
+
+_host: _QuietHost | None = None
+_registered: set[str] = set()
+
+
+def _term(fact: str, op: str, value: Any) -> dict:
+    if op == "eq":
+        return {fact: value}
+    if op in _COMPARISONS:
+        return {_COMPARISONS[op]: {fact: value}}
+    if op == "in":
+        return _any([{fact: v} for v in value])
+    if op == "not_in":
+        return _all([{"$neq": {fact: v}} for v in value])
+    if op == "between":
+        return _all([{"$gte": {fact: value[0]}}, {"$lte": {fact: value[1]}}])
+    if op == "given":
+        return {"$ex" if value else "$nex": {fact: 1}}
+    raise ValueError(f"unknown operator {op!r}")
+
+
+def _any(terms: list[dict]) -> dict:
+    return terms[0] if len(terms) == 1 else {"$or": terms}
+
+
+def _all(terms: list[dict]) -> dict:
+    return terms[0] if len(terms) == 1 else {"$and": terms}
+
+
+def _keyed(spec: PolicySpec, cond: Condition) -> KeyedParameter | None:
+    refs = cond.value if isinstance(cond.value, tuple) else (cond.value,)
+    for ref in refs:
+        if isinstance(ref, ParamRef) and isinstance(spec.parameters[ref.name], KeyedParameter):
+            return spec.parameters[ref.name]
+    return None
+
+
+def condition_json(spec: PolicySpec, cond: Condition) -> dict:
+    """One condition in durable_rules' JSON form; a keyed parameter becomes one branch per key."""
+    keyed = _keyed(spec, cond)
+    if keyed is None:
+        return _term(cond.fact, cond.op, spec.resolve(cond.value, {}))
+    branches = []
+    for key in spec.facts[keyed.by].values:
+        branches.append(_all([{keyed.by: key}, _term(cond.fact, cond.op, spec.resolve(cond.value, {keyed.by: key}))]))
+    if keyed.default is not None:
+        branches.append(_all([{"$nex": {keyed.by: 1}},
+                              _term(cond.fact, cond.op, spec.resolve(cond.value, {}))]))
+    return _any(branches)
+
+
+def ruleset_definition(spec: PolicySpec) -> dict[str, dict]:
+    """The ruleset as durable_rules JSON: one rule per policy rule, pri by firing order, plus a catch-all."""
+    rules: dict[str, dict] = {}
+    for rank, rule in enumerate(spec.ranked_rules(), start=1):
+        terms = [_NOT_STATE, *(condition_json(spec, c) for c in rule.conditions)]
+        rules[rule.id] = {"all": [{"m": _all(terms)}], "pri": rank, "run": rule.id}
+    # Every message is handled, so durable_rules never raises "not handled" (and delete_state stays safe).
+    rules[NO_RULE] = {"all": [{"m": _NOT_STATE}], "pri": _NO_RULE_PRI, "run": NO_RULE}
+    return rules
+
+
+def ruleset_name(spec: PolicySpec, definition: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', spec.name)}-{digest}"
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    """A policy registered in durable_rules; `match` is the only way facts reach the engine."""
+
+    spec: PolicySpec
+    ruleset: str
+    engine_facts: tuple[str, ...]
+
+    def match(self, facts: Mapping[str, Any]) -> tuple[str, ...]:
+        """Ids of every rule the facts satisfy, in the engine's firing order (empty: no rule)."""
+        message = {name: facts[name] for name in self.engine_facts if facts.get(name) is not None}
+        message["sid"] = _SID
+        with _lock:
+            _fired.clear()
+            try:
+                _host.assert_fact(self.ruleset, message)
+                _host.delete_state(self.ruleset, _SID)  # no fact outlives its evaluation
+            except Exception as exc:  # raw durable_rules texts embed whole messages: never show them
+                raise EngineError(self.ruleset, "evaluation", type(exc).__name__) from None
+            fired = tuple(_fired)
+        return tuple(rule for rule in fired if rule != NO_RULE)
+
+
+def compile_policy(spec: PolicySpec) -> CompiledPolicy:
+    """Register the policy's ruleset once per process, named by its content hash, and return a handle."""
+    global _host
+    definition = ruleset_definition(spec)
+    name = ruleset_name(spec, definition)
+    used = {c.fact for r in spec.rules for c in r.conditions}
+    used |= {p.by for p in spec.parameters.values() if isinstance(p, KeyedParameter)}
+    with _lock:
+        if _host is None:
+            _host = _QuietHost()
+        if name not in _registered:
+            try:
+                _host.set_rulesets({name: copy.deepcopy(definition)})  # it mutates what it is given
+            except Exception as exc:
+                raise EngineError(name, "compilation", type(exc).__name__) from None
+            _registered.add(name)
+    return CompiledPolicy(spec, name, tuple(sorted(used)))

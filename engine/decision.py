@@ -1,0 +1,158 @@
+"""Decide one order: ask the engine which rules match, then explain the winner and its rivals."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .compiler import CompiledPolicy
+from .errors import EngineError
+from .facts import normalize
+from .loader import PLACEHOLDER, PLACEHOLDER_BODY
+from .model import Condition, ParamRef, PolicySpec, Rule
+
+OP_SYMBOLS = {"eq": "=", "ne": "≠", "in": "in", "not_in": "not in", "lt": "<", "lte": "≤", "gt": ">",
+              "gte": "≥", "between": "between", "given": "given"}
+
+
+@dataclass(frozen=True)
+class ConditionResult:
+    fact: str
+    op: str
+    expected: Any
+    actual: Any
+    passed: bool
+    parameter: str | None = None
+
+    def __str__(self) -> str:
+        expected = f"{self.parameter}={format_value(self.expected)}" if self.parameter else format_value(self.expected)
+        mark = "✓" if self.passed else "✗"
+        return f"{mark} {self.fact} {OP_SYMBOLS[self.op]} {expected} (actual: {format_value(self.actual)})"
+
+
+@dataclass(frozen=True)
+class WhyNot:
+    rule_id: str
+    action: str
+    condition: ConditionResult
+
+
+@dataclass(frozen=True)
+class Decision:
+    order_id: str | None
+    action: str | None
+    rule_id: str | None
+    message: str
+    conditions: tuple[ConditionResult, ...] = ()
+    also_matched: tuple[str, ...] = ()
+    why_not: tuple[WhyNot, ...] = ()
+    warnings: tuple[str, ...] = ()
+    policy: str = ""
+    policy_version: str = ""
+    as_of: str = ""
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, default=str)
+
+    def explain(self) -> str:
+        """The decision as plain text: action, rule, every condition, and the rules that did not match."""
+        if self.error:
+            return f"order {self.order_id}: no decision: {self.error}"
+        lines = [f"order {self.order_id}: {self.action} (rule {self.rule_id}, policy {self.policy_version})",
+                 f"  {self.message}", *(f"  {c}" for c in self.conditions)]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        lines += [f"  not {w.rule_id} ({w.action}): {w.condition}" for w in self.why_not]
+        if self.also_matched:
+            lines.append(f"  also matched: {', '.join(self.also_matched)}")
+        return "\n".join(lines)
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return "not given"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.1f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
+    if isinstance(value, tuple):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def check(spec: PolicySpec, cond: Condition, facts: Mapping[str, Any]) -> ConditionResult:
+    """Evaluate one condition in Python with the engine's semantics: a fact not given fails every test
+    but `given: false`."""
+    actual = facts.get(cond.fact)
+    expected = spec.resolve(cond.value, facts)
+    refs = cond.value if isinstance(cond.value, tuple) else (cond.value,)
+    parameter = next((r.name for r in refs if isinstance(r, ParamRef)), None)
+    if cond.op == "given":
+        passed = (actual is not None) == expected
+    elif actual is None or expected is None or (isinstance(expected, tuple) and None in expected):
+        passed = False
+    else:
+        passed = {
+            "eq": lambda: actual == expected, "ne": lambda: actual != expected,
+            "in": lambda: actual in expected, "not_in": lambda: actual not in expected,
+            "lt": lambda: actual < expected, "lte": lambda: actual <= expected,
+            "gt": lambda: actual > expected, "gte": lambda: actual >= expected,
+            "between": lambda: expected[0] <= actual <= expected[1],
+        }[cond.op]()
+    return ConditionResult(cond.fact, cond.op, expected, actual, passed, parameter)
+
+
+def render(spec: PolicySpec, template: str, facts: Mapping[str, Any]) -> str:
+    """Fill `{name}` and `{a - b}` placeholders with fact values (enum labels) and parameters."""
+
+    def value(name: str) -> Any:
+        if name in spec.facts:
+            raw = facts.get(name)
+            return spec.facts[name].label(raw) if spec.facts[name].type == "enum" and raw else raw
+        return spec.resolve(ParamRef(name), facts)
+
+    def fill(match) -> str:
+        first, second = PLACEHOLDER_BODY.match(match.group(1)).groups()
+        if second is None:
+            return format_value(value(first))
+        a, b = value(first), value(second)
+        return format_value(None if a is None or b is None else float(a) - float(b))
+
+    return PLACEHOLDER.sub(fill, " ".join(template.split()))
+
+
+def decide(compiled: CompiledPolicy, order: Mapping[str, Any], as_of: datetime) -> Decision:
+    """The decision for one order; raises OrderError for bad input."""
+    spec = compiled.spec
+    facts = normalize(spec, order, as_of)
+    matched = compiled.match(facts)
+    results = {rule.id: tuple(check(spec, c, facts) for c in rule.conditions) for rule in spec.rules}
+    explained = tuple(r.id for r in spec.ranked_rules() if all(c.passed for c in results[r.id]))
+    if explained != matched:  # the explanation must describe what the engine did, never guess
+        raise EngineError(compiled.ruleset, "explanation", f"engine matched {matched}, conditions say {explained}")
+    base = dict(order_id=facts.get("order_id"), policy=spec.name, policy_version=spec.version,
+                as_of=as_of.isoformat(), facts=facts)
+    if not matched:
+        return Decision(action=None, rule_id=None, message="", error="no rule decides this order (policy gap)",
+                        why_not=_why_not(spec, spec.ranked_rules(), results), **base)
+    if spec.hit_policy == "unique" and len(matched) > 1:
+        return Decision(action=None, rule_id=None, message="", also_matched=matched,
+                        error=f"several rules match under hit policy 'unique': {', '.join(matched)}", **base)
+    winner: Rule = spec.rule(matched[0])
+    ranked = spec.ranked_rules()
+    higher = ranked[: ranked.index(winner)]
+    return Decision(action=winner.action, rule_id=winner.id, message=render(spec, winner.message, facts),
+                    conditions=results[winner.id], also_matched=matched[1:],
+                    why_not=_why_not(spec, higher, results), warnings=winner.warnings, **base)
+
+
+def _why_not(spec: PolicySpec, rules, results) -> tuple[WhyNot, ...]:
+    return tuple(WhyNot(r.id, r.action, next(c for c in results[r.id] if not c.passed))
+                 for r in rules if not all(c.passed for c in results[r.id]))

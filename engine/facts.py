@@ -1,0 +1,117 @@
+"""Normalize one order: aliases to codes, timestamps to elapsed time, defaults, per-field validation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import FieldProblem, OrderError
+from .loader import did_you_mean
+from .model import TIME_UNITS, FactSpec, PolicySpec, alias_key
+
+
+def parse_as_of(value: str | datetime | None) -> datetime:
+    """The explicit as-of time (ISO 8601 text or datetime; naive means UTC); None means now in UTC."""
+    if value is None:
+        return datetime.now(UTC)
+    if isinstance(value, str):
+        parsed = parse_timestamp(value)
+        if parsed is None:
+            raise ValueError(f"as-of time is not an ISO 8601 timestamp: {value!r}")
+        return parsed
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def is_blank(value: Any) -> bool:
+    """None, empty text and pandas' NA mean 'not given'; NaN is a bad value, not a blank."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return True
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+def enum_value(fact: FactSpec, value: Any) -> tuple[str | None, str | None]:
+    """(code, None) or (None, problem message) for one enum input."""
+    if not isinstance(value, str):
+        return None, f"must be text, got {value!r}"
+    code = fact.aliases.get(alias_key(value))
+    if code is None:
+        hint = did_you_mean(value, [*fact.values, *fact.labels.values()])
+        return None, f"unknown value {value!r}" + (f" (did you mean '{hint}'?)" if hint else "")
+    return code, None
+
+
+def number_value(fact: FactSpec, value: Any) -> tuple[float | None, str | None]:
+    """(number, None) or (None, problem message) for one numeric input."""
+    if isinstance(value, bool):
+        return None, f"must be a number, got {value!r}"
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None, f"not a number: {value!r}"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None, f"not a number: {value!r}"
+    if math.isnan(number):
+        return None, "is NaN (leave it empty when it is not known)"
+    if math.isinf(number):
+        return None, "is not finite"
+    if fact.min is not None and number < fact.min:
+        return None, f"must be >= {fact.min:g}, got {number:g}"
+    if fact.max is not None and number > fact.max:
+        return None, f"must be <= {fact.max:g}, got {number:g}"
+    return number, None
+
+
+def elapsed(fact: FactSpec, value: Any, as_of: datetime) -> tuple[float | None, str | None]:
+    """Time from a timestamp input to the as-of time, in the fact's unit."""
+    if not isinstance(value, (str, datetime)):
+        return None, f"not an ISO 8601 timestamp: {value!r}"
+    stamp = parse_timestamp(value) if isinstance(value, str) else parse_as_of(value)
+    if stamp is None:
+        return None, f"not an ISO 8601 timestamp: {value!r}"
+    amount = (as_of - stamp).total_seconds() / TIME_UNITS[fact.per]
+    if amount < 0:
+        return None, f"{stamp.isoformat()} is after the as-of time {as_of.isoformat()}"
+    return amount, None
+
+
+def normalize(spec: PolicySpec, order: Mapping[str, Any], as_of: datetime) -> dict[str, Any]:
+    """Canonical facts of one order; raises OrderError naming every bad field. Not-given facts are absent."""
+    facts: dict[str, Any] = {}
+    problems: list[FieldProblem] = []
+    for name, fact in spec.facts.items():
+        raw = order.get(name)
+        field, value, problem = name, None, None
+        if is_blank(raw) and fact.from_timestamp and not is_blank(order.get(fact.from_timestamp)):
+            field, raw = fact.from_timestamp, order.get(fact.from_timestamp)
+            value, problem = elapsed(fact, raw, as_of)
+        elif is_blank(raw):
+            value = fact.default
+            if value is None and fact.required:
+                problem = "missing (required)"
+        elif fact.type == "enum":
+            value, problem = enum_value(fact, raw)
+        elif fact.type == "number":
+            value, problem = number_value(fact, raw)
+        else:
+            value = str(raw)
+        if problem:
+            problems.append(FieldProblem(field, raw, problem))
+        elif value is not None:
+            facts[name] = value
+    if problems:
+        order_id = order.get("order_id")
+        raise OrderError(problems, None if is_blank(order_id) else str(order_id))
+    return facts

@@ -1,0 +1,145 @@
+"""Plain frozen data describing a policy: facts schema, parameters, actions and rules (no I/O)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+OPERATORS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "between", "given")
+HIT_POLICIES = ("first", "unique")
+FACT_TYPES = ("enum", "number", "string")
+TIME_UNITS = {"hours": 3600.0, "days": 86400.0}
+
+
+def alias_key(text: str) -> str:
+    """Fold case, spaces, underscores and hyphens so 'In Transit' and 'in_transit' meet."""
+    return re.sub(r"[\s_\-]+", " ", text.strip().lower())
+
+
+@dataclass(frozen=True)
+class FactSpec:
+    name: str
+    type: str
+    required: bool = False
+    default: Any = None
+    values: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    unit: str | None = None
+    min: float | None = None
+    max: float | None = None
+    from_timestamp: str | None = None
+    per: str = "hours"
+    description: str = ""
+
+    @property
+    def optional(self) -> bool:
+        """True when the fact may be 'not given' (no value and no default)."""
+        return not self.required and self.default is None
+
+    def label(self, value: str) -> str:
+        return self.labels.get(value, value)
+
+
+@dataclass(frozen=True)
+class KeyedParameter:
+    """A parameter whose value depends on another fact (refund days by payment method)."""
+
+    name: str
+    by: str
+    values: Mapping[str, float]
+    default: float | None = None
+
+    def lookup(self, key: str | None) -> float | None:
+        if key is None:
+            return self.default
+        return self.values.get(key, self.default)
+
+
+@dataclass(frozen=True)
+class ParamRef:
+    name: str
+
+    def __str__(self) -> str:
+        return f"${self.name}"
+
+
+@dataclass(frozen=True)
+class Condition:
+    fact: str
+    op: str
+    value: Any  # constant, ParamRef, or a tuple of them for in / not_in / between
+    line: int = 0
+    col: int = 0
+
+
+@dataclass(frozen=True)
+class Example:
+    order: Mapping[str, Any]
+    expect: str
+    rule: str | None = None
+    line: int = 0
+    col: int = 0
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    priority: int
+    index: int
+    conditions: tuple[Condition, ...]
+    action: str
+    message: str = ""
+    warnings: tuple[str, ...] = ()
+    source: str = ""
+    examples: tuple[Example, ...] = ()
+    line: int = 0
+    col: int = 0
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    name: str
+    version: str
+    hit_policy: str
+    facts: Mapping[str, FactSpec]
+    parameters: Mapping[str, float | KeyedParameter]
+    actions: Mapping[str, str]
+    rules: tuple[Rule, ...]
+    description: str = ""
+    path: str = "<memory>"
+    examples: tuple[Example, ...] = ()
+    sources: tuple[tuple[str, str], ...] = ()
+
+    def ranked_rules(self) -> tuple[Rule, ...]:
+        """Rules in firing order: highest priority first, then file order."""
+        return tuple(sorted(self.rules, key=lambda r: (-r.priority, r.index)))
+
+    def rule(self, rule_id: str) -> Rule:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(rule_id)
+
+    def resolve(self, value: Any, facts: Mapping[str, Any]) -> Any:
+        """A condition constant with parameters replaced by their values for these facts."""
+        if isinstance(value, tuple):
+            return tuple(self.resolve(v, facts) for v in value)
+        if isinstance(value, ParamRef):
+            param = self.parameters[value.name]
+            if isinstance(param, KeyedParameter):
+                return param.lookup(facts.get(param.by))
+            return param
+        return value
+
+    def parameter_values(self) -> dict[str, Any]:
+        """Parameters as plain JSON-ready values."""
+        out: dict[str, Any] = {}
+        for name, param in self.parameters.items():
+            if isinstance(param, KeyedParameter):
+                out[name] = {"by": param.by, "values": dict(param.values), "default": param.default}
+            else:
+                out[name] = param
+        return out

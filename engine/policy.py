@@ -1,0 +1,112 @@
+"""The public Policy: a loaded, compiled policy with decide / evaluate / verify, and `load`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .compiler import CompiledPolicy, compile_policy
+from .decision import Decision, decide, format_value
+from .errors import OrderError, RuleError, RuleProblem
+from .facts import parse_as_of
+from .loader import load_spec
+from .model import Example, PolicySpec
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A policy ready to decide orders; cheap to load again (the engine ruleset is shared by content)."""
+
+    spec: PolicySpec
+    compiled: CompiledPolicy
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def version(self) -> str:
+        return self.spec.version
+
+    def decide(self, order: Mapping[str, Any], as_of: str | datetime | None = None) -> Decision:
+        """Decide one order; raises OrderError naming every bad field."""
+        return decide(self.compiled, order, parse_as_of(as_of))
+
+    def to_dict(self) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "policy": spec.name, "version": spec.version, "description": spec.description,
+            "hit_policy": spec.hit_policy, "path": spec.path, "ruleset": self.compiled.ruleset,
+            "facts": {n: {"type": f.type, "required": f.required, "default": f.default, "values": list(f.values),
+                          "labels": dict(f.labels), "unit": f.unit, "min": f.min, "max": f.max,
+                          "from_timestamp": f.from_timestamp, "description": f.description}
+                      for n, f in spec.facts.items()},
+            "parameters": spec.parameter_values(),
+            "actions": dict(spec.actions),
+            "rules": [{"id": r.id, "priority": r.priority, "action": r.action, "message": r.message,
+                       "warnings": list(r.warnings), "source": r.source,
+                       "when": [{"fact": c.fact, "op": c.op, "value": _plain(c.value)} for c in r.conditions]}
+                      for r in spec.ranked_rules()],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def rules_table(self) -> list[dict[str, str]]:
+        """One row per rule in firing order: id, priority, conditions as text, action."""
+        return [{"id": r.id, "priority": str(r.priority),
+                 "when": ", ".join(f"{c.fact} {c.op} {format_value(_plain(c.value))}" for c in r.conditions)
+                 or "(always)", "action": r.action}
+                for r in self.spec.ranked_rules()]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return str(value) if hasattr(value, "name") and not isinstance(value, str) else value
+
+
+# Examples are judged at a fixed time so that a timestamp in an example never depends on today.
+EXAMPLES_AS_OF = "2026-01-01T00:00:00+00:00"
+
+
+def check_examples(policy: Policy) -> list[RuleProblem]:
+    """Problems for every example whose expected action (or rule) does not happen.
+
+    A variant changes parameters on purpose, so it is judged by its own examples, not its base's."""
+    problems = []
+    is_variant = len(policy.spec.sources) > 1
+    for rule in () if is_variant else policy.spec.rules:
+        problems += [_example_problem(policy, ex, rule.id) for ex in rule.examples]
+    problems += [_example_problem(policy, ex, None) for ex in policy.spec.examples]
+    return [p for p in problems if p is not None]
+
+
+def _example_problem(policy: Policy, example: Example, rule_id: str | None) -> RuleProblem | None:
+    path = policy.spec.path
+    try:
+        decision = policy.decide(example.order, as_of=EXAMPLES_AS_OF)
+    except OrderError as exc:
+        return RuleProblem(path, example.line, example.col, f"example order is invalid: {exc}", rule_id)
+    got = f"{decision.action} (rule {decision.rule_id})" if decision.action else f"no action ({decision.error})"
+    if decision.action != example.expect:
+        return RuleProblem(path, example.line, example.col,
+                           f"example expects {example.expect} but the policy gives {got}", rule_id)
+    if example.rule and decision.rule_id != example.rule:
+        return RuleProblem(path, example.line, example.col,
+                           f"example expects rule {example.rule} but the policy gives {got}", rule_id)
+    return None
+
+
+def load(path: str | Path | None = None) -> Policy:
+    """Load, validate, compile and self-test a policy; no path means the bundled default policy."""
+    spec = load_spec(path)
+    policy = Policy(spec, compile_policy(spec))
+    problems = check_examples(policy)
+    if problems:
+        raise RuleError(problems)
+    return policy
