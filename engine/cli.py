@@ -46,6 +46,14 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .service import serve
+    except ImportError as exc:
+        raise UsageError(f"the service needs the [service] extra: pip install 'cancel-rules[service]' ({exc})") from None
+    return serve(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cancel-rules", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("decide", cmd_decide, "decide one order given as JSON", as_of=True)
     p.add_argument("--json", required=True, metavar="JSON", help="the order as a JSON object ('-': stdin)")
     p.add_argument("--text", action="store_true", help="print the explanation as text instead of JSON")
+    p = command("serve", cmd_serve, "serve the policy as an HTTP JSON API (needs the [service] extra)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    p.add_argument("--token-file", metavar="PATH", help="file holding the bearer token (else $CANCEL_RULES_TOKEN)")
     p = command("rules", cmd_rules, "print the policy's rules as a table, in firing order")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     return parser
