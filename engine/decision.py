@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from .compiler import CompiledPolicy
-from .errors import EngineError
+from .errors import EngineError, OrderError
 from .facts import normalize
 from .loader import PLACEHOLDER, PLACEHOLDER_BODY
 from .model import Condition, ParamRef, PolicySpec, Rule
@@ -81,10 +82,21 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
-        return f"{value:.1f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
+        return format_tenths(tenths(value))
     if isinstance(value, tuple):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
     return str(value)
+
+
+def tenths(value: float) -> int:
+    """A number rounded to tenths, half up; the batch path does the same arithmetic in numpy."""
+    return int(math.floor(value * 10 + 0.5))
+
+
+def format_tenths(count: int) -> str:
+    sign, count = ("-", -count) if count < 0 else ("", count)
+    whole, tenth = divmod(count, 10)
+    return f"{sign}{whole}" if tenth == 0 else f"{sign}{whole}.{tenth}"
 
 
 def check(spec: PolicySpec, cond: Condition, facts: Mapping[str, Any]) -> ConditionResult:
@@ -128,6 +140,15 @@ def render(spec: PolicySpec, template: str, facts: Mapping[str, Any]) -> str:
     return PLACEHOLDER.sub(fill, " ".join(template.split()))
 
 
+def outcome(spec: PolicySpec, matched: tuple[str, ...]) -> tuple[Rule | None, str | None]:
+    """The winning rule under the hit policy, or the reason there is none."""
+    if not matched:
+        return None, "no rule decides this order (policy gap)"
+    if spec.hit_policy == "unique" and len(matched) > 1:
+        return None, f"several rules match under hit policy 'unique': {', '.join(matched)}"
+    return spec.rule(matched[0]), None
+
+
 def decide(compiled: CompiledPolicy, order: Mapping[str, Any], as_of: datetime) -> Decision:
     """The decision for one order; raises OrderError for bad input."""
     spec = compiled.spec
@@ -139,18 +160,28 @@ def decide(compiled: CompiledPolicy, order: Mapping[str, Any], as_of: datetime) 
         raise EngineError(compiled.ruleset, "explanation", f"engine matched {matched}, conditions say {explained}")
     base = dict(order_id=facts.get("order_id"), policy=spec.name, policy_version=spec.version,
                 as_of=as_of.isoformat(), facts=facts)
-    if not matched:
-        return Decision(action=None, rule_id=None, message="", error="no rule decides this order (policy gap)",
-                        why_not=_why_not(spec, spec.ranked_rules(), results), **base)
-    if spec.hit_policy == "unique" and len(matched) > 1:
-        return Decision(action=None, rule_id=None, message="", also_matched=matched,
-                        error=f"several rules match under hit policy 'unique': {', '.join(matched)}", **base)
-    winner: Rule = spec.rule(matched[0])
+    winner, error = outcome(spec, matched)
     ranked = spec.ranked_rules()
+    if winner is None:
+        return Decision(action=None, rule_id=None, message="", error=error, also_matched=matched,
+                        why_not=_why_not(spec, ranked, results), **base)
     higher = ranked[: ranked.index(winner)]
     return Decision(action=winner.action, rule_id=winner.id, message=render(spec, winner.message, facts),
                     conditions=results[winner.id], also_matched=matched[1:],
                     why_not=_why_not(spec, higher, results), warnings=winner.warnings, **base)
+
+
+def decide_row(compiled: CompiledPolicy, order: Mapping[str, Any], as_of: datetime
+               ) -> tuple[str | None, str | None, str, str | None]:
+    """(action, rule_id, message, error) for one order through the engine: the per-row reference path."""
+    try:
+        facts = normalize(compiled.spec, order, as_of)
+    except OrderError as exc:
+        return None, None, "", str(exc)
+    winner, error = outcome(compiled.spec, compiled.match(facts))
+    if winner is None:
+        return None, None, "", error
+    return winner.action, winner.id, render(compiled.spec, winner.message, facts), None
 
 
 def _why_not(spec: PolicySpec, rules, results) -> tuple[WhyNot, ...]:

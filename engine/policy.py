@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from .batch import evaluate_frame
 from .compiler import CompiledPolicy, compile_policy
 from .decision import Decision, decide, format_value
 from .errors import OrderError, RuleError, RuleProblem
 from .facts import parse_as_of
 from .loader import load_spec
-from .model import Example, PolicySpec
+from .model import Example, KeyedParameter, PolicySpec
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,32 @@ class Policy:
     def decide(self, order: Mapping[str, Any], as_of: str | datetime | None = None) -> Decision:
         """Decide one order; raises OrderError naming every bad field."""
         return decide(self.compiled, order, parse_as_of(as_of))
+
+    def evaluate(self, df: pd.DataFrame, as_of: str | datetime | None = None, method: str = "cells"
+                 ) -> pd.DataFrame:
+        """The rows of df, in order, with action, rule_id, message, error and policy_version added.
+
+        method="cells" asks the engine once per distinct cell; method="rows" once per row (the reference)."""
+        return evaluate_frame(self.compiled, df, parse_as_of(as_of), method)
+
+    def with_parameters(self, **overrides: float | Mapping[str, float]) -> Policy:
+        """The same rules with some parameter values replaced (a keyed one takes a mapping key -> value)."""
+        params = dict(self.spec.parameters)
+        for name, value in overrides.items():
+            if name not in params:
+                raise KeyError(f"unknown parameter {name!r} (parameters: {', '.join(params)})")
+            current = params[name]
+            if isinstance(current, KeyedParameter):
+                if not isinstance(value, Mapping):
+                    raise TypeError(f"parameter {name!r} is keyed by {current.by}: give a mapping")
+                unknown = set(value) - set(current.values)
+                if unknown:
+                    raise KeyError(f"parameter {name!r} has no key {sorted(unknown)[0]!r}")
+                params[name] = replace(current, values={**current.values, **{k: float(v) for k, v in value.items()}})
+            else:
+                params[name] = float(value)
+        spec = replace(self.spec, parameters=params)
+        return Policy(spec, compile_policy(spec))
 
     def to_dict(self) -> dict[str, Any]:
         spec = self.spec

@@ -1,0 +1,258 @@
+"""The policy's finite fact space: axes cut at the rules' thresholds, cells, and their equivalence classes.
+
+Every condition compares one fact with constants, so cutting each number at every threshold (as a point,
+plus the open intervals between) and taking enums as they are makes each rule's truth constant inside a
+cell. A cell's decision is then a pure function of the cell. Many cells share a decision for a visible
+reason (once `status` is `disputed`, the hours since contact matter to no rule that can still match), so
+each cell is mapped to a canonical cell in which such irrelevant axes are set to a fixed bin: the engine
+is asked once per canonical cell.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from .decision import check
+from .model import Condition, KeyedParameter, ParamRef, PolicySpec
+
+NOT_GIVEN = -1  # enum code of a fact that is not given
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One fact cut into bins: enum values (then 'not given'), or number points and open intervals."""
+
+    fact: str
+    kind: str  # "enum" | "number"
+    values: tuple[str, ...] = ()  # enum codes
+    points: tuple[float, ...] = ()  # sorted thresholds
+    low: float = -math.inf  # the fact's declared minimum (inclusive)
+    high: float = math.inf  # the fact's declared maximum (inclusive)
+    optional: bool = False
+
+    @property
+    def size(self) -> int:
+        base = len(self.values) if self.kind == "enum" else 2 * len(self.points) + 1
+        return base + (1 if self.optional else 0)
+
+    @property
+    def not_given_bin(self) -> int | None:
+        return self.size - 1 if self.optional else None
+
+    def representative(self, b: int) -> Any:
+        """A value inside bin b (None: not given, or the bin is empty given the fact's range)."""
+        if b == self.not_given_bin:
+            return None
+        if self.kind == "enum":
+            return self.values[b]
+        pos, is_point = divmod(b, 2)
+        if is_point:
+            return self.points[pos] if self.low <= self.points[pos] <= self.high else None
+        lo = self.points[pos - 1] if pos > 0 else -math.inf
+        hi = self.points[pos] if pos < len(self.points) else math.inf
+        # The open interval (lo, hi) within the declared range [low, high].
+        a, a_in = (self.low, True) if self.low > lo else (lo, False)
+        b_, b_in = (self.high, True) if self.high < hi else (hi, False)
+        if a > b_ or (a == b_ and not (a_in and b_in)):
+            return None
+        if math.isinf(a) and math.isinf(b_):
+            return 0.0
+        if math.isinf(a):
+            return b_ - 1.0
+        if math.isinf(b_):
+            return a + 1.0
+        return (a + b_) / 2
+
+    def describe(self, b: int) -> str:
+        if b == self.not_given_bin:
+            return "not given"
+        if self.kind == "enum":
+            return self.values[b]
+        pos, is_point = divmod(b, 2)
+        if is_point:
+            return f"= {self.points[pos]:g}"
+        lo = f"{self.points[pos - 1]:g}" if pos > 0 else f"{self.low:g}"
+        hi = f"{self.points[pos]:g}" if pos < len(self.points) else f"{self.high:g}"
+        return f"({lo}, {hi})" if pos > 0 else f"[{lo}, {hi})"
+
+    def bins_of(self, values: np.ndarray) -> np.ndarray:
+        """Bin of each value: enum codes (NOT_GIVEN for missing), or floats (NaN for missing)."""
+        if self.kind == "enum":
+            out = values.astype(np.int64, copy=True)
+            if self.optional:
+                out[out == NOT_GIVEN] = self.not_given_bin
+            return out
+        points = np.asarray(self.points, dtype=np.float64)
+        pos = np.searchsorted(points, values, side="left")
+        hit = np.zeros(len(values), dtype=bool)
+        inside = pos < len(points)
+        hit[inside] = points[pos[inside]] == values[inside]
+        out = 2 * pos + hit
+        if self.optional:
+            out[np.isnan(values)] = self.not_given_bin
+        return out.astype(np.int64)
+
+
+def _thresholds(spec: PolicySpec, fact: str) -> list[float]:
+    cuts: set[float] = set()
+    for rule in spec.rules:
+        for cond in rule.conditions:
+            if cond.fact != fact or cond.op == "given":
+                continue
+            for item in cond.value if isinstance(cond.value, tuple) else (cond.value,):
+                if isinstance(item, ParamRef) and isinstance(spec.parameters[item.name], KeyedParameter):
+                    param = spec.parameters[item.name]
+                    cuts.update(float(v) for v in param.values.values())
+                    if param.default is not None:
+                        cuts.add(float(param.default))
+                else:
+                    cuts.add(float(spec.resolve(item, {})))
+    return sorted(cuts)
+
+
+def build_axes(spec: PolicySpec) -> tuple[Axis, ...]:
+    """The axes of every fact a condition (or a keyed parameter) reads, in the policy's fact order."""
+    used = {c.fact for r in spec.rules for c in r.conditions}
+    used |= {p.by for p in spec.parameters.values() if isinstance(p, KeyedParameter)}
+    axes = []
+    for name, fact in spec.facts.items():
+        if name not in used:
+            continue
+        if fact.type == "enum":
+            axes.append(Axis(name, "enum", values=fact.values, optional=fact.optional))
+        else:
+            low = -math.inf if fact.min is None else float(fact.min)
+            high = math.inf if fact.max is None else float(fact.max)
+            axes.append(Axis(name, "number", points=tuple(_thresholds(spec, name)), low=low, high=high,
+                             optional=fact.optional))
+    return tuple(axes)
+
+
+@dataclass(frozen=True)
+class FactSpace:
+    """All cells of a policy (mixed-radix ids over the axes) and the canonical cell of each."""
+
+    spec: PolicySpec
+    axes: tuple[Axis, ...]
+
+    @classmethod
+    def of(cls, spec: PolicySpec) -> FactSpace:
+        return cls(spec, build_axes(spec))
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(a.size for a in self.axes)
+
+    @property
+    def n_cells(self) -> int:
+        return int(np.prod(self.sizes, dtype=np.int64))
+
+    def cell_ids(self, bins: list[np.ndarray]) -> np.ndarray:
+        """Cell id of each row from its per-axis bins (same order as `axes`)."""
+        ids = np.zeros(len(bins[0]) if bins else 0, dtype=np.int64)
+        for axis, b in zip(self.axes, bins):
+            ids = ids * axis.size + b
+        return ids
+
+    def bins(self, ids: np.ndarray) -> list[np.ndarray]:
+        out = []
+        for axis in reversed(self.axes):
+            ids, b = np.divmod(ids, axis.size)
+            out.append(b)
+        return out[::-1]
+
+    def facts_of(self, cell: int) -> dict[str, Any] | None:
+        """Representative facts of one cell (None if the cell is empty given the facts' ranges)."""
+        facts: dict[str, Any] = {}
+        for axis, b in zip(self.axes, self.bins(np.array([cell]))):
+            b = int(b[0])
+            value = axis.representative(b)
+            if value is None and b != axis.not_given_bin:
+                return None
+            if value is not None:
+                facts[axis.fact] = value
+        for name, fact in self.spec.facts.items():  # facts no rule reads still need a valid value
+            if name not in facts and fact.required and fact.type == "string":
+                facts[name] = f"cell-{cell}"
+        return facts
+
+    def describe(self, cell: int) -> dict[str, str]:
+        return {a.fact: a.describe(int(b[0])) for a, b in zip(self.axes, self.bins(np.array([cell])))}
+
+    @cached_property
+    def _truth(self) -> dict[tuple[str, int], tuple[tuple[int, ...], np.ndarray]]:
+        """(rule id, condition index) -> (axes it reads, truth table over those axes' bins)."""
+        index = {a.fact: i for i, a in enumerate(self.axes)}
+        tables = {}
+        for rule in self.spec.rules:
+            for k, cond in enumerate(rule.conditions):
+                reads = [index[cond.fact]]
+                keyed = _keyed_by(self.spec, cond)
+                if keyed is not None and index[keyed] not in reads:
+                    reads.append(index[keyed])
+                shape = tuple(self.axes[i].size for i in reads)
+                table = np.zeros(shape, dtype=bool)
+                for combo in np.ndindex(*shape):
+                    facts = {self.axes[i].fact: self.axes[i].representative(b) for i, b in zip(reads, combo)}
+                    facts = {f: v for f, v in facts.items() if v is not None}
+                    table[combo] = check(self.spec, cond, facts).passed
+                tables[(rule.id, k)] = (tuple(reads), table)
+        return tables
+
+    def _condition_truth(self, rule_id: str, k: int, bins: list[np.ndarray]) -> np.ndarray:
+        reads, table = self._truth[(rule_id, k)]
+        return table[tuple(bins[i] for i in reads)]
+
+    def canonical(self, ids: np.ndarray) -> np.ndarray:
+        """Canonical cell of each cell: axes no still-possible rule reads are set to bin 0 (or 'not given').
+
+        Axes are canonicalized one at a time, recomputing after each, so that two conditions failing each
+        other's rule are never both erased."""
+        bins = self.bins(ids)
+        for a, axis in enumerate(self.axes):
+            relevant = np.zeros(len(ids), dtype=bool)
+            for rule in self.spec.rules:
+                reads_a = [k for k, c in enumerate(rule.conditions) if a in self._truth[(rule.id, k)][0]]
+                if not reads_a:
+                    continue
+                others = np.ones(len(ids), dtype=bool)
+                for k in range(len(rule.conditions)):
+                    if k not in reads_a:
+                        others &= self._condition_truth(rule.id, k, bins)
+                relevant |= others
+            fixed = axis.not_given_bin if axis.optional else 0
+            bins[a] = np.where(relevant, bins[a], fixed)
+        return self.cell_ids(bins)
+
+    def matches(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Rule id -> boolean array: does the rule's condition set hold in each cell (Python's view)."""
+        bins = self.bins(ids)
+        out = {}
+        for rule in self.spec.rules:
+            ok = np.ones(len(ids), dtype=bool)
+            for k in range(len(rule.conditions)):
+                ok &= self._condition_truth(rule.id, k, bins)
+            out[rule.id] = ok
+        return out
+
+    def nonempty(self, ids: np.ndarray) -> np.ndarray:
+        """Cells whose every bin holds a value within the facts' declared ranges."""
+        bins = self.bins(ids)
+        ok = np.ones(len(ids), dtype=bool)
+        for axis, b in zip(self.axes, bins):
+            has = np.array([axis.representative(i) is not None or i == axis.not_given_bin
+                            for i in range(axis.size)])
+            ok &= has[b]
+        return ok
+
+
+def _keyed_by(spec: PolicySpec, cond: Condition) -> str | None:
+    for item in cond.value if isinstance(cond.value, tuple) else (cond.value,):
+        if isinstance(item, ParamRef) and isinstance(spec.parameters[item.name], KeyedParameter):
+            return spec.parameters[item.name].by
+    return None
