@@ -3,9 +3,14 @@
 from .decision import ConditionResult, Decision, WhyNot
 from .errors import EngineError, FieldProblem, InputError, OrderError, PolicyError, RuleError, RuleProblem
 from .loader import DEFAULT_POLICY, RULES_DIR
-from .policy import Policy, load
+from .batch import OUTPUT_COLUMNS
+from .csvio import read_orders
+from .diff import PolicyDiff
+from .policy import Policy, diff, load
+from .verify import Finding, VerifyReport
 
 __all__ = [
     "ConditionResult", "Decision", "WhyNot", "EngineError", "FieldProblem", "InputError", "OrderError",
-    "PolicyError", "RuleError", "RuleProblem", "DEFAULT_POLICY", "RULES_DIR", "Policy", "load",
+    "PolicyError", "RuleError", "RuleProblem", "DEFAULT_POLICY", "RULES_DIR", "Policy", "load", "diff",
+    "OUTPUT_COLUMNS", "read_orders", "PolicyDiff", "Finding", "VerifyReport",
 ]

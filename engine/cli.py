@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 from .errors import OrderError, PolicyError
 from .facts import parse_as_of
-from .policy import Policy, load
+from .csvio import DEFAULT_CHUNKSIZE, evaluate_csv, read_orders, terminal_progress
+from .policy import Policy, diff, load
 
 
 class UsageError(Exception):
@@ -46,11 +47,38 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    policy = _policy(args)
+    as_of = parse_as_of(args.as_of)
+    progress = terminal_progress()
+    summary = evaluate_csv(policy.compiled, args.input, args.output, as_of, args.chunksize, progress)
+    if progress:
+        sys.stderr.write("\n")
+    print(f"wrote {args.output} (policy {policy.name} {policy.version}, as of {as_of.isoformat()})\n{summary}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    report = _policy(args).verify()
+    print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else report)
+    return 0 if report.ok else 1
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    old, new = load(args.old), load(args.new)
+    orders = read_orders(args.orders) if args.orders else None
+    result = diff(old, new, orders, parse_as_of(args.as_of))
+    print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else result)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .service import serve
     except ImportError as exc:
-        raise UsageError(f"the service needs the [service] extra: pip install 'cancel-rules[service]' ({exc})") from None
+        raise UsageError(f"the service needs the [service] extra: pip install 'cancel-rules[service]' "
+                         f"({exc})") from None
     return serve(args)
 
 
@@ -70,6 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("decide", cmd_decide, "decide one order given as JSON", as_of=True)
     p.add_argument("--json", required=True, metavar="JSON", help="the order as a JSON object ('-': stdin)")
     p.add_argument("--text", action="store_true", help="print the explanation as text instead of JSON")
+    p = command("evaluate", cmd_evaluate, "decide every order of a CSV; writes the rows with decision columns",
+                as_of=True)
+    p.add_argument("input", help="orders CSV (UTF-8, with or without BOM)")
+    p.add_argument("-o", "--output", required=True, help="output CSV (written only when complete)")
+    p.add_argument("--chunksize", type=int, default=DEFAULT_CHUNKSIZE, help="rows per chunk (memory stays flat)")
+    p = command("verify", cmd_verify, "check the policy over its whole fact space: gaps, unreachable rules, "
+                                      "overlaps (exit 1 when not OK)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p = sub.add_parser("diff", help="compare two policies cell by cell (and over orders)",
+                       description="compare two policies cell by cell (and over orders)")
+    p.add_argument("old", help="the current policy file")
+    p.add_argument("new", help="the changed policy file")
+    p.add_argument("--orders", metavar="CSV", help="weigh the changes by these orders")
+    p.add_argument("--as-of", metavar="ISO", help="time for the orders' timestamps (default: now, UTC)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_diff)
     p = command("serve", cmd_serve, "serve the policy as an HTTP JSON API (needs the [service] extra)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import re
 import threading
 import warnings
@@ -112,6 +113,15 @@ def ruleset_name(spec: PolicySpec, definition: Mapping[str, Any]) -> str:
     return f"{re.sub(r'[^A-Za-z0-9_-]', '_', spec.name)}-{digest}"
 
 
+def _engine_value(value: Any) -> Any:
+    """A fact value durable_rules can read. Its JSON parser rejects an exponent without a fraction ('1e-05',
+    '2e+16', as json.dumps writes such floats): step up to the next float written with one, which compares the
+    same with every constant of the ruleset (no constant can be a float skipped: it would not have compiled)."""
+    while isinstance(value, float) and "e" in (text := repr(value)) and "." not in text:
+        value = math.nextafter(value, math.inf)
+    return value
+
+
 @dataclass(frozen=True)
 class CompiledPolicy:
     """A policy registered in durable_rules; `match` is the only way facts reach the engine."""
@@ -122,7 +132,7 @@ class CompiledPolicy:
 
     def match(self, facts: Mapping[str, Any]) -> tuple[str, ...]:
         """Ids of every rule the facts satisfy, in the engine's firing order (empty: no rule)."""
-        message = {name: facts[name] for name in self.engine_facts if facts.get(name) is not None}
+        message = {name: _engine_value(facts[name]) for name in self.engine_facts if facts.get(name) is not None}
         message["sid"] = _SID
         with _lock:
             _fired.clear()

@@ -362,8 +362,10 @@ def _parameters(node: yaml.Node, reader: _Reader, facts: dict[str, FactSpec]) ->
 
 def _rule(node: yaml.Node, index: int, reader: _Reader, facts: dict, params: dict, actions: dict
           ) -> Rule | None:
-    reader.rule_id = None
+    # Name the rule in problems found while reading its keys (duplicate or unknown keys) too.
+    reader.rule_id = _peek_id(node)
     spec = reader.mapping(node, f"rule #{index + 1}", RULE_KEYS)
+    reader.rule_id = None
     rule_id = reader.text(spec["id"][1], "rule id") if "id" in spec else None
     if rule_id is None:
         if "id" not in spec:
@@ -414,6 +416,15 @@ def _rule(node: yaml.Node, index: int, reader: _Reader, facts: dict, params: dic
     return Rule(id=rule_id, priority=priority, index=index, conditions=tuple(conditions), action=action,
                 message=message, warnings=warnings, source=source, examples=examples,
                 line=mark.line + 1, col=mark.column + 1)
+
+
+def _peek_id(node: yaml.Node) -> str | None:
+    """The rule's id as written, if it is a plain scalar (read before the rule's keys are checked)."""
+    if isinstance(node, yaml.MappingNode):
+        for knode, vnode in node.value:
+            if isinstance(knode, yaml.ScalarNode) and knode.value == "id" and isinstance(vnode, yaml.ScalarNode):
+                return vnode.value or None
+    return None
 
 
 def _conditions(fact_name: str, knode, vnode, reader: _Reader, facts: dict, params: dict) -> list[Condition]:

@@ -13,11 +13,14 @@ import pandas as pd
 
 from .batch import evaluate_frame
 from .compiler import CompiledPolicy, compile_policy
+from .diff import PolicyDiff
+from .diff import diff as diff_policies
 from .decision import Decision, decide, format_value
 from .errors import OrderError, RuleError, RuleProblem
 from .facts import parse_as_of
 from .loader import load_spec
 from .model import Example, KeyedParameter, PolicySpec
+from .verify import VerifyReport, verify
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,10 @@ class Policy:
 
         method="cells" asks the engine once per distinct cell; method="rows" once per row (the reference)."""
         return evaluate_frame(self.compiled, df, parse_as_of(as_of), method)
+
+    def verify(self) -> VerifyReport:
+        """Gaps, unreachable rules and overlaps over the whole fact space, asked of durable_rules."""
+        return verify(self.compiled)
 
     def with_parameters(self, **overrides: float | Mapping[str, float]) -> Policy:
         """The same rules with some parameter values replaced (a keyed one takes a mapping key -> value)."""
@@ -139,3 +146,9 @@ def load(path: str | Path | None = None) -> Policy:
     if problems:
         raise RuleError(problems)
     return policy
+
+
+def diff(old: Policy, new: Policy, orders: pd.DataFrame | None = None, as_of: str | datetime | None = None
+         ) -> PolicyDiff:
+    """Every change of decision from old to new: by cell of the joint fact space and, given orders, by order."""
+    return diff_policies(old.compiled, new.compiled, orders, parse_as_of(as_of))
