@@ -48,12 +48,22 @@ def best(func, repeat: int = 3) -> float:
 
 
 def peak_rss_mb(args: list[str]) -> tuple[float, float]:
+    """Peak RSS of a child, polled (a fork's rusage would count the parent's pages copied before exec)."""
+    import psutil
+
     started = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status:
-        raise SystemExit(f"{' '.join(args)} failed with status {status}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - started
+    child = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, child.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.02)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(args)} failed with status {proc.returncode}")
+    return peak / 2**20, time.perf_counter() - started
 
 
 def main() -> None:

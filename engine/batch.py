@@ -19,7 +19,7 @@ from .decision import decide_row, format_value, outcome, render
 from .errors import InputError, OrderError
 from .facts import enum_value, is_blank, normalize, number_value
 from .loader import PLACEHOLDER, PLACEHOLDER_BODY
-from .model import TIME_UNITS, FactSpec, KeyedParameter, PolicySpec, alias_key
+from .model import MAX_NUMBER, TIME_UNITS, FactSpec, KeyedParameter, PolicySpec, alias_key
 from .space import NOT_GIVEN, FactSpace
 
 OUTPUT_COLUMNS = ("action", "rule_id", "message", "error", "policy_version")
@@ -113,8 +113,8 @@ def _number_column(fact: FactSpec, col: pd.Series) -> tuple[np.ndarray, np.ndarr
     if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
         values = col.to_numpy(dtype=np.float64, na_value=np.nan)
         blank = np.isnan(values)
-        bad = np.isinf(values)
         with np.errstate(invalid="ignore"):
+            bad = np.isinf(values) | (np.abs(values) > MAX_NUMBER)
             if fact.min is not None:
                 bad |= values < fact.min
             if fact.max is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import FieldProblem, OrderError
 from .loader import did_you_mean
-from .model import TIME_UNITS, FactSpec, PolicySpec, alias_key
+from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec, alias_key
 
 
 def parse_as_of(value: str | datetime | None) -> datetime:
@@ -67,6 +67,8 @@ def number_value(fact: FactSpec, value: Any) -> tuple[float | None, str | None]:
         return None, "is NaN (leave it empty when it is not known)"
     if math.isinf(number):
         return None, "is not finite"
+    if abs(number) > MAX_NUMBER:  # far past any real elapsed time; keeps rounding and the engine exact
+        return None, f"is too large (at most {MAX_NUMBER:g})"
     if fact.min is not None and number < fact.min:
         return None, f"must be >= {fact.min:g}, got {number:g}"
     if fact.max is not None and number > fact.max:

@@ -11,6 +11,7 @@ OPERATORS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "between", "g
 HIT_POLICIES = ("first", "unique")
 FACT_TYPES = ("enum", "number", "string")
 TIME_UNITS = {"hours": 3600.0, "days": 86400.0}
+MAX_NUMBER = 1e9  # largest number fact accepted
 
 
 def alias_key(text: str) -> str:
