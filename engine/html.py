@@ -1,0 +1,431 @@
+"""HTML views of policies, decisions and tables, and the probe of what would change a decision."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .decision import OP_SYMBOLS, ConditionResult, Decision, check, format_value
+from .errors import OrderError
+from .model import TIME_UNITS, Condition, KeyedParameter, ParamRef, PolicySpec, Rule
+
+if TYPE_CHECKING:  # policy.py imports this module lazily for _repr_html_; no import cycle at run time
+    from .policy import Policy
+
+# Inline styles, not a <style> block: notebook viewers (and GitHub) drop style elements but keep attributes.
+_FONT = "font-family:system-ui,-apple-system,Segoe UI,sans-serif;font-size:13px;line-height:1.4"
+_TABLE = "border-collapse:collapse;width:100%;" + _FONT
+_TH = "text-align:left;padding:4px 8px;border-bottom:2px solid #999;background:#f4f4f4"
+_TD = "padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top;text-align:left"
+_ROW_STYLES = {
+    "fired": "background:#d7f5dd;box-shadow:inset 4px 0 0 #1e8e3e;font-weight:600",
+    "also": "background:#fff4ce",
+    "none": "",
+}
+_BADGES = {
+    "fired": ("fired", "#1e8e3e"),
+    "also": ("also matched", "#b06000"),
+}
+_OK = "<span style='color:#1e8e3e;font-weight:700'>✓</span>"
+_NO = "<span style='color:#c5221f;font-weight:700'>✗</span>"
+_EPSILON = 1e-6  # a probe just past a threshold, so strict and non-strict comparisons both show
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _badge(text: str, color: str) -> str:
+    return (f"<span style='display:inline-block;padding:0 6px;border-radius:8px;font-size:11px;"
+            f"font-weight:600;color:#fff;background:{color}'>{esc(text)}</span>")
+
+
+def table_html(rows: Iterable[Sequence[Any]], columns: Sequence[str], *, raw: bool = False,
+               row_attrs: Iterable[str] | None = None, caption: str = "") -> str:
+    """A plain styled table; cells are escaped unless `raw` (then they are trusted HTML)."""
+    attrs = list(row_attrs) if row_attrs is not None else None
+    head = "".join(f"<th style=\"{_TH}\">{esc(c)}</th>" for c in columns)
+    body = []
+    for i, row in enumerate(rows):
+        cells = "".join(f"<td style=\"{_TD}\">{cell if raw else esc(_cell(cell))}</td>" for cell in row)
+        body.append(f"<tr {attrs[i] if attrs else ''}>{cells}</tr>")
+    cap = f"<caption style='text-align:left;font-weight:600;padding:4px 0'>{esc(caption)}</caption>" if caption else ""
+    return f"<table style=\"{_TABLE}\">{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return ""
+    return format_value(value) if isinstance(value, float) else str(value)
+
+
+def frame_html(frame: Any, max_rows: int = 50, caption: str = "") -> str:
+    """A pandas DataFrame as a styled table, cut at `max_rows` with a note of how many rows were left out."""
+    shown = frame.head(max_rows)
+    rows = [[_cell(v) for v in rec] for rec in shown.itertuples(index=False, name=None)]
+    out = table_html(rows, [str(c) for c in frame.columns], caption=caption)
+    if len(frame) > max_rows:
+        out += f"<div style='{_FONT};color:#666'>… {len(frame) - max_rows:,} more rows not shown</div>"
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- conditions
+
+
+def _unit(spec: PolicySpec, fact: str) -> str:
+    f = spec.facts.get(fact)
+    if f is None or not f.unit:
+        return ""
+    return f" {f.unit}" if f.unit != "%" else " %"
+
+
+def _with_unit(spec: PolicySpec, fact: str, value: Any) -> str:
+    text = format_value(value)
+    return text + _unit(spec, fact) if isinstance(value, (int, float)) and not isinstance(value, bool) else text
+
+
+def condition_text(spec: PolicySpec, cond: Condition, facts: Mapping[str, Any] | None = None) -> str:
+    """One condition as readable text; parameters show their name and, when known, their value."""
+    if cond.op == "given":
+        return f"{cond.fact} {'given' if cond.value else 'not given'}"
+    refs = cond.value if isinstance(cond.value, tuple) else (cond.value,)
+    param = next((r.name for r in refs if isinstance(r, ParamRef)), None)
+    if facts is not None or param is None or not isinstance(spec.parameters[param], KeyedParameter):
+        expected = format_value(spec.resolve(cond.value, facts or {}))
+        expected = f"{param} = {expected}" if param else expected
+    else:  # a keyed parameter has no single value without the order's facts
+        keyed = spec.parameters[param]
+        expected = f"{param} (by {keyed.by})"
+    unit = _unit(spec, cond.fact) if cond.op not in ("eq", "ne", "in", "not_in") else ""
+    return f"{cond.fact} {OP_SYMBOLS[cond.op]} {expected}{unit}"
+
+
+def _conditions_html(spec: PolicySpec, rule: Rule, facts: Mapping[str, Any] | None) -> str:
+    if not rule.conditions:
+        return "<div>(always)</div>"
+    out = []
+    for cond in rule.conditions:
+        if facts is None:
+            out.append(f"<div>{esc(condition_text(spec, cond))}</div>")
+            continue
+        result = check(spec, cond, facts)
+        text = esc(condition_text(spec, cond, facts))
+        mark = _OK if result.passed else _NO
+        actual = esc(_with_unit(spec, cond.fact, result.actual))
+        out.append(f"<div data-passed='{str(result.passed).lower()}'>{mark} {text} "
+                   f"<span style='color:#555;font-weight:400'>(actual: {actual})</span></div>")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------- rules table
+
+
+def rules_table_html(spec: PolicySpec, facts: Mapping[str, Any] | None = None, fired: str | None = None,
+                     also: Iterable[str] = ()) -> str:
+    """Every rule in firing order; with facts each condition is ticked or crossed against the actual value,
+    the fired rule is highlighted and the rules that also matched are marked."""
+    also = set(also)
+    rows, attrs = [], []
+    for rank, rule in enumerate(spec.ranked_rules(), start=1):
+        state = "fired" if rule.id == fired else "also" if rule.id in also else "none"
+        badge = _badge(*_BADGES[state]) if state in _BADGES else ""
+        rule_cell = f"<span title='{esc(rule.source)}'><code>{esc(rule.id)}</code></span> {badge}"
+        action = f"<span title='{esc(spec.actions.get(rule.action, ''))}'><code>{esc(rule.action)}</code></span>"
+        rows.append([str(rank), str(rule.priority), rule_cell, _conditions_html(spec, rule, facts), action])
+        attrs.append(f"class='cr-rule cr-{state}' data-rule='{esc(rule.id)}' data-state='{state}' "
+                     f"style=\"{_ROW_STYLES[state]}\"")
+    return table_html(rows, ["#", "priority", "rule", "when", "then"], raw=True, row_attrs=attrs)
+
+
+def policy_html(policy: Policy, decision: Decision | None = None) -> str:
+    """A policy as HTML (Policy._repr_html_): header, parameters and the rules table; with a decision, the
+    fired rule highlighted and every condition ticked against that order's facts."""
+    spec = policy.spec
+    facts = dict(decision.facts) if decision is not None else None
+    head = (f"<div style='{_FONT}'><b>{esc(spec.name)}</b> {esc(spec.version)} · hit policy "
+            f"<code>{esc(spec.hit_policy)}</code> · {len(spec.rules)} rules"
+            f"<div style='color:#555'>{esc(spec.description)}</div></div>")
+    params = []
+    for name, value in spec.parameters.items():
+        if isinstance(value, KeyedParameter):
+            shown = ", ".join(f"{k} {format_value(v)}" for k, v in value.values.items())
+            shown += f" (default {format_value(value.default)})" if value.default is not None else ""
+            params.append([name, f"by {value.by}: {shown}"])
+        else:
+            params.append([name, format_value(value)])
+    table = rules_table_html(spec, facts, decision.rule_id if decision else None,
+                             decision.also_matched if decision else ())
+    return (f"<div class='cr-policy'>{head}{table_html(params, ['parameter', 'value'], caption='Parameters')}"
+            f"<div style='height:8px'></div>{table}</div>")
+
+
+# ---------------------------------------------------------------------------------------------- decisions
+
+
+def result_card_html(decision: Decision | None, error: OrderError | None = None,
+                     actions: Mapping[str, str] | None = None) -> str:
+    """The result card: action, rule, message and warnings, or why there is no decision."""
+    box = f"border:1px solid #ccc;border-radius:6px;padding:10px 12px;{_FONT}"
+    if error is not None:
+        items = "".join(f"<li><code>{esc(p.field)}</code>: {esc(p.message)}</li>" for p in error.problems)
+        return (f"<div class='cr-card cr-invalid' style='{box};border-color:#c5221f'>"
+                f"<div style='font-size:16px;font-weight:700;color:#c5221f'>invalid order</div><ul>{items}</ul></div>")
+    assert decision is not None
+    if decision.error:
+        return (f"<div class='cr-card cr-error' style='{box};border-color:#c5221f'>"
+                f"<div style='font-size:16px;font-weight:700;color:#c5221f'>no decision</div>"
+                f"<div>{esc(decision.error)}</div></div>")
+    meaning = (actions or {}).get(decision.action or "", "")
+    warnings = "".join(f"<div class='cr-warning' style='color:#8a5300;margin-top:4px'>⚠ {esc(w)}</div>"
+                       for w in decision.warnings)
+    also = (f"<div style='color:#555;margin-top:4px'>also matched: {esc(', '.join(decision.also_matched))}</div>"
+            if decision.also_matched else "")
+    return (f"<div class='cr-card' data-action='{esc(decision.action)}' style='{box};border-color:#1e8e3e'>"
+            f"<div class='cr-action' style='font-size:18px;font-weight:700;color:#1e8e3e'>{esc(decision.action)}</div>"
+            f"<div style='color:#555'>{esc(meaning)}</div>"
+            f"<div style='margin-top:6px'>{esc(decision.message)}</div>{warnings}"
+            f"<div style='color:#555;margin-top:6px'>rule <code class='cr-rule-id'>{esc(decision.rule_id)}</code>"
+            f" · policy {esc(decision.policy)} {esc(decision.policy_version)}</div>{also}</div>")
+
+
+def decision_html(decision: Decision) -> str:
+    """A decision as HTML (Decision._repr_html_): the result card, then the rules in firing order down to
+    the one that fired (each rule above it with the condition that failed), the fired rule highlighted
+    with its conditions ticked, and the rules that also matched marked."""
+    card = result_card_html(decision)
+    rows, attrs = [], []
+
+    def cond(c: ConditionResult) -> str:
+        expected = f"{c.parameter} = {format_value(c.expected)}" if c.parameter else format_value(c.expected)
+        return (f"<div>{_OK if c.passed else _NO} {esc(c.fact)} {esc(OP_SYMBOLS[c.op])} {esc(expected)} "
+                f"<span style='color:#555;font-weight:400'>(actual: {esc(format_value(c.actual))})</span></div>")
+
+    for w in decision.why_not:
+        rows.append([f"<code>{esc(w.rule_id)}</code>", cond(w.condition), f"<code>{esc(w.action)}</code>"])
+        attrs.append(f"class='cr-rule cr-none' data-rule='{esc(w.rule_id)}' data-state='none'")
+    if decision.rule_id:
+        rows.append([f"<code>{esc(decision.rule_id)}</code> {_badge(*_BADGES['fired'])}",
+                     "".join(cond(c) for c in decision.conditions) or "(always)",
+                     f"<code>{esc(decision.action)}</code>"])
+        attrs.append(f"class='cr-rule cr-fired' data-rule='{esc(decision.rule_id)}' data-state='fired' "
+                     f"style=\"{_ROW_STYLES['fired']}\"")
+    for rule_id in decision.also_matched:
+        rows.append([f"<code>{esc(rule_id)}</code> {_badge(*_BADGES['also'])}", "all conditions hold", ""])
+        attrs.append(f"class='cr-rule cr-also' data-rule='{esc(rule_id)}' data-state='also' "
+                     f"style=\"{_ROW_STYLES['also']}\"")
+    table = table_html(rows, ["rule", "conditions", "then"], raw=True, row_attrs=attrs) if rows else ""
+    return f"<div class='cr-decision'>{card}<div style='height:6px'></div>{table}</div>"
+
+
+# ---------------------------------------------------------------------------------------------- what would change
+
+
+@dataclass(frozen=True)
+class Change:
+    """One way the decision changes: as time passes (`after_hours`) or with another value of one fact."""
+
+    kind: str  # "time" or "value"
+    fact: str | None
+    when: str  # "in 13 h", "seller_rating < 90 %", "seller_reply = Refused to cancel"
+    action: str
+    rule_id: str
+    after_hours: float | None = None
+
+
+def _outcome(policy: Policy, order: Mapping[str, Any], as_of: datetime) -> tuple[str, str] | None:
+    try:
+        decision = policy.decide(order, as_of=as_of)
+    except OrderError:
+        return None
+    return (decision.action, decision.rule_id) if decision.action else None
+
+
+def _action(outcome: tuple[str, str] | None) -> str | None:
+    # a hint is about what the buyer should do: another rule giving the same action is no change
+    return outcome[0] if outcome else None
+
+
+def _thresholds(spec: PolicySpec, fact: str, facts: Mapping[str, Any]) -> list[float]:
+    """Every constant a rule compares `fact` with, parameters resolved for these facts (keyed ones too)."""
+    found: set[float] = set()
+    for rule in spec.rules:
+        for cond in rule.conditions:
+            if cond.fact != fact or cond.op == "given":
+                continue
+            value = spec.resolve(cond.value, facts)
+            for v in value if isinstance(value, tuple) else (value,):
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    found.add(float(v))
+    return sorted(found)
+
+
+def _duration(hours: float) -> str:
+    if hours < 48:
+        return f"{format_value(round(hours, 1))} h"
+    return f"{format_value(round(hours / 24, 1))} days"
+
+
+def _time_changes(policy: Policy, facts: Mapping[str, Any], as_of: datetime, current: tuple[str, str] | None,
+                  limit: int) -> list[Change]:
+    """Move the as-of time forward to each threshold of a given time-derived fact, all such facts together."""
+    spec = policy.spec
+    clocks = {n: f for n, f in spec.facts.items()
+              if f.from_timestamp and f.type == "number" and facts.get(n) is not None}
+    steps: set[float] = set()
+    for name, fact in clocks.items():
+        per_hour = TIME_UNITS[fact.per] / 3600.0
+        for t in _thresholds(spec, name, facts):
+            if t > facts[name]:
+                hours = (t - facts[name]) * per_hour
+                steps.update((hours, hours + _EPSILON))
+    changes: list[Change] = []
+    before = current
+    for hours in sorted(steps):
+        probe = dict(facts)
+        for name, fact in clocks.items():
+            probe[name] = facts[name] + hours * 3600.0 / TIME_UNITS[fact.per]
+        after = _outcome(policy, probe, as_of + timedelta(hours=hours))
+        if after is not None and _action(after) != _action(before):
+            at = (as_of + timedelta(hours=hours)).strftime("%Y-%m-%d %H:%M UTC")
+            changes.append(Change("time", None, f"in {_duration(hours)} (at {at})", after[0], after[1], hours))
+            if len(changes) >= limit:
+                break
+        before = after
+    return changes
+
+
+def _interval_text(fact: str, lo: float | None, lo_in: bool, hi: float | None, hi_in: bool, unit: str) -> str:
+    f = format_value
+    if lo is not None and hi is not None and lo == hi:
+        return f"{fact} = {f(lo)}{unit}"
+    if lo is None:
+        return f"{fact} {'≤' if hi_in else '<'} {f(hi)}{unit}"
+    if hi is None:
+        return f"{fact} {'≥' if lo_in else '>'} {f(lo)}{unit}"
+    return f"{fact} {'≥' if lo_in else '>'} {f(lo)} and {'≤' if hi_in else '<'} {f(hi)}{unit}"
+
+
+def _number_changes(policy: Policy, name: str, facts: Mapping[str, Any], as_of: datetime,
+                    current: tuple[str, str] | None) -> list[Change]:
+    """Cut the fact at every threshold (each threshold a point, open intervals between) and report the
+    pieces whose decision differs from the current one."""
+    spec = policy.spec
+    fact = spec.facts[name]
+    cuts = _thresholds(spec, name, facts)
+    lo_bound = fact.min if fact.min is not None else -math.inf
+    hi_bound = fact.max if fact.max is not None else math.inf
+    cuts = [c for c in cuts if lo_bound <= c <= hi_bound]
+    # pieces: (representative value, lo, lo included, hi, hi included); None is an open end
+    pieces: list[tuple[float, float | None, bool, float | None, bool]] = []
+    for i, cut in enumerate(cuts):
+        left = cuts[i - 1] if i else lo_bound
+        if left < cut:
+            if math.isinf(left):
+                pieces.append((cut - 1, None, False, cut, False))
+            else:  # only the fact's own minimum is included; a previous cut is a piece of its own
+                pieces.append(((left + cut) / 2, left, i == 0, cut, False))
+        pieces.append((cut, cut, True, cut, True))
+    if cuts and cuts[-1] < hi_bound:
+        if math.isinf(hi_bound):
+            pieces.append((cuts[-1] + 1, cuts[-1], False, None, False))
+        else:
+            pieces.append(((cuts[-1] + hi_bound) / 2, cuts[-1], False, hi_bound, True))
+    merged: list[list[Any]] = []  # adjacent pieces with the same action read as one range
+    for rep, lo, lo_in, hi, hi_in in pieces:
+        outcome = _outcome(policy, {**facts, name: rep}, as_of)
+        if merged and _action(merged[-1][4]) == _action(outcome):
+            merged[-1][2], merged[-1][3] = hi, hi_in
+        else:
+            merged.append([lo, lo_in, hi, hi_in, outcome])
+    unit = _unit(spec, name)
+    changes = []
+    for lo, lo_in, hi, hi_in, outcome in merged:
+        if outcome is None or _action(outcome) == _action(current):
+            continue
+        if lo is not None and lo == fact.min and lo_in:
+            lo = None  # "≥ 0 and < 90" says no more than "< 90"
+        changes.append(Change("value", name, _interval_text(name, lo, lo_in, hi, hi_in, unit), *outcome))
+    if fact.optional and facts.get(name) is not None:
+        probe = {k: v for k, v in facts.items() if k != name}
+        outcome = _outcome(policy, probe, as_of)
+        if outcome is not None and _action(outcome) != _action(current):
+            changes.append(Change("value", name, f"{name} not given", *outcome))
+    return changes
+
+
+def _enum_changes(policy: Policy, name: str, facts: Mapping[str, Any], as_of: datetime,
+                  current: tuple[str, str] | None) -> list[Change]:
+    fact = policy.spec.facts[name]
+    options: list[str | None] = [v for v in fact.values if v != facts.get(name)]
+    if fact.optional and facts.get(name) is not None:
+        options.append(None)
+    changes = []
+    for value in options:
+        probe = {k: v for k, v in facts.items() if k != name}
+        if value is not None:
+            probe[name] = value
+        outcome = _outcome(policy, probe, as_of)
+        if outcome is not None and _action(outcome) != _action(current):
+            shown = fact.label(value) if value is not None else "not given"
+            changes.append(Change("value", name, f"{name} = {shown}", *outcome))
+    return changes
+
+
+def what_would_change(policy: Policy, facts: Mapping[str, Any], as_of: datetime,
+                      time_limit: int = 3) -> list[Change]:
+    """The ways this order's decision would change, found by probing the policy (never by rule knowledge):
+    first as time passes (each time-derived fact moved to the next thresholds of the rules' conditions),
+    then for each other value of every fact the rules look at."""
+    spec = policy.spec
+    current = _outcome(policy, facts, as_of)
+    changes = _time_changes(policy, facts, as_of, current, time_limit)
+    used = {c.fact for r in spec.rules for c in r.conditions}
+    used |= {p.by for p in spec.parameters.values() if isinstance(p, KeyedParameter)}
+    for name, fact in spec.facts.items():
+        if name not in used:
+            continue
+        if fact.type == "enum":
+            changes += _enum_changes(policy, name, facts, as_of, current)
+        elif fact.type == "number":
+            changes += _number_changes(policy, name, facts, as_of, current)
+    return changes
+
+
+def changes_html(changes: Sequence[Change], actions: Mapping[str, str] | None = None) -> str:
+    """The hint: time changes as sentences, then the other values that would change the decision."""
+    actions = actions or {}
+    if not changes:
+        return (f"<div class='cr-hint' style='{_FONT};color:#555'>"
+                "No single change of one fact alters this decision.</div>")
+    timed = [c for c in changes if c.kind == "time"]
+    other = [c for c in changes if c.kind == "value"]
+    out = [f"<div class='cr-hint' style='{_FONT}'>"]
+    for c in timed:
+        meaning = actions.get(c.action, "")
+        when = c.when[:1].upper() + c.when[1:]
+        out.append(f"<div class='cr-hint-time' style='margin-bottom:4px'><b>{esc(when)}</b>: "
+                   f"<code>{esc(c.action)}</code> (rule <code>{esc(c.rule_id)}</code>)"
+                   f"{' — ' + esc(meaning) if meaning else ''}</div>")
+    if not timed:
+        out.append("<div style='color:#555;margin-bottom:4px'>Time passing alone does not change this decision.</div>")
+    if other:
+        by_fact: dict[str, list[Change]] = {}
+        for c in other:
+            by_fact.setdefault(c.fact or "", []).append(c)
+        items = []
+        for fact, group in by_fact.items():
+            by_action: dict[str, list[str]] = {}
+            for c in group:
+                by_action.setdefault(c.action, []).append(c.when.removeprefix(fact + " ").removeprefix("= "))
+            parts = "; ".join(f"{esc(' or '.join(whens))} → <code>{esc(action)}</code>"
+                              for action, whens in by_action.items())
+            items.append(f"<li data-fact='{esc(fact)}'><b>{esc(fact)}</b>: {parts}</li>")
+        out.append(f"<div>Other values that would change it:</div><ul style='margin:2px 0'>{''.join(items)}</ul>")
+    out.append("</div>")
+    return "".join(out)

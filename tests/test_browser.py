@@ -1,0 +1,130 @@
+"""The notebooks served by Voila, driven in Debian's Chromium: the explorer reacts, the batch view summarizes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("voila")
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PAGE_TIMEOUT_MS = 60_000  # the first render starts a kernel: a few seconds, more on a busy CI machine
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def voila() -> Iterator[str]:
+    """A Voila server on the notebooks folder; polled on its port, since GET / would start a kernel."""
+    port = _free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "voila.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
+         "--Voila.tornado_settings=disable_check_xsrf=True",
+         "--VoilaConfiguration.extension_denylist=['@jupyter-notebook/lab-extension']", "notebooks/"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"voila did not start; see {ARTIFACTS / 'voila.log'}") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def chromium_browser():
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"Debian's chromium is missing at {CHROMIUM}: run bash .ci/setup (apt-get install chromium)")
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def app_page(chromium_browser, request):
+    page = chromium_browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    yield page
+    # a screenshot on every run, pass or fail, to see what the browser saw
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    page.close()
+
+
+def test_explorer_fired_rule_follows_status_reply_and_hours(voila, app_page):
+    page = app_page
+    page.goto(f"{voila}/voila/render/01_explore.ipynb")
+    card = page.locator(".cr-card")
+    expect(card).to_have_attribute("data-action", "contact_seller")  # the notebook starts at "Awaiting shipment"
+    page.get_by_label("Status").select_option(label="Sent")
+    page.get_by_label("Seller reply").select_option(label="No reply")
+    hours = page.get_by_label("Hours since contact (h)")
+    hours.fill("50")
+    hours.press("Enter")
+    expect(card).to_have_attribute("data-action", "open_dispute")
+    expect(page.locator(".cr-action")).to_have_text("open_dispute")
+    fired = page.locator("tr.cr-fired")
+    expect(fired).to_have_count(1)
+    expect(fired).to_have_attribute("data-rule", "seller_silent_past_window")
+    expect(fired).to_have_css("background-color", "rgb(215, 245, 221)")  # highlighted, not just marked up
+
+    hours.fill("10")
+    hours.press("Enter")
+    expect(card).to_have_attribute("data-action", "wait_for_seller")
+    expect(fired).to_have_attribute("data-rule", "wait_for_seller_reply")
+    expect(page.locator(".cr-hint-time")).to_contain_text("In 38 h")
+
+
+def test_batch_view_shows_the_summary(voila, app_page):
+    page = app_page
+    page.goto(f"{voila}/voila/render/02_batch.ipynb")
+    expect(page.locator(".cr-status")).to_contain_text("389 orders, 380 decided, 9 without a decision")
+    summary = page.locator(".cr-summary")
+    expect(summary).to_contain_text("By action")
+    expect(summary).to_contain_text("contact_seller")
+    expect(page.locator("img").first).to_be_visible()  # the chart
+    page.get_by_label("Show orders of").select_option(index=1)
+    expect(page.locator(".cr-listing")).to_contain_text("open_dispute")
+
+
+def test_what_if_variant_shows_the_orders_that_change(voila, app_page):
+    page = app_page
+    page.goto(f"{voila}/voila/render/03_what_if.ipynb")
+    expect(page.locator(".cr-no-change")).to_be_visible()  # the current policy against itself
+    page.get_by_label("Start from").select_option(label="legacy-72h")
+    expect(page.locator(".cr-whatif-summary")).to_contain_text("Candidate: legacy-72h")
+    expect(page.locator(".cr-whatif-summary")).not_to_contain_text(" 0 of ")
+    expect(page.get_by_text("wait_for_seller_reply").first).to_be_visible()
