@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -74,7 +74,7 @@ class Explorer(w.VBox):
         self.rules = w.HTML()
         self.decision: Decision | None = None
         self.error: OrderError | None = None
-        self.update_seconds: list[float] = []
+        self.update_seconds: deque[float] = deque(maxlen=1000)  # recent redraw times, for measuring
         self._quiet = False
         rows = [self._control(fact, order) for fact in spec.facts.values()]
         rows.append(self.as_of)
@@ -410,7 +410,7 @@ class WhatIf(w.VBox):
         self.changed = w.HTML()
         self.candidate: Policy = policy
         self.diff: Any = None
-        self.recompute_seconds: list[float] = []
+        self.recompute_seconds: deque[float] = deque(maxlen=1000)
         self._base = policy
         self._quiet = False
         groups = []
@@ -522,10 +522,4 @@ class WhatIf(w.VBox):
         self.changed.value = frame_html(shown, self.max_rows) if len(changed) else ""
 
 
-def median_update_seconds(view: Explorer | WhatIf) -> float:
-    """Median time of the view's updates so far (Explorer.update or WhatIf.recompute)."""
-    times = view.update_seconds if isinstance(view, Explorer) else view.recompute_seconds
-    return statistics.median(times) if times else float("nan")
-
-
-__all__ = ["BatchView", "Explorer", "WhatIf", "median_update_seconds", "variants"]
+__all__ = ["BatchView", "Explorer", "WhatIf", "variants"]
