@@ -72,6 +72,11 @@ class Policy:
         spec = replace(self.spec, parameters=params)
         return Policy(spec, compile_policy(spec))
 
+    def _repr_html_(self) -> str:
+        from .html import policy_html  # html reads Policy: import on use to keep the module graph one-way
+
+        return policy_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         spec = self.spec
         return {

@@ -353,3 +353,14 @@ def test_what_if_recomputes_100k_orders_within_a_second_or_so(policy, sample_ord
     median = statistics.median(view.recompute_seconds)
     print(f"what-if recompute on 100k orders: median {median:.2f} s over {len(view.recompute_seconds)} changes")
     assert median < 2.0  # the target is ~1 s; the bound leaves room for a slow CI machine
+
+
+def test_rich_display_is_the_html_renderers_output():
+    from engine.html import decision_html, policy_html
+
+    policy = engine.load()
+    decision = policy.decide({"order_id": "R1", "status": "Sent", "seller_reply": "no_reply",
+                              "hours_since_contact": 50}, as_of="2026-11-26T12:00:00Z")
+    assert policy._repr_html_() == policy_html(policy)
+    assert decision._repr_html_() == decision_html(decision)
+    assert "seller_silent_past_window" in decision._repr_html_()
