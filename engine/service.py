@@ -51,6 +51,7 @@ OPEN_PATHS = frozenset({"/healthz"})
 DECISION_COLUMNS = ("action", "rule_id", "message", "error", "policy_version")
 JSON_TYPE = "application/json"
 CSV_TYPE = "text/csv"
+BATCH_THREADS = 2  # batches evaluated at once per worker process
 
 
 @dataclass(frozen=True)
@@ -573,6 +574,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
     policy_body = _dumps(policy.to_dict())
     verify_cache: dict[str, bytes] = {}
     verify_lock = asyncio.Lock()
+    batch_slots = asyncio.Semaphore(BATCH_THREADS)
 
     app = FastAPI(
         title="cancel-rules decision service",
@@ -652,8 +654,10 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
             result = _with_errors(_evaluate(policy, frame, when), errors)
             return _batch_csv(result) if as_csv else _batch_json(result)
 
-        # Parsing and evaluating a large batch takes tens of milliseconds: off the event loop.
-        body_out = await run_in_threadpool(work)
+        # Parsing and evaluating a large batch takes tens of milliseconds: off the event loop, and only a few at
+        # a time (the engine runs one call at a time anyway; more threads would only hold more frames in memory).
+        async with batch_slots:
+            body_out = await run_in_threadpool(work)
         return Response(body_out, media_type=CSV_TYPE if as_csv else JSON_TYPE)
 
     @app.get("/v1/policy", summary="The policy: facts schema, parameters, rules, version", tags=["policy"],
