@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import hmac
 import io
 import ipaddress
@@ -711,7 +712,15 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """App factory for uvicorn worker processes: the policy path and settings come from CANCEL_RULES_*."""
-    return create_app(load(os.environ.get(ENV_POLICY) or None), Settings.from_env())
+    return _settled(create_app(load(os.environ.get(ENV_POLICY) or None), Settings.from_env()))
+
+
+def _settled(app: FastAPI) -> FastAPI:
+    # Imports and the policy leave a few hundred thousand long-lived objects; frozen, the collector stops
+    # walking them, which took tens of milliseconds out of unlucky requests (the p99).
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def _is_loopback(host: str) -> bool:
@@ -744,7 +753,7 @@ def serve(args: argparse.Namespace) -> int:
           file=sys.stderr, flush=True)
     options: dict[str, Any] = dict(log_level="warning", access_log=False, server_header=False, date_header=False)
     if args.workers == 1:
-        uvicorn.run(create_app(policy, settings), host=args.host, port=args.port, **options)
+        uvicorn.run(_settled(create_app(policy, settings)), host=args.host, port=args.port, **options)
         return 0
     if not hasattr(socket, "SO_REUSEPORT"):
         uvicorn.run("engine.service:app_from_env", factory=True, workers=args.workers, host=args.host,
