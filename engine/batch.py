@@ -17,7 +17,7 @@ import pandas as pd
 from .compiler import CompiledPolicy
 from .decision import decide_row, format_value, outcome, render
 from .errors import InputError, OrderError
-from .facts import enum_value, is_blank, normalize, number_value
+from .facts import elapsed, enum_value, is_blank, normalize, number_value
 from .loader import PLACEHOLDER, PLACEHOLDER_BODY
 from .model import MAX_NUMBER, TIME_UNITS, FactSpec, KeyedParameter, PolicySpec, alias_key
 from .space import NOT_GIVEN, FactSpace
@@ -132,6 +132,11 @@ def _number_column(fact: FactSpec, col: pd.Series) -> tuple[np.ndarray, np.ndarr
             unique_bad[i] = problem is not None
             parsed[i] = np.nan if problem else number
         values, blank, bad = parsed[codes], unique_blank[codes], unique_bad[codes]
+        if col.dtype == object:  # factorize files True under 1.0; the per-row path rejects booleans
+            is_bool = np.fromiter((isinstance(v, (bool, np.bool_)) for v in col), dtype=bool, count=len(col))
+            bad |= is_bool
+            values = np.where(is_bool, np.nan, values)
+            blank &= ~is_bool
     if fact.default is not None:
         values = np.where(blank, float(fact.default), values)
     elif fact.required:
@@ -141,14 +146,19 @@ def _number_column(fact: FactSpec, col: pd.Series) -> tuple[np.ndarray, np.ndarr
 
 
 def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime) -> tuple[np.ndarray, np.ndarray]:
-    """(elapsed time in the fact's unit with NaN where blank, bad mask) for a timestamp column."""
-    blank = _blank(col)
-    stamps = pd.to_datetime(col.where(~blank), utc=True, format="ISO8601", errors="coerce",
-                            cache=False)  # the cache costs 3x on mostly distinct stamps
-    seconds = (pd.Timestamp(as_of) - stamps).dt.total_seconds().to_numpy(dtype=np.float64, na_value=np.nan)
-    values = seconds / TIME_UNITS[fact.per]
-    bad = ~blank & (np.isnan(values) | (values < 0))
-    return np.where(bad, np.nan, values), bad
+    """(elapsed time in the fact's unit with NaN where blank, bad mask) for a timestamp column.
+
+    Each distinct stamp goes through the per-row parser, so both paths accept exactly the same texts."""
+    codes, uniques = pd.factorize(col, use_na_sentinel=False)
+    parsed = np.full(len(uniques), np.nan)
+    unique_bad = np.zeros(len(uniques), dtype=bool)
+    for i, raw in enumerate(uniques):
+        if is_blank(raw) or (not isinstance(raw, str) and pd.isna(raw)):
+            continue
+        amount, problem = elapsed(fact, raw, as_of)
+        unique_bad[i] = problem is not None
+        parsed[i] = np.nan if problem else amount
+    return parsed[codes], unique_bad[codes]
 
 
 def normalize_frame(spec: PolicySpec, df: pd.DataFrame, columns: Mapping[str, str], as_of: datetime

@@ -225,9 +225,15 @@ class FactSpace:
                     if k not in reads_a:
                         others &= self._condition_truth(rule.id, k, bins)
                 relevant |= others
-            fixed = axis.not_given_bin if axis.optional else 0
-            bins[a] = np.where(relevant, bins[a], fixed)
+            bins[a] = np.where(relevant, bins[a], self._fixed_bin(axis))
         return self.cell_ids(bins)
+
+    @staticmethod
+    def _fixed_bin(axis: Axis) -> int:
+        """Where an irrelevant axis is parked: 'not given', else its first bin that holds a value."""
+        if axis.optional:
+            return axis.not_given_bin
+        return next(b for b in range(axis.size) if axis.representative(b) is not None)
 
     def matches(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         """Rule id -> boolean array: does the rule's condition set hold in each cell (Python's view)."""
