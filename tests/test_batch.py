@@ -1,0 +1,859 @@
+"""Batch evaluation: the cell path agrees with the per-row reference on every row of messy generated frames,
+no row is ever lost or reordered (DataFrames, fuzzed CSVs, the real `cancel-rules evaluate`), and bad input
+stops the run before anything is written."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import io
+import math
+import os
+import pty
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, Phase, event, given, settings
+from hypothesis import strategies as st
+
+import engine
+from engine import cli
+from engine.csvio import read_orders
+from engine.loader import RULES_DIR
+from engine.model import KeyedParameter, ParamRef
+from engine.space import FactSpace
+
+HERE = Path(__file__).parent
+POLICIES = HERE / "fixtures" / "policies"
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+from bench.orders import synthetic_orders  # noqa: E402
+
+SCRIPT = Path(sys.executable).parent / "cancel-rules"
+AS_OF = "2026-11-26T12:00:00Z"
+AS_OF_DT = datetime(2026, 11, 26, 12, tzinfo=UTC)
+PLUS2 = timezone(timedelta(hours=2))
+OUTPUT = list(engine.OUTPUT_COLUMNS)
+DECISION = ["action", "rule_id", "message", "error"]
+
+
+@functools.cache
+def policy(name: str) -> engine.Policy:
+    if name == "default":
+        return engine.load()
+    if name == "legacy":
+        return engine.load(RULES_DIR / "variants" / "legacy-72h.yaml")
+    if name == "what_if":
+        return engine.load().with_parameters(seller_reply_hours=60.5, payment_verification_hours=12,
+                                             low_rating_percent=95.5, refund_days={"card": 21, "paypal": 45})
+    if name == "legacy_what_if":
+        return engine.load(RULES_DIR / "variants" / "legacy-72h.yaml").with_parameters(seller_reply_hours=24)
+    return engine.load(POLICIES / f"{name}.yaml")
+
+
+# --- thresholds, read from the policy ---------------------------------------------------------------------
+
+def thresholds(p: engine.Policy, fact: str) -> list[float]:
+    """The cuts of the fact's axis plus every constant and parameter value (each key of a keyed one) a rule
+    compares it with."""
+    spec = p.spec
+    cuts = {pt for axis in FactSpace.of(spec).axes if axis.fact == fact for pt in axis.points}
+    for rule in spec.rules:
+        for cond in rule.conditions:
+            if cond.fact != fact or cond.op == "given":
+                continue
+            for item in cond.value if isinstance(cond.value, tuple) else (cond.value,):
+                param = spec.parameters.get(item.name) if isinstance(item, ParamRef) else None
+                if isinstance(param, KeyedParameter):
+                    cuts |= {float(v) for v in param.values.values()}
+                    cuts |= {float(param.default)} if param.default is not None else set()
+                elif param is not None:
+                    cuts.add(float(param))
+                else:
+                    cuts.add(float(item))
+    return sorted(cuts)
+
+
+def near(p: engine.Policy, fact: str) -> list[float]:
+    """Values on and at both sides of every threshold (closest floats, tenths, units), and the range's ends."""
+    spec = p.spec.facts[fact]
+    out = {0.0, 0.05, 1.0, 1e6}
+    for t in thresholds(p, fact):
+        out |= {t, math.nextafter(t, -math.inf), math.nextafter(t, math.inf), t - 0.05, t + 0.05, t - 0.5,
+                t + 0.5, t - 1, t + 1}
+    for bound in (spec.min, spec.max):
+        if bound is not None:
+            out |= {float(bound), math.nextafter(bound, -math.inf), math.nextafter(bound, math.inf)}
+    return sorted(out)
+
+
+# --- messy cell values ------------------------------------------------------------------------------------
+
+BLANKS = st.sampled_from(["", "   ", None, np.nan, pd.NA])
+
+
+def mix(good: st.SearchStrategy, blank: st.SearchStrategy, bad: st.SearchStrategy, bad_share: int,
+        blank_share: int = 4) -> st.SearchStrategy:
+    """good, blank or bad values, bad ones in bad_share of 20 draws (a frame's rate: 0, a few, many)."""
+    slots = [good] * (20 - bad_share - blank_share) + [blank] * blank_share + [bad] * bad_share
+    return st.sampled_from(slots).flatmap(lambda s: s)
+
+
+def enum_spellings(fact) -> list[str]:
+    out = set(fact.values) | set(fact.labels.values())
+    for key in fact.aliases:  # folded alias keys: 'in transit'
+        out |= {key, key.upper(), key.title(), key.replace(" ", "_"), key.replace(" ", "-"), f"  {key}  ",
+                key.replace(" ", "  "), f"\t{key.upper()} "}
+    return sorted(out)
+
+
+def enum_cell(fact, bad_share: int) -> st.SearchStrategy:
+    bad = st.sampled_from(["lost", "Shipped?", "NaN", "n/a", "0", "awaiting", "cancel led"]) | \
+        st.sampled_from([3, 2.5, True])
+    return mix(st.sampled_from(enum_spellings(fact)), BLANKS, bad, bad_share, 1 if fact.required else 4)
+
+
+def number_text(x: float) -> st.SearchStrategy:
+    options = [str(x), repr(x), f" {x} ", f"{x:.15g}", f"{x:e}", f"{x:.1f}"]
+    if x >= 0:
+        options.append(f"+{x}")
+    if float(x).is_integer() and abs(x) < 1e15:
+        options += [str(int(x)), f"{int(x)}.", f"{int(x):_}"]
+    return st.sampled_from(options)
+
+
+def number_cell(p: engine.Policy, fact: str, bad_share: int) -> st.SearchStrategy:
+    values = near(p, fact)
+    num = st.sampled_from(values)
+    bad = st.sampled_from(["soon", "NaN", "nan", "inf", "-inf", "1,5", "48h", "-5", "--1", "0x10"]) | \
+        st.sampled_from([True, False, float("inf"), -7.0])
+    as_int = st.sampled_from([v for v in values if v.is_integer() and abs(v) < 1e9]).map(int)
+    return mix(st.one_of(num, as_int, num.flatmap(number_text)), BLANKS, bad, bad_share)
+
+
+STAMP_FORMATS = ["z", "offset", "plus2", "naive", "space", "micro", "nano", "date", "lower_t"]
+
+
+def stamp_text(amount: float, per: str, fmt: str) -> str:
+    """The timestamp that lies `amount` hours/days before AS_OF, written in one of many ISO 8601 forms."""
+    delta = timedelta(hours=amount) if per == "hours" else timedelta(days=amount)
+    t = AS_OF_DT - delta
+    if fmt == "z":
+        return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{t.microsecond:06d}" if t.microsecond else "") + "Z"
+    if fmt == "offset":
+        return t.isoformat()
+    if fmt == "plus2":
+        return t.astimezone(PLUS2).isoformat()
+    if fmt == "naive":
+        return t.replace(tzinfo=None).isoformat()
+    if fmt == "space":
+        return t.isoformat(sep=" ")
+    if fmt == "micro":
+        return t.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    if fmt == "nano":  # nanosecond digits: what some exports write
+        return t.strftime("%Y-%m-%dT%H:%M:%S.%f") + "001Z"
+    if fmt == "date":
+        return t.strftime("%Y-%m-%d")
+    if fmt == "lower_t":
+        return t.isoformat().replace("T", "t")
+    raise AssertionError(fmt)
+
+
+def stamp_object(hours: float, kind: int):
+    """The same instant as a Python/pandas/numpy object rather than text (naive means UTC)."""
+    t = AS_OF_DT - timedelta(hours=hours)
+    return [t, t.replace(tzinfo=None), pd.Timestamp(t), t.date(), np.datetime64(t.replace(tzinfo=None))][kind]
+
+
+def stamp_cell(p: engine.Policy, fact: str, bad_share: int) -> st.SearchStrategy:
+    per = p.spec.facts[fact].per
+    amounts = [a for a in near(p, fact) if -2 <= a < 1e5] + [1 / 3600, 0.0, 400.0]
+    good = st.builds(stamp_text, st.sampled_from(amounts), st.just(per), st.sampled_from(STAMP_FORMATS))
+    bad = st.sampled_from(["yesterday", "2026-13-01T00:00:00", "2026-11-24T25:00:00Z", "NaT", "NaN",
+                           "2026-11", "2026", "11/24/2026",
+                           "2026-11-24T12:00:00UTC", "2300-01-01T00:00:00Z"])
+    hours = st.sampled_from([a * (24 if per == "days" else 1) for a in amounts if 0 <= a])
+    objects = st.builds(stamp_object, hours, st.integers(0, 4))
+    return mix(good | objects, BLANKS, bad | st.sampled_from([1764158400, 2.5]), bad_share)
+
+
+def header_variants(name: str) -> st.SearchStrategy:
+    return st.sampled_from([name, name, name.upper(), f" {name} ", name.replace("_", " ").title(),
+                            f"{name.title()}  "])
+
+
+def is_missing(v) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+@st.composite
+def order_frames(draw, name: str) -> pd.DataFrame:
+    """A frame of orders for the policy: every fact column in a random form (absent, mixed object, typed),
+    timestamp columns, odd headers, an unknown column, a few bad order ids."""
+    p = policy(name)
+    spec = p.spec
+    n = draw(st.integers(1, 24))
+    bad_share = draw(st.sampled_from([0, 1, 4]))
+    columns: dict[str, pd.Series] = {}
+    ids = [f"R{i}" for i in range(n)]
+    for i in draw(st.lists(st.integers(0, n - 1), max_size=2 if bad_share else 0)):
+        ids[i] = draw(st.sampled_from(["", None, np.nan, "  ", "R,\"quoted\"", 17]))
+    columns[draw(header_variants("order_id"))] = pd.Series(ids, dtype=object)
+    for fname, fact in spec.facts.items():
+        if fname == "order_id":
+            continue
+        header = draw(header_variants(fname))
+        if fact.type == "string":
+            if draw(st.booleans()):
+                columns[header] = pd.Series(draw(st.lists(st.text(max_size=5) | BLANKS, min_size=n, max_size=n)),
+                                            dtype=object)
+            continue
+        mode = draw(st.sampled_from(["object", "object", "typed", "absent"] if not fact.required else
+                                    ["object", "object", "typed"]))
+        if fact.type == "enum":
+            values = draw(st.lists(enum_cell(fact, bad_share), min_size=n, max_size=n))
+            if mode == "object":
+                columns[header] = pd.Series(values, dtype=object)
+            elif mode == "typed":
+                text = [v if isinstance(v, str) else None for v in values]
+                dtype = draw(st.sampled_from(["string", "category", "str"]))
+                columns[header] = pd.Series(text, dtype=dtype)
+        else:
+            if mode == "object":
+                columns[header] = pd.Series(draw(st.lists(number_cell(p, fname, bad_share), min_size=n, max_size=n)),
+                                            dtype=object)
+            elif mode == "typed":
+                nums = draw(st.lists(st.sampled_from(near(p, fname)) | st.just(np.nan), min_size=n, max_size=n))
+                dtype = draw(st.sampled_from(["float64", "Float64"]))
+                columns[header] = pd.Series(nums, dtype="float64").astype(dtype)
+            if fact.from_timestamp and draw(st.booleans()):
+                stamp_header = draw(header_variants(fact.from_timestamp))
+                if draw(st.integers(0, 3)) == 0:  # a real datetime column (NaT where missing)
+                    amounts = draw(st.lists(st.sampled_from(near(p, fname)) | st.just(None), min_size=n, max_size=n))
+                    unit = 3600 if fact.per == "hours" else 86400
+                    stamps = [None if a is None or a < 0 or a > 1e5 else AS_OF_DT - timedelta(seconds=a * unit)
+                              for a in amounts]
+                    columns[stamp_header] = pd.to_datetime(pd.Series(stamps, dtype=object), utc=True)
+                else:
+                    stamps = draw(st.lists(stamp_cell(p, fname, bad_share), min_size=n, max_size=n))
+                    columns[stamp_header] = pd.Series(stamps, dtype=object)
+    if draw(st.booleans()):
+        columns["Comment"] = pd.Series(draw(st.lists(st.sampled_from(["x", "", "a,b", None]), min_size=n,
+                                                     max_size=n)), dtype=object)
+    names = draw(st.permutations(list(columns)))
+    df = pd.DataFrame({k: columns[k] for k in names})
+    if draw(st.integers(0, 4)) == 0:  # an index that is not 0..n-1 (and may repeat, as after a concat)
+        df.index = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
+    return df
+
+
+# --- comparing outputs ------------------------------------------------------------------------------------
+
+def plain(v):
+    return None if is_missing(v) else v
+
+
+def assert_same_rows(df: pd.DataFrame, out: pd.DataFrame) -> None:
+    """Every input row, in order, with its input columns untouched and the output columns added."""
+    assert len(out) == len(df)
+    assert list(out.columns) == list(df.columns) + OUTPUT
+    assert out.index.equals(df.index)
+    pd.testing.assert_frame_equal(out[list(df.columns)], df)
+
+
+def assert_one_of_action_or_error(out: pd.DataFrame) -> None:
+    for i, (action, error) in enumerate(zip(out["action"], out["error"])):
+        assert (plain(action) is None) != (plain(error) is None), (i, action, error, out.iloc[i].to_dict())
+
+
+def assert_paths_agree(p: engine.Policy, df: pd.DataFrame, as_of=AS_OF) -> tuple[pd.DataFrame, pd.DataFrame]:
+    cells = p.evaluate(df, as_of=as_of, method="cells")
+    rows = p.evaluate(df, as_of=as_of, method="rows")
+    for out in (cells, rows):
+        assert_same_rows(df, out)
+        assert_one_of_action_or_error(out)
+        assert [plain(v) for v in out["policy_version"]] == [p.version] * len(df)
+    for col in DECISION:
+        a, b = [plain(v) for v in cells[col]], [plain(v) for v in rows[col]]
+        bad = [i for i in range(len(df)) if a[i] != b[i]]
+        assert not bad, (f"column {col!r} differs on row {bad[0]} ({len(bad)} rows): cells {a[bad[0]]!r}, "
+                         f"rows {b[bad[0]]!r}; input {df.iloc[bad[0]].to_dict()}")
+    return cells, rows
+
+
+# --- (a) differential: cells == rows ----------------------------------------------------------------------
+
+DIFF_POLICIES = ["default", "legacy", "what_if", "legacy_what_if", "ops", "overlap_unique", "gap", "defaulted",
+                 "empty_bin"]
+
+
+# No shrinking: the assertion already names the first differing row and its input, and shrinking a frame
+# through two evaluations per step takes minutes.
+NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
+
+
+@pytest.mark.parametrize("name", DIFF_POLICIES)
+@settings(max_examples=100, deadline=None, phases=NO_SHRINK,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_cells_and_rows_agree_on_generated_frames(name, data):
+    df = data.draw(order_frames(name))
+    cells, _ = assert_paths_agree(policy(name), df)
+    decided = cells["action"].notna().mean()
+    event(f"decided rows: {'none' if decided == 0 else 'all' if decided == 1 else 'some'}")
+
+
+def test_thresholds_are_read_from_the_policy():
+    assert thresholds(policy("default"), "hours_since_contact") == [48.0]
+    assert thresholds(policy("legacy"), "hours_since_contact") == [72.0]
+    assert thresholds(policy("what_if"), "hours_since_contact") == [60.5]
+    assert 21.0 in thresholds(policy("what_if"), "days_since_refund")
+    assert thresholds(policy("ops"), "days") == [5.0, 10.0, 20.0]  # keyed: card, boleto, the default
+    assert thresholds(policy("ops"), "score") == [-2.5, 0.001]
+
+
+@pytest.mark.parametrize("name", ["default", "legacy", "what_if", "ops", "overlap_unique"])
+def test_cells_and_rows_agree_on_every_threshold_combination(name):
+    """A deterministic grid: each numeric fact on and beside each threshold, crossed with every enum code."""
+    p = policy(name)
+    spec = p.spec
+    rng = np.random.default_rng(5)
+    n = 3000
+    cols = {"order_id": [f"G{i}" for i in range(n)]}
+    for fname, fact in spec.facts.items():
+        if fact.type == "enum":
+            choices = list(fact.values) + ([""] if not fact.required else [])
+            cols[fname] = rng.choice(np.array(choices, dtype=object), n)
+        elif fact.type == "number":
+            vals = np.array(near(p, fname) + [np.nan], dtype=np.float64)
+            cols[fname] = rng.choice(vals, n)
+    df = pd.DataFrame(cols)
+    cells, _ = assert_paths_agree(p, df)
+    assert cells["action"].notna().sum() > n / 2
+
+
+@pytest.mark.parametrize("name", ["default", "legacy", "what_if"])
+def test_cells_and_rows_agree_on_synthetic_orders(name):
+    df = synthetic_orders(4000, as_of=AS_OF.replace("Z", "+00:00"), seed=17, bad_rate=0.01)
+    cells, _ = assert_paths_agree(policy(name), df)
+    assert cells["error"].notna().sum() > 0  # the generator plants bad rows: they get an error ...
+    assert cells["action"].notna().sum() > 3500  # ... and the rest are still decided
+
+
+def test_messages_at_tenths_boundaries_agree():
+    """Messages show numbers in tenths: values that round differently must not share a rendered message."""
+    p = policy("default")
+    hours = [47.94, 47.95, 47.96, 47.949999, 0.05, 0.04999, 12.25, 12.35, 1e-9, 47.99999999999, 0.0]
+    df = pd.DataFrame({"order_id": [f"T{i}" for i in range(len(hours))], "status": "Sent",
+                       "seller_reply": "no_reply", "hours_since_contact": hours})
+    cells, rows = assert_paths_agree(p, df)
+    assert cells["message"].nunique() > 5
+
+
+def test_the_literal_text_nan_is_a_bad_value_but_a_missing_nan_is_not_given():
+    p = policy("default")
+    df = pd.DataFrame({"order_id": ["A", "B", "C", "D"], "status": ["Sent"] * 4,
+                       "seller_reply": ["no_reply"] * 4,
+                       "hours_since_contact": ["NaN", np.nan, None, ""]}, dtype=object)
+    cells, _ = assert_paths_agree(p, df)
+    assert cells["action"].tolist()[1:] == ["wait_for_seller"] * 3
+    assert cells["rule_id"].tolist()[1:] == ["reply_window_unknown"] * 3
+    assert plain(cells["action"][0]) is None and "hours_since_contact" in cells["error"][0]
+
+
+def test_bad_rows_get_an_error_and_the_others_are_still_decided():
+    p = policy("default")
+    df = pd.DataFrame({"order_id": ["A", "B", "C", "D", "E"],
+                       "status": ["Sent", "lost", "Awaiting shipment", "Sent", "Closed"],
+                       "seller_reply": ["no_reply", "no_reply", "", "no_reply", ""],
+                       "hours_since_contact": ["50", "50", "", "-3", ""],
+                       "refund_started_at": ["", "", "", "", "2026-11-20T12:00:00Z"]})
+    cells, _ = assert_paths_agree(p, df)
+    assert cells["action"].tolist() == ["open_dispute", None, "contact_seller", None, "wait_for_refund"]
+    assert "status" in cells["error"][1] and "lost" in cells["error"][1]
+    assert "hours_since_contact" in cells["error"][3]
+    assert cells["message"][4].startswith("The order is cancelled and the refund started 6 days ago")
+
+
+@pytest.mark.parametrize(("stamp", "expected"), [
+    ("2026-11-24T12:00:00Z", "seller_silent_past_window"),  # exactly 48 h
+    ("2026-11-24T12:00:00.000001Z", "wait_for_seller_reply"),  # a microsecond short of 48 h
+    ("2026-11-24T11:59:59.999999Z", "seller_silent_past_window"),
+    ("2026-11-24T14:00:00+02:00", "seller_silent_past_window"),
+    ("2026-11-24 12:00:00", "seller_silent_past_window"),  # naive means UTC
+])
+def test_timestamps_exactly_at_the_threshold(stamp, expected):
+    p = policy("default")
+    df = pd.DataFrame({"order_id": ["A"], "status": ["Sent"], "seller_reply": ["No reply"],
+                       "contacted_at": [stamp]})
+    cells, _ = assert_paths_agree(p, df)
+    assert cells["rule_id"].tolist() == [expected]
+
+
+@pytest.mark.parametrize("stamp", [
+    "2026-11-24T12:00:00.0000001Z",  # 100 ns after 48 h before as-of: rows truncate to microseconds
+    "2026-11",  # year-month: pandas parses it, datetime.fromisoformat does not
+    "2026",
+    date(2026, 11, 24),  # date and numpy datetime objects in an object column
+    np.datetime64("2026-11-24T12:00:00"),
+    datetime(2026, 11, 24, 12),  # naive datetime: UTC
+    pd.Timestamp("2026-11-24T14:00:00+02:00"),
+], ids=repr)
+def test_timestamp_values_both_paths_must_read_alike(stamp):
+    p = policy("default")
+    df = pd.DataFrame({"order_id": ["A", "B"], "status": ["Sent"] * 2, "seller_reply": ["No reply"] * 2,
+                       "contacted_at": pd.Series([stamp, "2026-11-25T12:00:00Z"], dtype=object)})
+    assert_paths_agree(p, df)
+
+
+@pytest.mark.parametrize("column", ["hours_since_contact", "seller_rating"])
+def test_booleans_are_bad_numbers_even_next_to_ones_and_zeros(column):
+    """True == 1.0 and False == 0.0 hash alike: a bool must not pass for the number it equals."""
+    p = policy("default")
+    values = [50.0, 1.0, True, 0.0, False, 1, "1", True]  # the number first: factorize keeps it
+    df = pd.DataFrame({"order_id": [f"B{i}" for i in range(len(values))], "status": "Sent",
+                       "seller_reply": "no_reply", column: pd.Series(values, dtype=object)})
+    cells, rows = assert_paths_agree(p, df)
+    for i, v in enumerate(values):
+        assert (plain(rows["error"][i]) is not None) == isinstance(v, bool), (v, rows["error"][i])
+
+
+@pytest.mark.parametrize("first", ["timestamp", "datetime", "datetime64"])
+def test_equal_instants_of_different_types_are_each_read_as_the_reference_reads_them(first):
+    """A pandas Timestamp, a datetime and a numpy datetime64 of one instant compare (and hash) equal: each must
+    still be judged on its own, as the per-row path does."""
+    t = datetime(2026, 11, 24, 12)
+    kinds = {"timestamp": pd.Timestamp(t), "datetime": t, "datetime64": np.datetime64(t)}
+    values = [kinds[first]] + [v for k, v in kinds.items() if k != first]
+    df = pd.DataFrame({"order_id": ["A", "B", "C"], "status": ["Sent"] * 3, "seller_reply": ["no_reply"] * 3,
+                       "contacted_at": pd.Series(values, dtype=object)})
+    assert_paths_agree(policy("default"), df)
+
+
+def test_a_rule_without_a_message_has_no_message_on_both_paths():
+    p = policy("empty_bin")  # rule 'fresh' has no message
+    df = pd.DataFrame({"order_id": ["A", "B"], "status": ["open", "closed"], "age": ["0", "1"]})
+    cells, rows = assert_paths_agree(p, df)
+    assert cells["rule_id"].tolist() == ["fresh", "closed"]
+    assert plain(cells["message"][0]) is None and cells["message"][1] == "Closed."
+
+
+def test_a_number_with_a_default_takes_its_timestamp_when_blank():
+    """defaulted.yaml: `age` defaults to 5 and can come from `opened_at` (the per-row rule: a blank number
+    takes the timestamp, else the default)."""
+    p = policy("defaulted")
+    df = pd.DataFrame({"order_id": ["A", "B", "C"], "status": ["open"] * 3, "age": ["", "", "3"],
+                       "opened_at": ["2026-11-01T00:00:00Z", "", ""]})
+    cells, rows = assert_paths_agree(p, df)
+    assert rows["rule_id"].tolist() == ["old", "young", "young"]
+    no_number = df.drop(columns=["age"])  # only the timestamp column: blank stamps take the default
+    cells, rows = assert_paths_agree(p, no_number)
+    assert rows["message"].tolist() == ["Open for 25.5 days.", "Open for 5 days only.", "Open for 5 days only."]
+    neither = df[["order_id", "status"]]  # no age, no timestamp: every order takes the default
+    cells, rows = assert_paths_agree(p, neither)
+    assert rows["rule_id"].tolist() == ["young"] * 3
+
+
+def test_a_canonical_cell_in_an_empty_bin_does_not_break_evaluation():
+    p = policy("empty_bin")
+    df = pd.DataFrame({"order_id": ["A", "B", "C"], "status": ["closed", "open", "open"], "age": ["", "", "2"]})
+    cells, _ = assert_paths_agree(p, df)
+    assert cells["rule_id"].tolist() == ["closed", "fresh", "aged"]
+
+
+def test_as_of_as_datetime_or_text_gives_the_same_result():
+    p = policy("default")
+    df = synthetic_orders(300, seed=3)
+    a = p.evaluate(df, as_of=AS_OF)
+    b = p.evaluate(df, as_of=AS_OF_DT)
+    c = p.evaluate(df, as_of=AS_OF_DT.astimezone(PLUS2))
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, c)
+
+
+def test_duplicate_and_string_index_is_kept():
+    p = policy("default")
+    df = synthetic_orders(50, seed=4)
+    df.index = ["x"] * 25 + list(range(25))
+    cells, _ = assert_paths_agree(p, df)
+    assert cells.index.tolist() == df.index.tolist()
+
+
+def test_input_frame_is_not_modified():
+    p = policy("default")
+    df = synthetic_orders(200, seed=5)
+    before = df.copy(deep=True)
+    p.evaluate(df, as_of=AS_OF)
+    p.evaluate(df, as_of=AS_OF, method="rows")
+    pd.testing.assert_frame_equal(df, before)
+
+
+# --- error cases ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["cells", "rows"])
+@pytest.mark.parametrize("missing", ["order_id", "status"])
+def test_missing_required_column_raises_input_error_naming_it(method, missing):
+    df = synthetic_orders(5, seed=1).drop(columns=[missing])
+    with pytest.raises(engine.InputError) as info:
+        policy("default").evaluate(df, as_of=AS_OF, method=method)
+    assert missing in info.value.columns
+    assert missing in str(info.value)
+
+
+@pytest.mark.parametrize("method", ["cells", "rows"])
+def test_header_case_and_spaces_are_tolerated(method):
+    df = synthetic_orders(40, seed=2)
+    odd = df.rename(columns={"order_id": " Order_ID ", "status": "STATUS", "seller_reply": "Seller Reply",
+                             "contacted_at": "contacted_at  "})
+    a = policy("default").evaluate(df, as_of=AS_OF, method=method)
+    b = policy("default").evaluate(odd, as_of=AS_OF, method=method)
+    assert list(b.columns) == list(odd.columns) + OUTPUT
+    for col in OUTPUT:
+        assert [plain(v) for v in a[col]] == [plain(v) for v in b[col]]
+
+
+@pytest.mark.parametrize("method", ["cells", "rows"])
+@pytest.mark.parametrize("clash", ["action", "error", "policy_version"])
+def test_frame_already_holding_an_output_column_raises(method, clash):
+    df = synthetic_orders(5, seed=1)
+    df[clash] = "x"
+    with pytest.raises(engine.InputError) as info:
+        policy("default").evaluate(df, as_of=AS_OF, method=method)
+    assert clash in str(info.value)
+
+
+@pytest.mark.parametrize("method", ["cells", "rows"])
+def test_empty_frame_gives_empty_output_with_the_columns(method):
+    df = pd.DataFrame({"order_id": pd.Series([], dtype=object), "status": pd.Series([], dtype=object),
+                       "note": pd.Series([], dtype=object)})
+    out = policy("default").evaluate(df, as_of=AS_OF, method=method)
+    assert len(out) == 0
+    assert list(out.columns) == ["order_id", "status", "note"] + OUTPUT
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError):
+        policy("default").evaluate(synthetic_orders(3), as_of=AS_OF, method="fast")
+
+
+# --- (b) zero loss on fuzzed messy CSVs ---------------------------------------------------------------------
+
+CSV_FACTS = {  # column -> spellings of good and bad values as they show up in exports
+    "status": ["Sent", "sent", "  In Transit ", "AWAITING_SHIPMENT", "Awaiting payment", "Closed", "cancelled",
+               "Dispute", "Payment being verified", "", " ", "lost", "NaN", "Shipped?"],
+    "seller_reply": ["", "No reply", "no_reply", "Full refund", "partial_refund", "Refused", "None", "NA",
+                     "silent", "maybe"],
+    "hours_since_contact": ["", "48", "47.9", "48.0", " 72 ", "1e2", "NaN", "-1", "soon", "0"],
+    "contacted_at": ["", "2026-11-24T12:00:00Z", "2026-11-24T12:00:00.000001Z", "2026-11-24 11:00:00",
+                     "yesterday", "2026-13-01T00:00:00"],
+    "paid_at": ["", "2026-11-25T12:00:00Z", "2026-11-20"],
+    "refund_started_at": ["", "2026-11-19T12:00:00+00:00", "2026-10-01T00:00:00Z"],
+    "payment_method": ["", "Credit card", "card", "PayPal", "COD", "Boleto", "crypto"],
+    "seller_rating": ["", "95", "89.9", "90", "120", "great"],
+}
+EXTRA = ["note", "Zip Code", "comment, with comma", "action taken"]
+TEXT = st.sampled_from(["", "x", "a,b", 'say "hi"', "two\nlines", " padded ", "NaN", "NA", "null", "ünïcode"])
+
+
+@st.composite
+def messy_csvs(draw) -> tuple[list[str], list[list[str]], bytes]:
+    """(header, rows, file bytes): BOM or not, odd header spellings, quoting, CRLF, unknown columns."""
+    columns = ["order_id", "status"] + draw(st.lists(st.sampled_from(list(CSV_FACTS)[1:]), unique=True, max_size=5))
+    columns += draw(st.lists(st.sampled_from(EXTRA), unique=True, max_size=2))
+    columns = draw(st.permutations(columns))
+    header = [draw(header_variants(c)) if c in CSV_FACTS or c == "order_id" else c for c in columns]
+    n = draw(st.integers(0, 30))
+    rows = []
+    for i in range(n):
+        row = []
+        for c in columns:
+            if c == "order_id":
+                row.append(draw(st.sampled_from([f"AE{i}", f"AE{i},x", f'AE"{i}"', f" AE{i} ", f"AE{i}\nb"])))
+            elif c in CSV_FACTS:
+                row.append(draw(st.sampled_from(CSV_FACTS[c])))
+            else:
+                row.append(draw(TEXT))
+        rows.append(row)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL])),
+                        lineterminator=draw(st.sampled_from(["\n", "\r\n"])))
+    writer.writerow(header)
+    writer.writerows(rows)
+    data = buffer.getvalue().encode("utf-8")
+    if draw(st.booleans()):
+        data = b"\xef\xbb\xbf" + data
+    return header, rows, data
+
+
+def read_back(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        table = list(csv.reader(f))
+    return table[0], table[1:]
+
+
+def run_main(*args: str) -> tuple[int, str, str]:
+    """The CLI's own entry point, in this process (the fuzz runs it many times)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_script(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=120, cwd=cwd or ROOT)
+
+
+def check_zero_loss(header: list[str], rows: list[list[str]], out_path: Path) -> tuple[list[str], list[list[str]]]:
+    out_header, out_rows = read_back(out_path)
+    assert out_header == header + OUTPUT
+    assert len(out_rows) == len(rows)
+    k = len(header)
+    assert [r[:k] for r in out_rows] == rows  # every input cell, as written, in input order
+    id_col = next(i for i, h in enumerate(header) if h.strip().lower().replace(" ", "_") == "order_id")
+    assert [r[id_col] for r in out_rows] == [r[id_col] for r in rows]
+    action, error = k + OUTPUT.index("action"), k + OUTPUT.index("error")
+    for r in out_rows:
+        assert (r[action] == "") != (r[error] == ""), r
+    return out_header, out_rows
+
+
+@settings(max_examples=50, deadline=None, phases=NO_SHRINK,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=messy_csvs())
+def test_zero_loss_on_fuzzed_csvs(tmp_path_factory, case):
+    header, rows, data = case
+    folder = tmp_path_factory.mktemp("csv")
+    src = folder / "in.csv"
+    src.write_bytes(data)
+    # The project's CSV reader: text columns, nothing guessed, the same rows in the same order.
+    frame = read_orders(src)
+    assert list(frame.columns) == header
+    assert frame.astype(object).values.tolist() == rows if rows else len(frame) == 0
+    expected = policy("default").evaluate(frame, as_of=AS_OF, method="rows")
+    # The CLI, in chunks of 7 and in one chunk: the same output file, byte for byte.
+    code, _, err = run_main("evaluate", str(src), "-o", str(folder / "small.csv"), "--as-of", AS_OF,
+                            "--chunksize", "7")
+    assert code == 0, err
+    code, _, err = run_main("evaluate", str(src), "-o", str(folder / "big.csv"), "--as-of", AS_OF,
+                            "--chunksize", "100000")
+    assert code == 0, err
+    assert (folder / "small.csv").read_bytes() == (folder / "big.csv").read_bytes()
+    _, out_rows = check_zero_loss(header, rows, folder / "big.csv")
+    k = len(header)
+    for j, col in enumerate(OUTPUT):  # the decisions are the per-row reference's
+        assert [r[k + j] for r in out_rows] == ["" if plain(v) is None else str(v) for v in expected[col]], col
+    assert sorted(os.listdir(folder)) == ["big.csv", "in.csv", "small.csv"]  # no temporary file left behind
+
+
+# --- the real `cancel-rules evaluate` ---------------------------------------------------------------------
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]], bom: bool = False) -> None:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows([header, *rows])
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + buffer.getvalue().encode())
+
+
+def one_line_exit_2(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_evaluate_script_keeps_every_row_and_column(tmp_path):
+    df = synthetic_orders(500, as_of=AS_OF.replace("Z", "+00:00"), seed=9, bad_rate=0.02)
+    df.insert(2, "Customer Note", ["a,b" if i % 7 == 0 else 'say "x"' if i % 11 == 0 else "" for i in range(500)])
+    src = tmp_path / "in.csv"
+    df.to_csv(src, index=False)
+    header, rows = read_back(src)
+    result = run_script("evaluate", str(src), "-o", str(tmp_path / "out.csv"), "--as-of", AS_OF)
+    assert result.returncode == 0, result.stderr
+    _, out_rows = check_zero_loss(header, rows, tmp_path / "out.csv")
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    expected = policy("default").evaluate(read_orders(src), as_of=AS_OF, method="rows")
+    for col in DECISION:
+        assert out[col].tolist() == ["" if plain(v) is None else v for v in expected[col]], col
+    # the summary on stderr: every action and rule that occurs, and the error reasons
+    for name in (set(out["action"]) | set(out["rule_id"])) - {""}:
+        assert name in result.stderr
+    assert "500" in result.stderr
+    for reason in set(out["error"]) - {""}:
+        assert reason in result.stderr
+
+
+def test_evaluate_script_shows_progress_only_on_a_terminal(tmp_path):
+    df = synthetic_orders(60, as_of=AS_OF.replace("Z", "+00:00"), seed=8)
+    src = tmp_path / "in.csv"
+    df.to_csv(src, index=False)
+    piped = run_script("evaluate", str(src), "-o", str(tmp_path / "piped.csv"), "--as-of", AS_OF,
+                       "--chunksize", "20")
+    assert piped.returncode == 0 and "\r" not in piped.stderr
+    main_fd, terminal_fd = pty.openpty()
+    try:
+        code = subprocess.run([str(SCRIPT), "evaluate", str(src), "-o", str(tmp_path / "tty.csv"), "--as-of",
+                               AS_OF, "--chunksize", "20"], stderr=terminal_fd, stdout=subprocess.DEVNULL,
+                              timeout=120, cwd=ROOT).returncode
+        os.close(terminal_fd)
+        shown = b""
+        while True:
+            try:
+                part = os.read(main_fd, 65536)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not part:
+                break
+            shown += part
+    finally:
+        os.close(main_fd)
+    assert code == 0
+    assert b"\r" in shown and b"60" in shown  # a bar redrawn in place, counting the rows
+    assert (tmp_path / "tty.csv").read_bytes() == (tmp_path / "piped.csv").read_bytes()
+
+
+def test_evaluate_script_tolerates_bom_and_header_case(tmp_path):
+    header = [" Order_ID ", "STATUS ", "Seller Reply", "hours_since_contact"]
+    rows = [["A1", "Sent", "No reply", "50"], ["A2", "awaiting_payment", "", ""], ["A3", "lost", "", ""]]
+    src = tmp_path / "in.csv"
+    write_csv(src, header, rows, bom=True)
+    result = run_script("evaluate", str(src), "-o", str(tmp_path / "out.csv"), "--as-of", AS_OF)
+    assert result.returncode == 0, result.stderr
+    _, out_rows = check_zero_loss(header, rows, tmp_path / "out.csv")
+    assert [r[4] for r in out_rows] == ["open_dispute", "cancel_directly", ""]
+    assert "status" in out_rows[2][7]
+
+
+def test_evaluate_script_chunksize_gives_identical_output(tmp_path):
+    for rows, sizes in ((301, ("7", "1000000")), (30, ("1", "30"))):
+        df = synthetic_orders(rows, as_of=AS_OF.replace("Z", "+00:00"), seed=12, bad_rate=0.05)
+        src = tmp_path / f"in{rows}.csv"
+        df.to_csv(src, index=False)
+        outputs = []
+        for size in sizes:
+            target = tmp_path / f"out{rows}-{size}.csv"
+            result = run_script("evaluate", str(src), "-o", str(target), "--as-of", AS_OF, "--chunksize", size)
+            assert result.returncode == 0, result.stderr
+            outputs.append(target.read_bytes())
+        assert outputs[0] == outputs[1]
+        assert len(read_back(tmp_path / f"out{rows}-{sizes[0]}.csv")[1]) == rows
+
+
+def test_evaluate_script_header_only_file(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("order_id,status,note\n")
+    result = run_script("evaluate", str(src), "-o", str(tmp_path / "out.csv"), "--as-of", AS_OF)
+    assert result.returncode == 0, result.stderr
+    header, rows = read_back(tmp_path / "out.csv")
+    assert header == ["order_id", "status", "note"] + OUTPUT and rows == []
+
+
+@pytest.mark.parametrize("missing", ["order_id", "status"])
+def test_evaluate_script_missing_required_column(tmp_path, missing):
+    header = [c for c in ["order_id", "status", "seller_reply"] if c != missing]
+    src = tmp_path / "in.csv"
+    write_csv(src, header, [["x", "y"]] * 3)
+    (tmp_path / "keep.csv").write_text("old output\n")
+    before = sorted(os.listdir(tmp_path))
+    for target in ("out.csv", "keep.csv"):
+        line = one_line_exit_2(run_script("evaluate", str(src), "-o", str(tmp_path / target), "--as-of", AS_OF))
+        assert missing in line
+        assert sorted(os.listdir(tmp_path)) == before  # nothing written, no temporary file left
+    assert (tmp_path / "keep.csv").read_text() == "old output\n"  # an existing output is left alone
+
+
+def test_evaluate_script_missing_column_in_a_big_file_writes_nothing(tmp_path):
+    df = synthetic_orders(2000, seed=1).drop(columns=["status"])
+    src = tmp_path / "in.csv"
+    df.to_csv(src, index=False)
+    line = one_line_exit_2(run_script("evaluate", str(src), "-o", str(tmp_path / "out.csv"), "--as-of", AS_OF,
+                                      "--chunksize", "7"))
+    assert "status" in line
+    assert sorted(os.listdir(tmp_path)) == ["in.csv"]
+
+
+@pytest.mark.parametrize("kind", ["no_such_file", "directory", "not_utf8", "empty"])
+def test_evaluate_script_unreadable_file(tmp_path, kind):
+    src = tmp_path / "in.csv"
+    if kind == "directory":
+        src.mkdir()
+    elif kind == "not_utf8":
+        src.write_bytes(b"order_id,status\nA1,\xff\xfe\xfa\n" * 5)
+    elif kind == "empty":
+        src.write_bytes(b"")
+    before = sorted(os.listdir(tmp_path))
+    line = one_line_exit_2(run_script("evaluate", str(src), "-o", str(tmp_path / "out.csv"), "--as-of", AS_OF))
+    assert "in.csv" in line
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_evaluate_script_row_with_an_extra_field_does_not_shift_the_columns(tmp_path):
+    """A first data row with one field too many must not turn order_id into an index (and drop it): either the
+    run stops with one line, or every order keeps its own id."""
+    src = tmp_path / "in.csv"
+    src.write_text("order_id,status\nA1,Sent,extra\nA2,Sent\nA3,Closed\n")
+    result = run_script("evaluate", str(src), "-o", str(tmp_path / "out.csv"), "--as-of", AS_OF)
+    if result.returncode == 0:
+        header, rows = read_back(tmp_path / "out.csv")
+        assert [r[header.index("order_id")] for r in rows] == ["A1", "A2", "A3"]
+    else:
+        one_line_exit_2(result)
+        assert sorted(os.listdir(tmp_path)) == ["in.csv"]
+
+
+def test_evaluate_script_output_directory_missing_names_the_output(tmp_path):
+    src = tmp_path / "in.csv"
+    write_csv(src, ["order_id", "status"], [["A1", "Sent"]])
+    target = tmp_path / "no-such-dir" / "out.csv"
+    line = one_line_exit_2(run_script("evaluate", str(src), "-o", str(target), "--as-of", AS_OF))
+    assert "out.csv" in line or "no-such-dir" in line, line  # the output is the problem, not the input
+
+
+def test_evaluate_bad_chunksize_is_refused(tmp_path):
+    src = tmp_path / "in.csv"
+    write_csv(src, ["order_id", "status"], [["A1", "Sent"]])
+    code, _, err = run_main("evaluate", str(src), "-o", str(tmp_path / "out.csv"), "--as-of", AS_OF,
+                            "--chunksize", "0")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert sorted(os.listdir(tmp_path)) == ["in.csv"]
+
+
+def test_evaluate_keeps_duplicate_header_names(tmp_path):
+    src = tmp_path / "in.csv"
+    write_csv(src, ["order_id", "status", "note", "note"], [["A1", "Sent", "x", "y"]])
+    code, _, err = run_main("evaluate", str(src), "-o", str(tmp_path / "out.csv"), "--as-of", AS_OF)
+    assert code == 0, err
+    check_zero_loss(["order_id", "status", "note", "note"], [["A1", "Sent", "x", "y"]], tmp_path / "out.csv")
+
+
+def test_evaluate_script_bad_policy_writes_nothing(tmp_path):
+    src = tmp_path / "in.csv"
+    write_csv(src, ["order_id", "status"], [["A1", "Sent"]])
+    bad = HERE / "fixtures" / "malformed" / "unknown_fact.yaml"
+    for policy_path in (bad, tmp_path / "no-such-policy.yaml"):
+        result = run_script("evaluate", str(src), "-o", str(tmp_path / "out.csv"), "--as-of", AS_OF,
+                            "--policy", str(policy_path))
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stderr.startswith("cancel-rules evaluate:")
+        assert sorted(os.listdir(tmp_path)) == ["in.csv"]
+
+
+def test_evaluate_script_with_a_policy_and_variant(tmp_path):
+    src = tmp_path / "in.csv"
+    write_csv(src, ["order_id", "status", "seller_reply", "hours_since_contact"],
+              [["A1", "Sent", "no_reply", "50"], ["A2", "Sent", "no_reply", "72"]])
+    result = run_script("evaluate", str(src), "-o", str(tmp_path / "out.csv"), "--as-of", AS_OF,
+                        "--policy", str(RULES_DIR / "variants" / "legacy-72h.yaml"))
+    assert result.returncode == 0, result.stderr
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert out["action"].tolist() == ["wait_for_seller", "open_dispute"]
+    assert set(out["policy_version"]) == {policy("legacy").version}
