@@ -8,7 +8,6 @@ streaming 5 M rows vs 1 M rows; verify time.  Usage: python bench/bench_batch.py
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -19,8 +18,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
+from orders import AS_OF, synthetic_orders  # noqa: E402
+from orders import main as write_orders
+
 import engine  # noqa: E402
-from orders import AS_OF, main as write_orders, synthetic_orders  # noqa: E402
 
 CLI = str(Path(sys.executable).parent / "cancel-rules")
 

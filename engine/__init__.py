@@ -1,11 +1,11 @@
 """Order-cancellation decision service: declarative rules evaluated by durable_rules, explained."""
 
-from .decision import ConditionResult, Decision, WhyNot
-from .errors import EngineError, FieldProblem, InputError, OrderError, PolicyError, RuleError, RuleProblem
-from .loader import DEFAULT_POLICY, RULES_DIR
 from .batch import OUTPUT_COLUMNS
 from .csvio import read_orders
+from .decision import ConditionResult, Decision, WhyNot
 from .diff import PolicyDiff
+from .errors import EngineError, FieldProblem, InputError, OrderError, PolicyError, RuleError, RuleProblem
+from .loader import DEFAULT_POLICY, RULES_DIR
 from .policy import Policy, diff, load
 from .verify import Finding, VerifyReport
 

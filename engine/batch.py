@@ -19,7 +19,7 @@ from .decision import decide_row, format_value, outcome, render
 from .errors import InputError, OrderError
 from .facts import elapsed, enum_value, is_blank, normalize, number_value
 from .loader import PLACEHOLDER, PLACEHOLDER_BODY
-from .model import MAX_NUMBER, TIME_UNITS, FactSpec, KeyedParameter, PolicySpec, alias_key
+from .model import MAX_NUMBER, FactSpec, KeyedParameter, PolicySpec, alias_key
 from .space import NOT_GIVEN, FactSpace
 
 OUTPUT_COLUMNS = ("action", "rule_id", "message", "error", "policy_version")
@@ -137,12 +137,7 @@ def _number_column(fact: FactSpec, col: pd.Series) -> tuple[np.ndarray, np.ndarr
             bad |= is_bool
             values = np.where(is_bool, np.nan, values)
             blank &= ~is_bool
-    if fact.default is not None:
-        values = np.where(blank, float(fact.default), values)
-    elif fact.required:
-        bad |= blank
-    values = np.where(bad, np.nan, values)
-    return values, bad
+    return np.where(bad | blank, np.nan, values), bad  # defaults come after the timestamp, in normalize_frame
 
 
 def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime) -> tuple[np.ndarray, np.ndarray]:
@@ -188,6 +183,11 @@ def normalize_frame(spec: PolicySpec, df: pd.DataFrame, columns: Mapping[str, st
             stamp, stamp_bad = _elapsed_column(fact, df[columns[fact.from_timestamp]][fill], as_of)
             number[fill] = stamp
             number_bad[fill] |= stamp_bad
+        blank = np.isnan(number) & ~number_bad  # neither the number nor its timestamp given
+        if fact.default is not None:
+            number[blank] = float(fact.default)
+        elif fact.required:
+            number_bad |= blank
         bad |= number_bad
         values[name] = number
     return _Normalized(values, bad)
@@ -260,7 +260,8 @@ def _evaluate_cells(compiled, df, columns, as_of, action, rule_id, message, erro
     for k, rule in enumerate(ranked):
         rows = good[row_winner == k]
         if len(rows):
-            message[rows] = _messages(spec, rule.message, norm.values, rows)
+            texts = _messages(spec, rule.message, norm.values, rows)
+            message[rows] = (texts or None) if isinstance(texts, str) else texts  # no message: None, as per row
 
 
 def _messages(spec: PolicySpec, template: str, values: dict[str, np.ndarray], rows: np.ndarray
@@ -310,7 +311,8 @@ def _render_rows(spec: PolicySpec, template: str, values: dict[str, np.ndarray],
             param = spec.parameters[first]
             if isinstance(param, KeyedParameter):
                 table = [format_value(param.lookup(v)) for v in spec.facts[param.by].values]
-                columns.append([table[c] if c >= 0 else format_value(param.lookup(None)) for c in values[param.by][rows]])
+                missing = format_value(param.lookup(None))
+                columns.append([table[c] if c >= 0 else missing for c in values[param.by][rows]])
             else:
                 columns.append([format_value(param)] * len(rows))
     literals = parts[0::2]

@@ -7,9 +7,9 @@ import json
 import sys
 from collections.abc import Sequence
 
+from .csvio import DEFAULT_CHUNKSIZE, evaluate_csv, read_orders, terminal_progress
 from .errors import OrderError, PolicyError
 from .facts import parse_as_of
-from .csvio import DEFAULT_CHUNKSIZE, evaluate_csv, read_orders, terminal_progress
 from .policy import Policy, diff, load
 
 

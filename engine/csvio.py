@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import sys
 import time
+import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from .batch import evaluate_frame, resolve_columns
+from .batch import OUTPUT_COLUMNS, evaluate_frame, input_fields, resolve_columns
 from .compiler import CompiledPolicy
 from .errors import InputError
 
@@ -25,15 +29,19 @@ DEFAULT_CHUNKSIZE = 100_000
 def _reader(source: str | Path | IO, chunksize: int | None):
     # Text, no NA guessing: an empty cell is 'not given' and the text 'NaN' is a bad value, as in decide().
     return pd.read_csv(source, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=chunksize,
-                       skipinitialspace=False)
+                       index_col=False)
 
 
 def read_orders(source: str | Path | IO) -> pd.DataFrame:
     """A CSV of orders as text columns (UTF-8 with or without BOM)."""
     try:
-        return _reader(source, None)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(str(source), _reason(exc)) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # a row longer than the header
+            return _reader(source, None)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning,
+            pd.errors.EmptyDataError) as exc:
+        raise InputError(str(getattr(source, "name", source) if not isinstance(source, (str, Path)) else source),
+                         _reason(exc)) from None
 
 
 def _reason(exc: Exception) -> str:
@@ -45,6 +53,10 @@ def _reason(exc: Exception) -> str:
         return f"not UTF-8 text (byte {exc.start})"
     if isinstance(exc, pd.errors.EmptyDataError):
         return "the file is empty (no header row)"
+    if isinstance(exc, pd.errors.ParserWarning):
+        return "malformed CSV: a row has more fields than the header"
+    if isinstance(exc, csv.Error):
+        return f"malformed CSV: {exc}"
     return f"malformed CSV: {str(exc).strip().splitlines()[-1]}"
 
 
@@ -86,11 +98,23 @@ class Summary:
                 "errors": dict(self.errors), "seconds": self.seconds}
 
 
-def _write(out: pd.DataFrame, sink: IO[bytes], header: bool) -> None:
-    # pyarrow writes CSV several times faster than DataFrame.to_csv; quoting only where needed.
+def _write(out: pd.DataFrame, sink: IO[bytes]) -> None:
+    # pyarrow writes CSV several times faster than DataFrame.to_csv; the header is written apart.
     table = pa.Table.from_pandas(out, preserve_index=False)
-    options = pacsv.WriteOptions(include_header=header, quoting_style="needed")
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
     pacsv.write_csv(table, sink, write_options=options)
+
+
+def read_header(source: Path) -> list[str]:
+    """The header row exactly as written (pandas would rename repeated names to 'name.1')."""
+    try:
+        with source.open(encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(str(source), _reason(exc)) from None
+    if not header:
+        raise InputError(str(source), "the file is empty (no header row)")
+    return header
 
 
 def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Path, as_of: datetime,
@@ -101,31 +125,35 @@ def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Pat
     source, target = Path(source), Path(target)
     if chunksize < 1:
         raise InputError(str(source), f"chunk size must be at least 1, got {chunksize}")
-    try:
-        size = source.stat().st_size
-        handle = source.open("rb")
-    except OSError as exc:
-        raise InputError(str(source), _reason(exc)) from None
+    if not target.parent.is_dir():
+        raise InputError(str(target), f"output folder does not exist: {target.parent}")
+    header = read_header(source)
+    repeated = sorted({h for h in header if header.count(h) > 1} & set(input_fields(compiled.spec)))
+    if repeated:
+        raise InputError(str(source), f"column {repeated[0]!r} appears more than once", repeated)
+    resolve_columns(compiled.spec, header, str(source))  # a missing column stops the run before any output
+    size = source.stat().st_size
     summary = Summary()
     temp = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
-        with handle, open(temp, "wb") as sink:
-            chunks = _reader(handle, chunksize)
-            for chunk in chunks:
-                if summary.rows == 0:
-                    resolve_columns(compiled.spec, list(chunk.columns), str(source))  # before writing anything
+        sink = open(temp, "wb")
+    except OSError as exc:
+        raise InputError(str(target), _reason(exc)) from None
+    try:
+        with source.open("rb") as handle, sink, warnings.catch_warnings():
+            # A row longer than the header would be cut short (index_col=False) or shift every column
+            # (pandas' default): make it an error instead.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            sink.write(_header_line(header + list(OUTPUT_COLUMNS)))
+            for chunk in _reader(handle, chunksize):
                 chunk.index = range(summary.rows, summary.rows + len(chunk))
                 out = evaluate_frame(compiled, chunk, as_of, source=str(source))
-                _write(out, sink, header=summary.rows == 0)
+                _write(out, sink)
                 summary.add(out, summary.rows + 1)
                 if progress:
                     progress(summary.rows, handle.tell() / size if size else 1.0)
-            if summary.rows == 0:  # a header and no rows still yields a header-only output
-                columns = list(chunks.orig_names) if hasattr(chunks, "orig_names") else []
-                resolve_columns(compiled.spec, columns, str(source))
-                _write(evaluate_frame(compiled, pd.DataFrame(columns=columns, dtype=str), as_of), sink, True)
         os.replace(temp, target)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning) as exc:
         temp.unlink(missing_ok=True)
         raise InputError(str(source), _reason(exc)) from None
     except BaseException:
@@ -133,6 +161,12 @@ def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Pat
         raise
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _header_line(names: list[str]) -> bytes:
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerow(names)
+    return text.getvalue().encode("utf-8")
 
 
 def terminal_progress(stream: IO[str] = sys.stderr) -> Callable[[int, float], None] | None:

@@ -110,7 +110,8 @@ def diff(old: CompiledPolicy, new: CompiledPolicy, orders: pd.DataFrame | None, 
     if orders is not None:
         a = evaluate_frame(old, orders, as_of)
         b = evaluate_frame(new, orders, as_of)
-        moved = (a["action"].fillna("") != b["action"].fillna("")) | (a["rule_id"].fillna("") != b["rule_id"].fillna(""))
+        moved = ((a["action"].fillna("") != b["action"].fillna(""))
+                 | (a["rule_id"].fillna("") != b["rule_id"].fillna("")))
         changed_orders = orders[moved.to_numpy()].copy()
         for side, frame in (("old", a), ("new", b)):
             changed_orders[f"{side}_action"] = frame["action"][moved]

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from .errors import FieldProblem, OrderError
 from .loader import did_you_mean
 from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec, alias_key
@@ -36,6 +38,8 @@ def is_blank(value: Any) -> bool:
     """None, empty text and pandas' NA mean 'not given'; NaN is a bad value, not a blank."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return True
+    if isinstance(value, np.datetime64):
+        return bool(np.isnat(value))
     return type(value).__name__ in ("NAType", "NaTType")
 
 
@@ -78,6 +82,8 @@ def number_value(fact: FactSpec, value: Any) -> tuple[float | None, str | None]:
 
 def elapsed(fact: FactSpec, value: Any, as_of: datetime) -> tuple[float | None, str | None]:
     """Time from a timestamp input to the as-of time, in the fact's unit."""
+    if isinstance(value, np.datetime64) and not np.isnat(value):  # what a pandas datetime column holds
+        value = value.astype("datetime64[us]").astype(datetime)
     if not isinstance(value, (str, datetime)):
         return None, f"not an ISO 8601 timestamp: {value!r}"
     stamp = parse_timestamp(value) if isinstance(value, str) else parse_as_of(value)

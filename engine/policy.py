@@ -13,9 +13,9 @@ import pandas as pd
 
 from .batch import evaluate_frame
 from .compiler import CompiledPolicy, compile_policy
+from .decision import Decision, decide, format_value
 from .diff import PolicyDiff
 from .diff import diff as diff_policies
-from .decision import Decision, decide, format_value
 from .errors import OrderError, RuleError, RuleProblem
 from .facts import parse_as_of
 from .loader import load_spec

@@ -79,7 +79,8 @@ def verify(compiled: CompiledPolicy) -> VerifyReport:
     for k, m in enumerate(matched):  # the engine and the condition tables must tell the same story
         expected = tuple(r for r in ranked if python_view[r][k])
         if expected != m:
-            raise EngineError(compiled.ruleset, "verification", f"cell {int(canonical[k])}: engine {m}, tables {expected}")
+            raise EngineError(compiled.ruleset, "verification",
+                              f"cell {int(canonical[k])}: engine {m}, tables {expected}")
     weight = np.bincount(inverse, minlength=len(canonical))
     wins = {rule: 0 for rule in ranked}
     gaps, overlaps = [], {}
