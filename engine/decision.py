@@ -63,6 +63,11 @@ class Decision:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, default=str)
 
+    def _repr_html_(self) -> str:
+        from .html import decision_html  # a later stage: imported on use, only in a notebook
+
+        return decision_html(self)
+
     def explain(self) -> str:
         """The decision as plain text: action, rule, every condition, and the rules that did not match."""
         if self.error:

@@ -87,6 +87,7 @@ class Explorer(w.VBox):
         super().__init__([title, w.HBox([controls, outcome], layout=w.Layout(flex_flow="row wrap",
                                                                           justify_content="space-between")),
                           _heading("Rules in firing order"), self.rules])
+        self.add_class("cr-explorer")  # lets a page tell the live explorer from a displayed Decision
         self.update()
 
     def _control(self, fact: FactSpec, order: Mapping[str, Any]) -> w.Widget:

@@ -87,7 +87,8 @@ def app_page(chromium_browser, request):
 def test_explorer_fired_rule_follows_status_reply_and_hours(voila, app_page):
     page = app_page
     page.goto(f"{voila}/voila/render/01_explore.ipynb")
-    card = page.locator(".cr-card")
+    explorer = page.locator(".cr-explorer")  # the notebook also displays a static Decision card
+    card = explorer.locator(".cr-card")
     expect(card).to_have_attribute("data-action", "contact_seller")  # the notebook starts at "Awaiting shipment"
     page.get_by_label("Status").select_option(label="Sent")
     page.get_by_label("Seller reply").select_option(label="No reply")
@@ -95,8 +96,8 @@ def test_explorer_fired_rule_follows_status_reply_and_hours(voila, app_page):
     hours.fill("50")
     hours.press("Enter")
     expect(card).to_have_attribute("data-action", "open_dispute")
-    expect(page.locator(".cr-action")).to_have_text("open_dispute")
-    fired = page.locator("tr.cr-fired")
+    expect(explorer.locator(".cr-action")).to_have_text("open_dispute")
+    fired = explorer.locator("tr.cr-fired")
     expect(fired).to_have_count(1)
     expect(fired).to_have_attribute("data-rule", "seller_silent_past_window")
     expect(fired).to_have_css("background-color", "rgb(215, 245, 221)")  # highlighted, not just marked up
@@ -105,7 +106,7 @@ def test_explorer_fired_rule_follows_status_reply_and_hours(voila, app_page):
     hours.press("Enter")
     expect(card).to_have_attribute("data-action", "wait_for_seller")
     expect(fired).to_have_attribute("data-rule", "wait_for_seller_reply")
-    expect(page.locator(".cr-hint-time")).to_contain_text("In 38 h")
+    expect(explorer.locator(".cr-hint-time")).to_contain_text("In 38 h")
 
 
 def test_batch_view_shows_the_summary(voila, app_page):

@@ -362,4 +362,5 @@ def test_rich_display_is_the_html_renderers_output():
     decision = policy.decide({"order_id": "R1", "status": "Sent", "seller_reply": "no_reply",
                               "hours_since_contact": 50}, as_of="2026-11-26T12:00:00Z")
     assert policy._repr_html_() == policy_html(policy)
-    assert "seller_silent_past_window" in decision_html(decision)
+    assert decision._repr_html_() == decision_html(decision)
+    assert "seller_silent_past_window" in decision._repr_html_()
