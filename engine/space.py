@@ -209,10 +209,20 @@ class FactSpace:
         return table[tuple(bins[i] for i in reads)]
 
     def canonical(self, ids: np.ndarray) -> np.ndarray:
-        """Canonical cell of each cell: axes no still-possible rule reads are set to bin 0 (or 'not given').
+        """Canonical cell of each cell: axes no still-possible rule reads are parked in a fixed bin.
 
-        Axes are canonicalized one at a time, recomputing after each, so that two conditions failing each
-        other's rule are never both erased."""
+        Each pass keeps every cell's matched rules; parking one axis can make an earlier one irrelevant, so
+        passes repeat until nothing moves."""
+        for _ in range(len(self.axes) + 1):
+            parked = self._park(ids)
+            if np.array_equal(parked, ids):
+                break
+            ids = parked
+        return ids
+
+    def _park(self, ids: np.ndarray) -> np.ndarray:
+        """One pass, axis by axis, recomputing after each so that two conditions failing each other's rule
+        are never both erased."""
         bins = self.bins(ids)
         for a, axis in enumerate(self.axes):
             relevant = np.zeros(len(ids), dtype=bool)
