@@ -48,6 +48,14 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.dask is not None:
+        try:
+            from .cluster import run_dask_evaluate
+            import dask.dataframe  # noqa: F401
+            import distributed  # noqa: F401
+        except ImportError as exc:
+            raise UsageError(f"--dask needs the [dask] extra: pip install 'cancel-rules[dask]' ({exc})") from None
+        return run_dask_evaluate(args)
     policy = _policy(args)
     as_of = parse_as_of(args.as_of)
     progress = terminal_progress()
@@ -103,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="orders CSV (UTF-8, with or without BOM)")
     p.add_argument("-o", "--output", required=True, help="output CSV (written only when complete)")
     p.add_argument("--chunksize", type=int, default=DEFAULT_CHUNKSIZE, help="rows per chunk (memory stays flat)")
+    p.add_argument("--dask", nargs="?", const="local", default=None, metavar="SCHEDULER_ADDRESS",
+                   help="evaluate on Dask (needs the [dask] extra): on the scheduler at this address, or without "
+                        "one on a local cluster of 2 worker processes; IN may then be a glob of CSVs or Parquet")
+    p.add_argument("--output-format", choices=("csv", "csv-folder", "parquet"), default=None,
+                   help="with --dask: one CSV (default), a folder of CSV parts, or a folder of Parquet parts "
+                        "(default parquet when OUT ends in .parquet)")
     p = command("verify", cmd_verify, "check the policy over its whole fact space: gaps, unreachable rules, "
                                       "overlaps (exit 1 when not OK)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -46,7 +46,12 @@ class Policy:
                  ) -> pd.DataFrame:
         """The rows of df, in order, with action, rule_id, message, error and policy_version added.
 
-        method="cells" asks the engine once per distinct cell; method="rows" once per row (the reference)."""
+        method="cells" asks the engine once per distinct cell; method="rows" once per row (the reference).
+        A dask DataFrame gives a lazy dask DataFrame (engine.cluster: the policy travels as its YAML source)."""
+        if type(df).__module__.split(".")[0] in ("dask", "dask_expr"):
+            from .cluster import evaluate_dask  # dask is an optional extra: imported only when given its frame
+
+            return evaluate_dask(self, df, as_of, method)
         return evaluate_frame(self.compiled, df, parse_as_of(as_of), method)
 
     def verify(self) -> VerifyReport:

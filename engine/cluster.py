@@ -1,0 +1,374 @@
+"""Evaluate order files larger than one machine on Dask (the `[dask]` extra).
+
+durable_rules keeps process-global state that cannot be pickled, so the policy travels to the workers as
+its source: the YAML texts (base, then variants, with their relative layout) and the parameter values.
+Each worker process loads and compiles it once (cached by the source's hash; the compiler reuses rulesets
+by content hash anyway). Every partition goes through the same cell path as the local batch
+(`engine.batch.evaluate_frame`), so rows, columns, errors and the summary are those of the local run.
+
+Dask is imported on use: `import engine` never needs it.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from .batch import OUTPUT_COLUMNS, evaluate_frame, input_fields, resolve_columns
+from .compiler import CompiledPolicy, compile_policy
+from .csvio import Summary, _header_line, _reason, _write, read_header, terminal_progress
+from .errors import InputError
+from .facts import parse_as_of
+from .loader import load_spec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import dask.dataframe as dd
+    from distributed import Client
+
+    from .policy import Policy
+
+DEFAULT_BLOCKSIZE = 16 * 2**20  # bytes of CSV per partition: about 120 k orders, like the local chunks
+OUTPUT_FORMATS = ("csv", "csv-folder", "parquet")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+class PartitionError(ValueError):
+    """A partition could not be read on a worker; plain (picklable) so it crosses back to the client."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(path, reason)
+        self.path, self.reason = path, reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The policy as data: what travels to the workers.
+
+@dataclass(frozen=True)
+class PolicySource:
+    """The policy's YAML files (paths relative to a common root, base first) and its parameter values."""
+
+    files: tuple[tuple[str, str], ...]
+    parameters: Mapping[str, Any]
+    path: str
+    digest: str
+
+    @property
+    def entry(self) -> str:
+        return self.files[-1][0]
+
+
+def policy_source(policy: Policy) -> PolicySource:
+    """What a worker needs to rebuild `policy`: never its compiled (durable_rules) state."""
+    spec = policy.spec
+    if not spec.sources:
+        raise ValueError(f"policy {spec.name!r} has no source files to send to the workers")
+    paths = [Path(p).resolve() for p, _ in spec.sources]
+    root = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    files = tuple((p.relative_to(root).as_posix(), text) for p, (_, text) in zip(paths, spec.sources))
+    parameters = dict(spec.parameters)
+    digest = hashlib.sha256(json.dumps([files, spec.parameter_values()], sort_keys=True, default=str)
+                            .encode()).hexdigest()
+    return PolicySource(files, parameters, spec.path, digest)
+
+
+_compiled: dict[str, CompiledPolicy] = {}
+_compiled_lock = threading.Lock()
+
+
+def compiled_from_source(source: PolicySource) -> CompiledPolicy:
+    """The policy compiled in this process, once per source: files written to a temp folder and loaded."""
+    with _compiled_lock:
+        hit = _compiled.get(source.digest)
+        if hit is not None:
+            return hit
+        with tempfile.TemporaryDirectory(prefix="cancel-rules-policy-") as folder:
+            for rel, text in source.files:  # the layout kept, so a variant's relative `extends:` still works
+                target = Path(folder, rel)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+            spec = load_spec(Path(folder, source.entry))
+        # Parameters as the client had them (Policy.with_parameters changes them without touching the files).
+        spec = replace(spec, parameters=dict(source.parameters), path=source.path)
+        compiled = compile_policy(spec)
+        _compiled[source.digest] = compiled
+        return compiled
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Evaluation: lazy, one task per partition.
+
+def _evaluate_partition(part: pd.DataFrame, source: PolicySource, as_of: datetime, method: str,
+                        name: str) -> pd.DataFrame:
+    return evaluate_frame(compiled_from_source(source), part, as_of, method, source=name)
+
+
+def evaluate_dask(policy: Policy, ddf: dd.DataFrame, as_of: str | datetime | None = None,
+                  method: str = "cells", source: str = "input") -> dd.DataFrame:
+    """`ddf`'s rows with the decision columns added: lazy, `map_partitions` over the cell path, order kept.
+
+    A missing required column raises InputError here, before anything is computed."""
+    when = parse_as_of(as_of)
+    resolve_columns(policy.spec, [str(c) for c in ddf.columns], source)
+    meta = evaluate_frame(policy.compiled, ddf._meta, when, method, source=source)
+    return ddf.map_partitions(_evaluate_partition, policy_source(policy), when, method, source, meta=meta,
+                              align_dataframes=False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Input: a CSV, a glob of CSVs (same header), or Parquet (a file, a folder or a glob).
+
+def is_parquet(path: str) -> bool:
+    p = Path(path)
+    return path.lower().endswith(PARQUET_SUFFIXES) or p.is_dir()
+
+
+def expand_inputs(path: str) -> list[str]:
+    """The files a path names, sorted (a glob), or the path itself; none found is an InputError."""
+    if glob.has_magic(path):
+        files = sorted(f for f in glob.glob(path) if Path(f).is_file())
+        if not files:
+            raise InputError(path, "no file matches")
+        return files
+    if not Path(path).exists():
+        raise InputError(path, "no such file")
+    return [path]
+
+
+def _parse_block(block: bytes, header: bytes | None, path: str, names: list[str]) -> pd.DataFrame:
+    """One byte block of a CSV (the file's header line prepended after the first block) as text columns."""
+    data = block if header is None else header + block
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # a row longer than the header
+            df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                             index_col=False)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError) as exc:
+        raise PartitionError(path, _reason(exc)) from None
+    if list(df.columns) != names:
+        raise PartitionError(path, "malformed CSV: a block's header does not match the file's")
+    return df
+
+
+def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE) -> tuple[dd.DataFrame, list[str] | None]:
+    """Orders as a lazy dask frame of text columns (the local reader's conventions) and, for CSV, the header
+    exactly as written. Every CSV file must have the same header; headers are checked here, eagerly."""
+    import dask.dataframe as dd
+    from dask import delayed
+    from dask.bytes import read_bytes
+
+    files = expand_inputs(path)
+    if is_parquet(files[0]):
+        try:
+            return dd.read_parquet(files if len(files) > 1 else files[0]), None
+        except (OSError, ValueError) as exc:
+            raise InputError(path, f"cannot read Parquet: {str(exc).strip().splitlines()[0]}") from None
+    header = read_header(Path(files[0]))
+    for other in files[1:]:
+        if read_header(Path(other)) != header:
+            raise InputError(other, f"header differs from {files[0]}'s")
+    # The frame's column names as pandas reads them (a repeated name becomes 'name.1'), from the header line.
+    with open(files[0], "rb") as handle:
+        header_line = handle.readline()
+    meta = pd.read_csv(io.BytesIO(header_line), dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                       index_col=False)
+    names = list(meta.columns)
+    _, blocks = read_bytes(files, delimiter=b"\n", blocksize=blocksize, sample=False)
+    parts = []
+    for file, file_blocks in zip(files, blocks):
+        with open(file, "rb") as handle:
+            line = handle.readline()
+        for k, block in enumerate(file_blocks):
+            parts.append(delayed(_parse_block)(block, None if k == 0 else line, file, names))
+    return dd.from_delayed(parts, meta=meta, verify_meta=False), header
+
+
+def check_input(policy: Policy, path: str, header: list[str] | None, columns: list[str]) -> None:
+    """What the local path refuses before writing anything: repeated or missing columns, output columns."""
+    if header is not None:
+        repeated = sorted({h for h in header if header.count(h) > 1} & set(input_fields(policy.spec)))
+        if repeated:
+            raise InputError(path, f"column {repeated[0]!r} appears more than once", repeated)
+    resolve_columns(policy.spec, header if header is not None else columns, path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Output: each partition written by the worker that computed it (a temp name, then renamed: a retried task
+# overwrites its own part, so every row lands exactly once), a small summary returned to the client.
+
+def _write_part(out: pd.DataFrame, index: int, folder: str, fmt: str, width: int,
+                header: list[str] | None) -> Summary:
+    name = f"part.{index:0{width}d}.{'parquet' if fmt == 'parquet' else 'csv'}"
+    final = Path(folder, name)
+    temp = Path(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pandas(out, preserve_index=False), temp)
+        else:
+            with open(temp, "wb") as sink:
+                if fmt == "csv-folder":
+                    names = (header if header is not None else [str(c) for c in out.columns[:-5]])
+                    sink.write(_header_line(list(names) + list(OUTPUT_COLUMNS)))
+                _write(out, sink)
+        os.replace(temp, final)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    summary = Summary()
+    summary.add(out, 1)
+    return summary
+
+
+def merge_summaries(parts: list[Summary]) -> Summary:
+    """Partition summaries, in partition order, as one: row numbers become the row's place in the whole."""
+    total = Summary()
+    for part in parts:
+        offset = total.rows
+        total.rows += part.rows
+        total.actions.update(part.actions)
+        total.rules.update(part.rules)
+        total.errors.update(part.errors)
+        for reason, rows in part.error_rows.items():
+            kept = total.error_rows.setdefault(reason, [])
+            kept.extend(offset + r for r in rows[: max(0, 3 - len(kept))])
+    return total
+
+
+def output_format(target: str, fmt: str | None) -> str:
+    if fmt is None:
+        return "parquet" if target.lower().endswith(PARQUET_SUFFIXES) else "csv"
+    if fmt not in OUTPUT_FORMATS:
+        raise InputError(target, f"unknown output format {fmt!r} (use one of: {', '.join(OUTPUT_FORMATS)})")
+    return fmt
+
+
+def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, header: list[str] | None = None,
+               progress: Callable[[int, float], None] | None = None) -> Summary:
+    """Compute `out` on the client's cluster into target: a single CSV (parts joined in partition order), a
+    folder of CSV parts or of Parquet parts (part.00000.* in partition order). Target appears only complete.
+
+    The target folder must be reachable by the workers under the same path (a shared file system)."""
+    from dask import delayed
+    from distributed import as_completed
+
+    started = time.perf_counter()
+    target = Path(target)
+    if not target.parent.is_dir():
+        raise InputError(str(target), f"output folder does not exist: {target.parent}")
+    if fmt != "csv" and target.exists() and not target.is_dir():
+        raise InputError(str(target), f"exists and is not a folder (the {fmt} output is a folder of parts)")
+    staging = target.with_name(f".{target.name}.{os.getpid()}.parts")
+    staging.mkdir()
+    try:
+        parts = out.to_delayed()
+        width = max(5, len(str(len(parts) - 1)))
+        tasks = [delayed(_write_part)(part, i, str(staging), fmt, width, header) for i, part in enumerate(parts)]
+        futures = client.compute(tasks)
+        rows = done = 0
+        for future in as_completed(futures):
+            rows += future.result().rows
+            done += 1
+            if progress:
+                progress(rows, done / len(futures))
+        summary = merge_summaries(client.gather(futures))
+        _finish(staging, target, fmt, header, out, width, len(parts))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _finish(staging: Path, target: Path, fmt: str, header: list[str] | None, out: dd.DataFrame, width: int,
+            count: int) -> None:
+    if fmt == "csv":
+        temp = target.with_name(f".{target.name}.{os.getpid()}.part")
+        try:
+            with open(temp, "wb") as sink:
+                names = header if header is not None else [str(c) for c in out.columns[:-5]]
+                sink.write(_header_line(list(names) + list(OUTPUT_COLUMNS)))
+                for i in range(count):
+                    with open(staging / f"part.{i:0{width}d}.csv", "rb") as part:
+                        shutil.copyfileobj(part, sink, 2**20)
+            os.replace(temp, target)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    old = None
+    if target.exists():  # a folder from an earlier run: swapped out, then removed
+        old = target.with_name(f".{target.name}.{os.getpid()}.old")
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The cluster and the CLI entry point.
+
+@contextmanager
+def dask_client(address: str | None = "local", n_workers: int = 2) -> Iterator[Client]:
+    """A client of the given scheduler, or (no address / 'local') of a LocalCluster of worker processes."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    if address in (None, "", "local"):
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            yield client
+    else:
+        with Client(address) as client:
+            yield client
+
+
+def run_dask_evaluate(args: Any) -> int:
+    """`cancel-rules evaluate IN -o OUT --dask [ADDRESS] [--output-format csv|csv-folder|parquet]`."""
+    from .policy import load
+
+    policy = load(args.policy)
+    as_of = parse_as_of(args.as_of)
+    fmt = output_format(args.output, getattr(args, "output_format", None))
+    blocksize = getattr(args, "blocksize", None) or DEFAULT_BLOCKSIZE
+    ddf, header = read_orders_dask(args.input, blocksize)
+    check_input(policy, args.input, header, [str(c) for c in ddf.columns])
+    target = Path(args.output)
+    if not target.parent.is_dir():  # refused before a cluster is started
+        raise InputError(str(target), f"output folder does not exist: {target.parent}")
+    out = evaluate_dask(policy, ddf, as_of, source=args.input)
+    progress = terminal_progress()
+    with dask_client(args.dask) as client:
+        try:
+            summary = write_dask(out, target, fmt, client, header, progress)
+        except PartitionError as exc:
+            raise InputError(exc.path, exc.reason) from None
+        workers = len(client.scheduler_info().get("workers", {}))
+    if progress:
+        sys.stderr.write("\n")
+    print(f"wrote {args.output} ({fmt}, {ddf.npartitions} partitions on {workers} Dask workers; policy "
+          f"{policy.name} {policy.version}, as of {as_of.isoformat()})\n{summary}", file=sys.stderr)
+    return 0
