@@ -156,12 +156,22 @@ def run_phase(name: str, host: str, port: int, requests: list[bytes], args: argp
         "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
         "max_ms": round(float(lat.max()), 2),
         "server_cpu_cores": round(cpu_server / elapsed, 2), "client_cpu_cores": round(cpu_client / elapsed, 2),
+        "server_cpu_ms_per_request": round(1000 * cpu_server / max(stats.requests, 1), 3),
     }
+    # Other processes on the machine take cores too: what the server's own CPU cost allows on idle cores
+    # (all cores but the client's share) tells the service's capacity apart from the machine's load.
+    spare = (os.cpu_count() or 1) - result["client_cpu_cores"]
+    result["cpu_bound_requests_per_s"] = round(spare * stats.requests / cpu_server, 1) if cpu_server > 0 else None
     print(f"{name:>7}: {result['requests']} requests in {result['seconds']} s = {result['requests_per_s']} req/s"
           + (f" = {result['orders_per_s']:,} orders/s" if orders_per_request > 1 else "")
           + f"; p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, max {result['max_ms']} ms; "
             f"errors {result['errors']}; CPU: server {result['server_cpu_cores']} cores, "
             f"client {result['client_cpu_cores']} cores", flush=True)
+    if result["cpu_bound_requests_per_s"]:
+        bound = result["cpu_bound_requests_per_s"]
+        print(f"         server CPU {result['server_cpu_ms_per_request']} ms per request: idle cores would allow "
+              f"~{bound:,.0f} req/s" + (f" = ~{bound * orders_per_request:,.0f} orders/s" if orders_per_request > 1
+                                       else ""), flush=True)
     for sample in stats.error_samples:
         print(f"         error: {sample}")
     return result
