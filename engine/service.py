@@ -572,7 +572,8 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
     order_schema = shape.schema(policy)
     examples = [ex.order for rule in policy.spec.ranked_rules() for ex in rule.examples[:1]][:4]
     example_decision = json.loads(_dumps(policy.decide(examples[0], as_of=EXAMPLES_AS_OF))) if examples else None
-    policy_body = _dumps(policy.to_dict())
+    # The file's name, not where it lies on the server.
+    policy_body = _dumps({**policy.to_dict(), "path": Path(policy.spec.path).name})
     verify_cache: dict[str, bytes] = {}
     verify_lock = asyncio.Lock()
     batch_slots = asyncio.Semaphore(BATCH_THREADS)
@@ -614,7 +615,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
                          for i, ex in enumerate(examples)}}}}},
     )
     async def decide(request: Request) -> Response:
-        # as_of is read here, not declared as a FastAPI parameter: dependency solving cost a fifth of a request.
+        # as_of is read here, not declared as a FastAPI parameter: that skips per-request dependency solving.
         when = _as_of(request.query_params.get("as_of"))
         _require_type(request, (JSON_TYPE,))
         order = _parse_json(await _read_body(request, settings.max_body_bytes))
@@ -716,8 +717,8 @@ def app_from_env() -> FastAPI:
 
 
 def _settled(app: FastAPI) -> FastAPI:
-    # Imports and the policy leave a few hundred thousand long-lived objects; frozen, the collector stops
-    # walking them, which took tens of milliseconds out of unlucky requests (the p99).
+    # Imports and the policy leave about a hundred thousand long-lived objects; frozen, the collector's full
+    # passes stop walking them (each took tens of milliseconds out of an unlucky request: the tail latency).
     gc.collect()
     gc.freeze()
     return app
