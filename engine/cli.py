@@ -50,9 +50,10 @@ def cmd_rules(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.dask is not None:
         try:
-            from .cluster import run_dask_evaluate
             import dask.dataframe  # noqa: F401
             import distributed  # noqa: F401
+
+            from .cluster import run_dask_evaluate
         except ImportError as exc:
             raise UsageError(f"--dask needs the [dask] extra: pip install 'cancel-rules[dask]' ({exc})") from None
         return run_dask_evaluate(args)

@@ -338,8 +338,9 @@ def dask_client(address: str | None = "local", n_workers: int = 2) -> Iterator[C
     from distributed import Client, LocalCluster
 
     if address in (None, "", "local"):
-        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        # Workers' own logs silenced: a failed partition reaches the user once, as the one-line error.
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                          silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
             yield client
     else:
         with Client(address) as client:
