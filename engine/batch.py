@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from .decision import decide_row, format_value, outcome, render
 from .errors import InputError, OrderError
 from .facts import elapsed, enum_value, is_blank, normalize, number_value
 from .loader import PLACEHOLDER, PLACEHOLDER_BODY
-from .model import MAX_NUMBER, FactSpec, KeyedParameter, PolicySpec, alias_key
+from .model import MAX_NUMBER, TIME_UNITS, FactSpec, KeyedParameter, PolicySpec, alias_key
 from .space import NOT_GIVEN, FactSpace
 
 OUTPUT_COLUMNS = ("action", "rule_id", "message", "error", "policy_version")
@@ -140,20 +140,43 @@ def _number_column(fact: FactSpec, col: pd.Series) -> tuple[np.ndarray, np.ndarr
     return np.where(bad | blank, np.nan, values), bad  # defaults come after the timestamp, in normalize_frame
 
 
-def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime) -> tuple[np.ndarray, np.ndarray]:
-    """(elapsed time in the fact's unit with NaN where blank, bad mask) for a timestamp column.
+# Texts of this exact shape mean the same instant to pandas and to datetime.fromisoformat (the per-row
+# parser), so they are parsed vectorized; every other value goes through the per-row parser itself.
+_PLAIN_ISO = (r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+              r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?$")
 
-    Each distinct stamp goes through the per-row parser, so both paths accept exactly the same texts."""
-    codes, uniques = pd.factorize(col, use_na_sentinel=False)
-    parsed = np.full(len(uniques), np.nan)
-    unique_bad = np.zeros(len(uniques), dtype=bool)
-    for i, raw in enumerate(uniques):
-        if is_blank(raw) or (not isinstance(raw, str) and pd.isna(raw)):
-            continue
-        amount, problem = elapsed(fact, raw, as_of)
-        unique_bad[i] = problem is not None
-        parsed[i] = np.nan if problem else amount
-    return parsed[codes], unique_bad[codes]
+
+def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime) -> tuple[np.ndarray, np.ndarray]:
+    """(elapsed time in the fact's unit with NaN where blank, bad mask) for a timestamp column."""
+    values = np.full(len(col), np.nan)
+    bad = np.zeros(len(col), dtype=bool)
+    plain = np.zeros(len(col), dtype=bool)
+    if pd.api.types.is_string_dtype(col.dtype) and len(col):
+        plain = col.astype("string").str.fullmatch(_PLAIN_ISO).to_numpy(dtype=bool, na_value=False)
+        if col.dtype == object:  # astype would also turn a date object into matching text
+            plain &= np.fromiter((isinstance(v, str) for v in col), dtype=bool, count=len(col))
+    if plain.any():
+        stamps = pd.to_datetime(col[plain], utc=True, format="ISO8601", errors="coerce", cache=False)
+        # Whole microseconds, as datetime subtraction counts them, so both paths round alike.
+        micros = stamps.to_numpy(dtype="datetime64[us]").astype(np.int64)
+        as_of_us = np.datetime64(as_of.astimezone(UTC).replace(tzinfo=None), "us").astype(np.int64)
+        amount = (as_of_us - micros) / 1e6 / TIME_UNITS[fact.per]
+        parsed = ~stamps.isna().to_numpy() & (amount >= 0)
+        values[np.flatnonzero(plain)[parsed]] = amount[parsed]
+        plain[np.flatnonzero(plain)[~parsed]] = False  # invalid dates or future stamps: the per-row words
+    rest = np.flatnonzero(~plain)
+    if len(rest):
+        codes, uniques = pd.factorize(col.iloc[rest], use_na_sentinel=False)
+        parsed_rest = np.full(len(uniques), np.nan)
+        unique_bad = np.zeros(len(uniques), dtype=bool)
+        for i, raw in enumerate(uniques):
+            if is_blank(raw) or (not isinstance(raw, str) and pd.isna(raw)):
+                continue
+            amount_i, problem = elapsed(fact, raw, as_of)
+            unique_bad[i] = problem is not None
+            parsed_rest[i] = np.nan if problem else amount_i
+        values[rest], bad[rest] = parsed_rest[codes], unique_bad[codes]
+    return values, bad
 
 
 def normalize_frame(spec: PolicySpec, df: pd.DataFrame, columns: Mapping[str, str], as_of: datetime

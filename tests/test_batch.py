@@ -857,3 +857,23 @@ def test_evaluate_script_with_a_policy_and_variant(tmp_path):
     out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
     assert out["action"].tolist() == ["wait_for_seller", "open_dispute"]
     assert set(out["policy_version"]) == {policy("legacy").version}
+
+
+@pytest.mark.parametrize("stamp", [
+    "2026-11-24T12:00:00Z", "2026-11-24T12:00:00+00:00", "2026-11-24T14:00:00+02:00", "2026-11-24 12:00",
+    "2026-11-24T12:00:00.000001Z", "2026-11-24T11:59:59.999999Z", "2026-11-24T12:00:00.5", "2026-11-24",
+    "2026-11-24T12:00:00.0000001Z", "2026-11-24t12:00:00Z", "20261124T120000Z", "2026-02-30T00:00:00Z",
+    "2026-11-24T24:00:00Z", "2026-11-24T12:00:00+0000", "2026-11-27T00:00:00Z",
+])
+def test_vectorized_timestamps_read_like_the_per_row_parser_at_the_window(stamp):
+    """Plain ISO texts take the vectorized route; around the 48 h window both routes must agree exactly."""
+    p = engine.load()
+    df = pd.DataFrame({"order_id": ["T1"], "status": ["Sent"], "seller_reply": ["no_reply"], "contacted_at": [stamp]})
+    cells = p.evaluate(df, as_of="2026-11-26T12:00:00Z")
+    rows = p.evaluate(df, as_of="2026-11-26T12:00:00Z", method="rows")
+    for col in ("action", "rule_id", "message", "error"):
+        assert cells[col].iat[0] == rows[col].iat[0], (col, cells[col].iat[0], rows[col].iat[0])
+    if stamp in ("2026-11-24T12:00:00Z", "2026-11-24T14:00:00+02:00", "2026-11-24T11:59:59.999999Z"):
+        assert cells["action"].iat[0] == "open_dispute"
+    if stamp == "2026-11-24T12:00:00.000001Z":
+        assert cells["action"].iat[0] == "wait_for_seller"
