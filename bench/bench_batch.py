@@ -95,8 +95,10 @@ def main() -> None:
         src, dst = Path(tmp, "orders.csv"), Path(tmp, "out.csv")
         write_orders([str(args.rows), str(src)])
         started = time.perf_counter()
-        subprocess.run([CLI, "evaluate", str(src), "-o", str(dst), "--as-of", AS_OF], check=True,
-                       stderr=subprocess.DEVNULL)
+        run = subprocess.run([CLI, "evaluate", str(src), "-o", str(dst), "--as-of", AS_OF],
+                             capture_output=True, text=True)
+        if run.returncode:
+            raise SystemExit(f"cancel-rules evaluate failed ({run.returncode}): {run.stderr[-2000:]}")
         cli_s = time.perf_counter() - started
         out = pd.read_csv(dst, dtype=str, keep_default_na=False)
         started = time.perf_counter()
