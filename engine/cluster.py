@@ -179,7 +179,8 @@ def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE) -> tuple[dd.
     files = expand_inputs(path)
     if is_parquet(files[0]):
         try:
-            return dd.read_parquet(files if len(files) > 1 else files[0]), None
+            found = [os.path.abspath(f) for f in files]
+            return dd.read_parquet(found if len(found) > 1 else found[0]), None
         except (OSError, ValueError) as exc:
             raise InputError(path, f"cannot read Parquet: {str(exc).strip().splitlines()[0]}") from None
     header = read_header(Path(files[0]))
@@ -192,7 +193,8 @@ def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE) -> tuple[dd.
     meta = pd.read_csv(io.BytesIO(header_line), dtype=str, keep_default_na=False, encoding="utf-8-sig",
                        index_col=False)
     names = list(meta.columns)
-    _, blocks = read_bytes(files, delimiter=b"\n", blocksize=blocksize, sample=False)
+    _, blocks = read_bytes([os.path.abspath(f) for f in files], delimiter=b"\n", blocksize=blocksize,
+                           sample=False)
     parts = []
     for file, file_blocks in zip(files, blocks):
         with open(file, "rb") as handle:
@@ -264,6 +266,16 @@ def output_format(target: str, fmt: str | None) -> str:
     return fmt
 
 
+def check_target(target: Path, fmt: str, shown: str) -> None:
+    """What makes an output impossible, found before anything is computed."""
+    if not target.parent.is_dir():
+        raise InputError(shown, f"output folder does not exist: {target.parent}")
+    if fmt != "csv" and target.exists() and not target.is_dir():
+        raise InputError(shown, f"exists and is not a folder (the {fmt} output is a folder of parts)")
+    if fmt == "csv" and target.is_dir():
+        raise InputError(shown, "is a folder (use --output-format csv-folder or parquet for a folder of parts)")
+
+
 def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, header: list[str] | None = None,
                progress: Callable[[int, float], None] | None = None) -> Summary:
     """Compute `out` on the client's cluster into target: a single CSV (parts joined in partition order), a
@@ -274,13 +286,13 @@ def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, 
     from distributed import as_completed
 
     started = time.perf_counter()
-    target = Path(target)
-    if not target.parent.is_dir():
-        raise InputError(str(target), f"output folder does not exist: {target.parent}")
-    if fmt != "csv" and target.exists() and not target.is_dir():
-        raise InputError(str(target), f"exists and is not a folder (the {fmt} output is a folder of parts)")
+    shown, target = str(target), Path(target).absolute()  # workers may run in another working folder
+    check_target(target, fmt, shown)
     staging = target.with_name(f".{target.name}.{os.getpid()}.parts")
-    staging.mkdir()
+    try:
+        staging.mkdir()
+    except OSError as exc:
+        raise InputError(shown, _reason(exc)) from None
     try:
         parts = out.to_delayed()
         width = max(5, len(str(len(parts) - 1)))
@@ -294,6 +306,10 @@ def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, 
                 progress(rows, done / len(futures))
         summary = merge_summaries(client.gather(futures))
         _finish(staging, target, fmt, header, out, width, len(parts))
+    except OSError as exc:  # e.g. a worker on another machine that does not see the output folder
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InputError(shown, f"cannot write: {exc.strerror or exc} (the output folder must be reachable "
+                                f"by every worker under the same path)") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -358,8 +374,7 @@ def run_dask_evaluate(args: Any) -> int:
     ddf, header = read_orders_dask(args.input, blocksize)
     check_input(policy, args.input, header, [str(c) for c in ddf.columns])
     target = Path(args.output)
-    if not target.parent.is_dir():  # refused before a cluster is started
-        raise InputError(str(target), f"output folder does not exist: {target.parent}")
+    check_target(target.absolute(), fmt, args.output)  # refused before a cluster is started
     out = evaluate_dask(policy, ddf, as_of, source=args.input)
     progress = terminal_progress()
     with dask_client(args.dask) as client:

@@ -187,20 +187,24 @@ def test_missing_required_column_stops_before_any_output(tmp_path, capsys):
     ("glob", "no file matches"),
     ("header", "header differs"),
     ("long_row", "b.csv: malformed CSV: Error tokenizing data. C error: Expected 2 fields in line 3, saw 3"),
+    ("csv_onto_folder", "result.csv: is a folder"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_output(client, tmp_path, capsys, problem, expected):
     (tmp_path / "a.csv").write_text("order_id,status\nA1,Sent\n")
     second = {"glob": None, "header": "order_id,status,seller_reply\nA2,Sent,\n",
-              "long_row": "order_id,status\nA2,Sent\nA3,Sent,extra\n"}[problem]
+              "long_row": "order_id,status\nA2,Sent\nA3,Sent,extra\n", "csv_onto_folder": None}[problem]
     if second:
         (tmp_path / "b.csv").write_text(second)
     pattern = str(tmp_path / ("none-*.csv" if problem == "glob" else "*.csv"))
     target = tmp_path / "out" / "result.csv"
     target.parent.mkdir()
+    if problem == "csv_onto_folder":
+        target.mkdir()
     code = cli.main(["evaluate", pattern, "-o", str(target), "--dask", client.scheduler.address, "--as-of", AS_OF])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and expected in err, err
-    assert list(target.parent.iterdir()) == []  # neither the output nor a staging folder
+    left = [target] if problem == "csv_onto_folder" else []
+    assert list(target.parent.iterdir()) == left  # neither an output nor a staging folder
 
 
 def test_a_worker_killed_mid_run_still_yields_every_row_once(orders, local, tmp_path):
