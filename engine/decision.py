@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -104,25 +105,33 @@ def format_tenths(count: int) -> str:
     return f"{sign}{whole}" if tenth == 0 else f"{sign}{whole}.{tenth}"
 
 
+_TESTS = {
+    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "lte": operator.le, "gt": operator.gt,
+    "gte": operator.ge, "in": lambda a, e: a in e, "not_in": lambda a, e: a not in e,
+    "between": lambda a, e: e[0] <= a <= e[1],
+}
+
+
+def _parameter(value: Any) -> str | None:
+    if isinstance(value, ParamRef):
+        return value.name
+    if isinstance(value, tuple):
+        return next((r.name for r in value if isinstance(r, ParamRef)), None)
+    return None
+
+
 def check(spec: PolicySpec, cond: Condition, facts: Mapping[str, Any]) -> ConditionResult:
     """Evaluate one condition in Python with the engine's semantics: a fact not given fails every test
     but `given: false`."""
     actual = facts.get(cond.fact)
     expected = spec.resolve(cond.value, facts)
-    refs = cond.value if isinstance(cond.value, tuple) else (cond.value,)
-    parameter = next((r.name for r in refs if isinstance(r, ParamRef)), None)
     if cond.op == "given":
         passed = (actual is not None) == expected
     elif actual is None or expected is None or (isinstance(expected, tuple) and None in expected):
         passed = False
     else:
-        passed = {
-            "eq": lambda: actual == expected, "ne": lambda: actual != expected,
-            "in": lambda: actual in expected, "not_in": lambda: actual not in expected,
-            "lt": lambda: actual < expected, "lte": lambda: actual <= expected,
-            "gt": lambda: actual > expected, "gte": lambda: actual >= expected,
-            "between": lambda: expected[0] <= actual <= expected[1],
-        }[cond.op]()
+        passed = _TESTS[cond.op](actual, expected)
+    parameter = _parameter(cond.value)
     return ConditionResult(cond.fact, cond.op, expected, actual, passed, parameter)
 
 

@@ -65,6 +65,8 @@ def number_value(fact: FactSpec, value: Any) -> tuple[float | None, str | None]:
             return None, f"not a number: {value!r}"
     try:
         number = float(value)
+    except OverflowError:  # an int too large for a float
+        return None, f"is too large (at most {MAX_NUMBER:g})"
     except (TypeError, ValueError):
         return None, f"not a number: {value!r}"
     if math.isnan(number):
