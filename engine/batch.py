@@ -89,6 +89,11 @@ class _Normalized:
     bad: np.ndarray
 
 
+def _missing(raw: Any) -> bool:
+    """A blank, or one of pandas' missing markers (in a frame NaN means 'not given')."""
+    return is_blank(raw) or (not isinstance(raw, str) and pd.isna(raw))
+
+
 def _blank(col: pd.Series) -> np.ndarray:
     """Missing markers and empty or all-space text."""
     return (col.isna() | (col.astype("string").str.strip() == "")).to_numpy(dtype=bool, na_value=True)
@@ -99,7 +104,7 @@ def _enum_column(fact: FactSpec, col: pd.Series) -> np.ndarray:
     index = {v: i for i, v in enumerate(fact.values)}
     table = np.empty(len(uniques) + 1, dtype=np.int64)
     for i, raw in enumerate(uniques):
-        if is_blank(raw) or (not isinstance(raw, str) and pd.isna(raw)):
+        if _missing(raw):
             value = fact.default
             table[i] = _BAD if value is None and fact.required else index.get(value, NOT_GIVEN)
         else:
@@ -125,7 +130,7 @@ def _number_column(fact: FactSpec, col: pd.Series) -> tuple[np.ndarray, np.ndarr
         unique_blank = np.zeros(len(uniques), dtype=bool)
         unique_bad = np.zeros(len(uniques), dtype=bool)
         for i, raw in enumerate(uniques):
-            if is_blank(raw) or (not isinstance(raw, str) and pd.isna(raw)):
+            if _missing(raw):
                 unique_blank[i] = True
                 continue
             number, problem = number_value(fact, raw)
@@ -170,7 +175,7 @@ def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime) -> tuple[np
         parsed_rest = np.full(len(uniques), np.nan)
         unique_bad = np.zeros(len(uniques), dtype=bool)
         for i, raw in enumerate(uniques):
-            if is_blank(raw) or (not isinstance(raw, str) and pd.isna(raw)):
+            if _missing(raw):
                 continue
             amount_i, problem = elapsed(fact, raw, as_of)
             unique_bad[i] = problem is not None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import EngineError
-from .model import Condition, KeyedParameter, ParamRef, PolicySpec
+from .model import Condition, PolicySpec
 
 warnings.filterwarnings("ignore", message=r".*utcfromtimestamp.*", category=DeprecationWarning)
 from durable import engine as _durable  # noqa: E402  (after the filter: 3.12 warns on every action)
@@ -75,17 +75,9 @@ def _all(terms: list[dict]) -> dict:
     return terms[0] if len(terms) == 1 else {"$and": terms}
 
 
-def _keyed(spec: PolicySpec, cond: Condition) -> KeyedParameter | None:
-    refs = cond.value if isinstance(cond.value, tuple) else (cond.value,)
-    for ref in refs:
-        if isinstance(ref, ParamRef) and isinstance(spec.parameters[ref.name], KeyedParameter):
-            return spec.parameters[ref.name]
-    return None
-
-
 def condition_json(spec: PolicySpec, cond: Condition) -> dict:
     """One condition in durable_rules' JSON form; a keyed parameter becomes one branch per key."""
-    keyed = _keyed(spec, cond)
+    keyed = spec.keyed_parameter(cond)
     if keyed is None:
         return _term(cond.fact, cond.op, spec.resolve(cond.value, {}))
     branches = []
@@ -150,8 +142,7 @@ def compile_policy(spec: PolicySpec) -> CompiledPolicy:
     global _host
     definition = ruleset_definition(spec)
     name = ruleset_name(spec, definition)
-    used = {c.fact for r in spec.rules for c in r.conditions}
-    used |= {p.by for p in spec.parameters.values() if isinstance(p, KeyedParameter)}
+    used = spec.read_facts()
     with _lock:
         if _host is None:
             _host = _QuietHost()

@@ -102,9 +102,7 @@ def diff(old: CompiledPolicy, new: CompiledPolicy, orders: pd.DataFrame | None, 
     for k in np.flatnonzero(changed):
         key = (action.get(before[k]), before[k], action.get(after[k]), after[k])
         if key not in rows:
-            example = joint.facts_of(int(ids[k]))
-            rows[key] = {"cells": 0, "orders": np.nan, "example": {"order_id": f"cell-{int(ids[k])}", **{
-                f: v for f, v in example.items() if f != "order_id"}}}
+            rows[key] = {"cells": 0, "orders": np.nan, "example": joint.example(int(ids[k]))}
         rows[key]["cells"] += 1
     changed_orders = None
     if orders is not None:

@@ -385,8 +385,7 @@ def what_would_change(policy: Policy, facts: Mapping[str, Any], as_of: datetime,
     spec = policy.spec
     current = _outcome(policy, facts, as_of)
     changes = _time_changes(policy, facts, as_of, current, time_limit)
-    used = {c.fact for r in spec.rules for c in r.conditions}
-    used |= {p.by for p in spec.parameters.values() if isinstance(p, KeyedParameter)}
+    used = spec.read_facts()
     for name, fact in spec.facts.items():
         if name not in used:
             continue

@@ -124,6 +124,18 @@ class PolicySpec:
                 return rule
         raise KeyError(rule_id)
 
+    def keyed_parameter(self, cond: Condition) -> KeyedParameter | None:
+        """The keyed parameter a condition compares with, if any (it makes the condition read two facts)."""
+        for item in cond.value if isinstance(cond.value, tuple) else (cond.value,):
+            if isinstance(item, ParamRef) and isinstance(self.parameters[item.name], KeyedParameter):
+                return self.parameters[item.name]
+        return None
+
+    def read_facts(self) -> set[str]:
+        """Facts the rules read: those a condition tests, and those a keyed parameter is keyed by."""
+        used = {c.fact for r in self.rules for c in r.conditions}
+        return used | {p.by for p in self.parameters.values() if isinstance(p, KeyedParameter)}
+
     def resolve(self, value: Any, facts: Mapping[str, Any]) -> Any:
         """A condition constant with parameters replaced by their values for these facts."""
         if isinstance(value, tuple):

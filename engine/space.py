@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .decision import check
-from .model import Condition, KeyedParameter, ParamRef, PolicySpec
+from .model import KeyedParameter, ParamRef, PolicySpec
 
 NOT_GIVEN = -1  # enum code of a fact that is not given
 
@@ -117,8 +117,7 @@ def _thresholds(spec: PolicySpec, fact: str) -> list[float]:
 
 def build_axes(spec: PolicySpec) -> tuple[Axis, ...]:
     """The axes of every fact a condition (or a keyed parameter) reads, in the policy's fact order."""
-    used = {c.fact for r in spec.rules for c in r.conditions}
-    used |= {p.by for p in spec.parameters.values() if isinstance(p, KeyedParameter)}
+    used = spec.read_facts()
     axes = []
     for name, fact in spec.facts.items():
         if name not in used:
@@ -181,6 +180,11 @@ class FactSpace:
                 facts[name] = f"cell-{cell}"
         return facts
 
+    def example(self, cell: int) -> dict[str, Any]:
+        """A cell's representative facts as an order, its id first (for reports)."""
+        facts = self.facts_of(cell) or {}
+        return {"order_id": f"cell-{cell}", **{k: v for k, v in facts.items() if k != "order_id"}}
+
     def describe(self, cell: int) -> dict[str, str]:
         return {a.fact: a.describe(int(b[0])) for a, b in zip(self.axes, self.bins(np.array([cell])))}
 
@@ -192,9 +196,9 @@ class FactSpace:
         for rule in self.spec.rules:
             for k, cond in enumerate(rule.conditions):
                 reads = [index[cond.fact]]
-                keyed = _keyed_by(self.spec, cond)
-                if keyed is not None and index[keyed] not in reads:
-                    reads.append(index[keyed])
+                keyed = self.spec.keyed_parameter(cond)
+                if keyed is not None and index[keyed.by] not in reads:
+                    reads.append(index[keyed.by])
                 shape = tuple(self.axes[i].size for i in reads)
                 table = np.zeros(shape, dtype=bool)
                 for combo in np.ndindex(*shape):
@@ -266,9 +270,3 @@ class FactSpace:
             ok &= has[b]
         return ok
 
-
-def _keyed_by(spec: PolicySpec, cond: Condition) -> str | None:
-    for item in cond.value if isinstance(cond.value, tuple) else (cond.value,):
-        if isinstance(item, ParamRef) and isinstance(spec.parameters[item.name], KeyedParameter):
-            return spec.parameters[item.name].by
-    return None

@@ -86,7 +86,7 @@ def verify(compiled: CompiledPolicy) -> VerifyReport:
     gaps, overlaps = [], {}
     for k, m in enumerate(matched):
         count = int(weight[k])
-        example = _example(space, int(canonical[k]))
+        example = space.example(int(canonical[k]))
         if not m:
             gaps.append(Finding("gap", (), None, count, example, space.describe(int(canonical[k]))))
             continue
@@ -105,7 +105,3 @@ def verify(compiled: CompiledPolicy) -> VerifyReport:
         gaps=gaps, unreachable=[rule for rule, count in wins.items() if count == 0],
         overlaps=sorted(overlaps.values(), key=lambda f: -f.cells), seconds=time.perf_counter() - started)
 
-
-def _example(space, cell: int) -> dict[str, Any]:
-    facts = space.facts_of(cell)
-    return {"order_id": f"cell-{cell}", **{k: v for k, v in facts.items() if k != "order_id"}}
