@@ -202,22 +202,25 @@ SCAN_CHUNK = 4 * 2**20
 
 
 def record_blocks(path: str, blocksize: int) -> tuple[int, list[tuple[int, int]]]:
-    """The length of a CSV's header record and its byte blocks of about `blocksize`, each cut at a record
-    boundary: a newline outside quotes, where the count of quote characters before it is even. That parity
-    is exact for RFC 4180 CSV (a quote inside a quoted value is doubled), so a value with newlines stays in
-    one block. Where a file breaks the rule (a lone quote inside an unquoted value), a cut can land inside a
-    value as pandas reads it; the block before it then fails to parse ('EOF inside string'): never a
-    silently different row. One streaming pass; the Python loop runs once per cut and per quote inside a
-    quoted value at a cut, counting and searching are done by bytes.count and bytes.find."""
+    """The length of a CSV's header record and its byte blocks: size // blocksize blocks of about equal size
+    (as dask's read_bytes makes them), each cut at the first record boundary at or past its nominal offset. A
+    record boundary is a newline outside quotes, where the count of quote characters before it is even. That
+    parity is exact for RFC 4180 CSV (a quote inside a quoted value is doubled), so a value with newlines stays
+    in one block. Where a file breaks the rule (a lone quote inside an unquoted value), a cut can land inside
+    a value as pandas reads it; the block before it then fails to parse ('EOF inside string'): never a
+    silently different row. One streaming pass up to the last cut; bytes.count and bytes.find do the work,
+    the Python loop runs once per cut and per quote inside a quoted value at a cut."""
     cuts: list[int] = []  # record starts: the header's end first, then one per block
-    want = 1  # the next cut: the first record start at or past this offset
-    inside = False  # quote parity of the bytes before base + pos
-    base = 0
     with open(path, "rb") as handle:
-        while chunk := handle.read(SCAN_CHUNK):
+        size = os.fstat(handle.fileno()).st_size
+        count = max(1, size // max(1, blocksize))
+        wants = [1, *(size * k // count for k in range(1, count))]  # the header's end, then the nominal offsets
+        inside = False  # quote parity of the bytes before base + pos
+        base = 0
+        while wants and (chunk := handle.read(SCAN_CHUNK)):
             pos = 0
-            while True:
-                ahead = want - 1 - base  # the newline ending a record that starts at `want` or later
+            while wants:
+                ahead = wants[0] - 1 - base  # the newline ending a record that starts at wants[0] or later
                 if ahead > pos:
                     inside ^= chunk.count(b'"', pos, ahead) & 1
                     pos = ahead
@@ -235,10 +238,9 @@ def record_blocks(path: str, blocksize: int) -> tuple[int, list[tuple[int, int]]
                 pos = newline + 1
                 if not inside:
                     cuts.append(base + pos)
-                    want = base + pos + blocksize
+                    wants = [w for w in wants if w > base + pos]
             inside ^= chunk.count(b'"', pos) & 1
             base += len(chunk)
-    size = base
     cuts = [c for c in cuts if c < size]
     header_end = cuts.pop(0) if cuts else size
     starts = [0, *cuts]

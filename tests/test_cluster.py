@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import signal
@@ -13,12 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
 import engine  # noqa: E402
-from engine import cli  # noqa: E402
+from engine import cli, cluster  # noqa: E402
 from engine.cluster import (  # noqa: E402
     compiled_from_source,
     evaluate_dask,
@@ -297,3 +300,29 @@ def test_quoted_newlines_split_safely(client, tmp_path):
     evaluate_csv(engine.load().compiled, source, expected, engine.facts.parse_as_of(AS_OF))
     assert target.read_bytes() == expected.read_bytes()
     assert _read_csv(target)["Customer\nnote"].tolist() == df["Customer\nnote"].tolist()
+
+
+CELLS = st.text(alphabet='ab ,"\n\r', max_size=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(CELLS, min_size=2, max_size=2), max_size=40), blocksize=st.integers(1, 64),
+       scan_chunk=st.sampled_from([1, 3, 16, 4096]))
+def test_blocks_are_cut_at_record_boundaries(tmp_path, monkeypatch, rows, blocksize, scan_chunk):
+    """RFC 4180 text with quotes, commas and newlines in values: the blocks' rows, in order, are the whole
+    file's rows (as pandas reads it), whatever the block and scan sizes."""
+    monkeypatch.setattr(cluster, "SCAN_CHUNK", scan_chunk)
+    path = tmp_path / "in.csv"
+    with path.open("w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows([["id", "note\nx"], *[[f"r{i}", *r[1:]] for i, r in
+                                                                                  enumerate(rows)]])
+    header_end, blocks = cluster.record_blocks(str(path), blocksize)
+    size = path.stat().st_size
+    assert blocks[0][0] == 0 and blocks[-1][1] == size and all(a < b for a, b in blocks)
+    assert all(stop == start for (_, stop), (start, _) in zip(blocks, blocks[1:]))
+    assert header_end == len(b'id,"note\nx"\n')
+    assert len(blocks) <= max(1, size // blocksize)
+    whole = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
+    parts = [cluster._read_block(str(path), a, b, header_end, list(whole.columns), k == len(blocks) - 1)
+             for k, (a, b) in enumerate(blocks)]
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)
