@@ -17,6 +17,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -437,11 +438,17 @@ def dask_client(address: str | None = "local", n_workers: int = 2) -> Iterator[C
     if address in (None, "", "local"):
         # Workers' own logs silenced: a failed partition reaches the user once, as the one-line error.
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                          silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+                          silence_logs=logging.CRITICAL, preload=[__name__]) as cluster, Client(cluster) as client:
             yield client
     else:
         with Client(address) as client:
             yield client
+
+
+def dask_setup(worker: Any) -> None:
+    """Preload of the local cluster's workers: Ctrl-C signals the terminal's whole process group, and only the
+    client should act on it (it shuts the workers down); a worker would print a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_dask_evaluate(args: Any) -> int:

@@ -326,3 +326,25 @@ def test_blocks_are_cut_at_record_boundaries(tmp_path, monkeypatch, rows, blocks
     parts = [cluster._read_block(str(path), a, b, header_end, list(whole.columns), k == len(blocks) - 1)
              for k, (a, b) in enumerate(blocks)]
     pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)
+
+
+def test_ctrl_c_with_a_local_cluster_is_one_line(orders, tmp_path):
+    """Ctrl-C on a terminal signals the whole process group, the local cluster's workers too: the run still
+    ends with exit 130 and one line (no worker tracebacks), no staging folder and no worker process left."""
+    psutil = pytest.importorskip("psutil")
+    target = tmp_path / "out.csv"
+    proc = subprocess.Popen([str(SCRIPT), "evaluate", str(orders[0] / "orders-*.csv"), "-o", str(target),
+                             "--dask", "--as-of", AS_OF], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, start_new_session=True)  # a process group of its own, as a terminal job
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.csv.*.parts/part.*.csv")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert err.splitlines() == ["cancel-rules evaluate: interrupted (SIGINT)"]
+    assert proc.returncode == 130
+    assert list(tmp_path.iterdir()) == []
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
