@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from .csvio import DEFAULT_CHUNKSIZE, evaluate_csv, read_orders, terminal_progress
 from .errors import OrderError, PolicyError
@@ -15,6 +18,41 @@ from .policy import Policy, diff, load
 
 class UsageError(Exception):
     """Bad command-line input: reported on one line, exit status 2."""
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised where the program is (as Ctrl-C raises KeyboardInterrupt) so that temp files
+    are removed on the way out; exit status 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"terminated ({signal.Signals(self.signum).name})"
+
+
+@contextmanager
+def unwind_on_termination() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise Terminated while inside (only in the main thread, where handlers run). A signal
+    the parent set to be ignored (nohup) stays ignored; the handlers before are restored on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signums = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
+               if s is not None and signal.getsignal(s) == signal.SIG_DFL]
+
+    def terminate(signum: int, frame: object) -> None:
+        for s in signums:  # a second signal must not cut the cleanup short
+            signal.signal(s, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    previous = {s: signal.signal(s, terminate) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _policy(args: argparse.Namespace) -> Policy:
@@ -60,9 +98,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     policy = _policy(args)
     as_of = parse_as_of(args.as_of)
     progress = terminal_progress()
-    summary = evaluate_csv(policy.compiled, args.input, args.output, as_of, args.chunksize, progress)
-    if progress:
-        sys.stderr.write("\n")
+    try:
+        summary = evaluate_csv(policy.compiled, args.input, args.output, as_of, args.chunksize, progress)
+    finally:
+        if progress:  # the bar's line ends before the summary or the error
+            sys.stderr.write("\n")
     print(f"wrote {args.output} (policy {policy.name} {policy.version}, as of {as_of.isoformat()})\n{summary}",
           file=sys.stderr)
     return 0
@@ -142,7 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        if args.command == "serve":  # uvicorn handles the signals of a server (and dies by them when done)
+            return args.func(args)
+        with unwind_on_termination():
+            return args.func(args)
+    except KeyboardInterrupt:
+        print(f"cancel-rules {args.command}: interrupted (SIGINT)", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Terminated as exc:
+        print(f"cancel-rules {args.command}: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except (UsageError, ValueError) as exc:
         print(f"cancel-rules {args.command}: {exc}", file=sys.stderr)
     except OrderError as exc:

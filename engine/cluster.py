@@ -17,6 +17,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -33,7 +34,18 @@ import pandas as pd
 
 from .batch import OUTPUT_COLUMNS, evaluate_frame, input_fields, resolve_columns
 from .compiler import CompiledPolicy, compile_policy
-from .csvio import Summary, _header_line, _reason, _write, read_header, terminal_progress
+from .csvio import (
+    Summary,
+    _header_line,
+    _reason,
+    _write,
+    _write_reason,
+    read_header,
+    remove_stale,
+    remove_temp,
+    temp_path,
+    terminal_progress,
+)
 from .errors import InputError
 from .facts import parse_as_of
 from .loader import load_spec
@@ -169,12 +181,78 @@ def _parse_block(block: bytes, header: bytes | None, path: str, names: list[str]
     return df
 
 
+def _read_block(path: str, start: int, stop: int, header_end: int, names: list[str], last: bool) -> pd.DataFrame:
+    """Bytes start:stop of a CSV (record boundaries), parsed; blocks after the first get the header record."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(header_end) if start > 0 else None
+            handle.seek(start)
+            block = handle.read(stop - start)
+    except OSError as exc:  # e.g. a worker on another machine that does not see the input
+        raise PartitionError(path, _reason(exc)) from None
+    try:
+        return _parse_block(block, header, path, names)
+    except PartitionError as exc:
+        if last or "EOF inside string" not in exc.reason:
+            raise
+        raise PartitionError(path, f"{exc.reason} (a quote inside an unquoted value? --dask cuts files at newlines "
+                                   f"outside quotes; without --dask the file is read whole)") from None
+
+
+SCAN_CHUNK = 4 * 2**20
+
+
+def record_blocks(path: str, blocksize: int) -> tuple[int, list[tuple[int, int]]]:
+    """The length of a CSV's header record and its byte blocks: size // blocksize blocks of about equal size
+    (as dask's read_bytes makes them), each cut at the first record boundary at or past its nominal offset. A
+    record boundary is a newline outside quotes, where the count of quote characters before it is even. That
+    parity is exact for RFC 4180 CSV (a quote inside a quoted value is doubled), so a value with newlines stays
+    in one block. Where a file breaks the rule (a lone quote inside an unquoted value), a cut can land inside
+    a value as pandas reads it; the block before it then fails to parse ('EOF inside string'): never a
+    silently different row. One streaming pass up to the last cut; bytes.count and bytes.find do the work,
+    the Python loop runs once per cut and per quote inside a quoted value at a cut."""
+    cuts: list[int] = []  # record starts: the header's end first, then one per block
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        count = max(1, size // max(1, blocksize))
+        wants = [1, *(size * k // count for k in range(1, count))]  # the header's end, then the nominal offsets
+        inside = False  # quote parity of the bytes before base + pos
+        base = 0
+        while wants and (chunk := handle.read(SCAN_CHUNK)):
+            pos = 0
+            while wants:
+                ahead = wants[0] - 1 - base  # the newline ending a record that starts at wants[0] or later
+                if ahead > pos:
+                    inside ^= chunk.count(b'"', pos, ahead) & 1
+                    pos = ahead
+                if inside:  # every newline before the next quote is inside the value
+                    quote = chunk.find(b'"', pos)
+                    if quote < 0:
+                        pos = len(chunk)
+                        break
+                    inside, pos = False, quote + 1
+                    continue
+                newline = chunk.find(b"\n", pos)
+                if newline < 0:
+                    break
+                inside ^= chunk.count(b'"', pos, newline) & 1
+                pos = newline + 1
+                if not inside:
+                    cuts.append(base + pos)
+                    wants = [w for w in wants if w > base + pos]
+            inside ^= chunk.count(b'"', pos) & 1
+            base += len(chunk)
+    cuts = [c for c in cuts if c < size]
+    header_end = cuts.pop(0) if cuts else size
+    starts = [0, *cuts]
+    return header_end, list(zip(starts, [*starts[1:], size]))
+
+
 def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE) -> tuple[dd.DataFrame, list[str] | None]:
     """Orders as a lazy dask frame of text columns (the local reader's conventions) and, for CSV, the header
     exactly as written. Every CSV file must have the same header; headers are checked here, eagerly."""
     import dask.dataframe as dd
     from dask import delayed
-    from dask.bytes import read_bytes
 
     files = expand_inputs(path)
     if is_parquet(files[0]):
@@ -187,20 +265,19 @@ def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE) -> tuple[dd.
     for other in files[1:]:
         if read_header(Path(other)) != header:
             raise InputError(other, f"header differs from {files[0]}'s")
-    # The frame's column names as pandas reads them (a repeated name becomes 'name.1'), from the header line.
-    with open(files[0], "rb") as handle:
-        header_line = handle.readline()
-    meta = pd.read_csv(io.BytesIO(header_line), dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                       index_col=False)
-    names = list(meta.columns)
-    _, blocks = read_bytes([os.path.abspath(f) for f in files], delimiter=b"\n", blocksize=blocksize,
-                           sample=False)
-    parts = []
-    for file, file_blocks in zip(files, blocks):
-        with open(file, "rb") as handle:
-            line = handle.readline()
-        for k, block in enumerate(file_blocks):
-            parts.append(delayed(_parse_block)(block, None if k == 0 else line, file, names))
+    parts, meta = [], None
+    for file in files:
+        try:
+            header_end, blocks = record_blocks(file, blocksize)
+        except OSError as exc:
+            raise InputError(file, _reason(exc)) from None
+        if meta is None:  # the column names as pandas reads them (a repeated name becomes 'name.1')
+            with open(file, "rb") as handle:
+                meta = pd.read_csv(io.BytesIO(handle.read(header_end)), dtype=str, keep_default_na=False,
+                                   encoding="utf-8-sig", index_col=False)
+        absolute = os.path.abspath(file)  # workers may run in another working folder
+        parts += [delayed(_read_block)(absolute, start, stop, header_end, list(meta.columns), k == len(blocks) - 1)
+                  for k, (start, stop) in enumerate(blocks)]
     return dd.from_delayed(parts, meta=meta, verify_meta=False), header
 
 
@@ -288,11 +365,12 @@ def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, 
     started = time.perf_counter()
     shown, target = str(target), Path(target).absolute()  # workers may run in another working folder
     check_target(target, fmt, shown)
-    staging = target.with_name(f".{target.name}.{os.getpid()}.parts")
+    remove_stale(target)
+    staging = temp_path(target, "parts")
     try:
         staging.mkdir()
     except OSError as exc:
-        raise InputError(shown, _reason(exc)) from None
+        raise InputError(shown, _write_reason(exc)) from None
     try:
         parts = out.to_delayed()
         width = max(5, len(str(len(parts) - 1)))
@@ -307,11 +385,11 @@ def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, 
         summary = merge_summaries(client.gather(futures))
         _finish(staging, target, fmt, header, out, width, len(parts))
     except OSError as exc:  # e.g. a worker on another machine that does not see the output folder
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_temp(staging)
         raise InputError(shown, f"cannot write: {exc.strerror or exc} (the output folder must be reachable "
                                 f"by every worker under the same path)") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:  # workers may still be writing parts into staging: remove_temp sees to it
+        remove_temp(staging)
         raise
     summary.seconds = time.perf_counter() - started
     return summary
@@ -320,7 +398,7 @@ def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, 
 def _finish(staging: Path, target: Path, fmt: str, header: list[str] | None, out: dd.DataFrame, width: int,
             count: int) -> None:
     if fmt == "csv":
-        temp = target.with_name(f".{target.name}.{os.getpid()}.part")
+        temp = temp_path(target, "part")
         try:
             with open(temp, "wb") as sink:
                 names = header if header is not None else [str(c) for c in out.columns[:-5]]
@@ -332,15 +410,19 @@ def _finish(staging: Path, target: Path, fmt: str, header: list[str] | None, out
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_temp(staging)
         return
+    parts = {f"part.{i:0{width}d}.{'parquet' if fmt == 'parquet' else 'csv'}" for i in range(count)}
+    for stray in staging.iterdir():  # the temp file of a writer that was killed mid-write (its task reran)
+        if stray.name not in parts:
+            remove_temp(stray)
     old = None
     if target.exists():  # a folder from an earlier run: swapped out, then removed
-        old = target.with_name(f".{target.name}.{os.getpid()}.old")
+        old = temp_path(target, "old")
         os.replace(target, old)
     os.replace(staging, target)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_temp(old)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -356,11 +438,17 @@ def dask_client(address: str | None = "local", n_workers: int = 2) -> Iterator[C
     if address in (None, "", "local"):
         # Workers' own logs silenced: a failed partition reaches the user once, as the one-line error.
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                          silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+                          silence_logs=logging.CRITICAL, preload=[__name__]) as cluster, Client(cluster) as client:
             yield client
     else:
         with Client(address) as client:
             yield client
+
+
+def dask_setup(worker: Any) -> None:
+    """Preload of the local cluster's workers: Ctrl-C signals the terminal's whole process group, and only the
+    client should act on it (it shuts the workers down); a worker would print a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_dask_evaluate(args: Any) -> int:
@@ -382,9 +470,10 @@ def run_dask_evaluate(args: Any) -> int:
             summary = write_dask(out, target, fmt, client, header, progress)
         except PartitionError as exc:
             raise InputError(exc.path, exc.reason) from None
+        finally:
+            if progress:  # the bar's line ends before the summary or the error
+                sys.stderr.write("\n")
         workers = len(client.scheduler_info().get("workers", {}))
-    if progress:
-        sys.stderr.write("\n")
     print(f"wrote {args.output} ({fmt}, {ddf.npartitions} partitions on {workers} Dask workers; policy "
           f"{policy.name} {policy.version}, as of {as_of.isoformat()})\n{summary}", file=sys.stderr)
     return 0

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
+import re
+import shutil
+import socket
 import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -134,18 +138,19 @@ def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Pat
     resolve_columns(compiled.spec, header, str(source))  # a missing column stops the run before any output
     size = source.stat().st_size
     summary = Summary()
-    temp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    remove_stale(target)
+    temp = temp_path(target, "part")
     try:
         sink = open(temp, "wb")
     except OSError as exc:
-        raise InputError(str(target), _reason(exc)) from None
+        raise InputError(str(target), _write_reason(exc)) from None
     try:
-        with source.open("rb") as handle, sink, warnings.catch_warnings():
+        with _open_input(source) as handle, sink, warnings.catch_warnings():
             # A row longer than the header would be cut short (index_col=False) or shift every column
             # (pandas' default): make it an error instead.
             warnings.simplefilter("error", pd.errors.ParserWarning)
             sink.write(_header_line(header + list(OUTPUT_COLUMNS)))
-            for chunk in _reader(handle, chunksize):
+            for chunk in _chunks(handle, chunksize, source):
                 chunk.index = range(summary.rows, summary.rows + len(chunk))
                 out = evaluate_frame(compiled, chunk, as_of, source=str(source))
                 _write(out, sink)
@@ -153,14 +158,29 @@ def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Pat
                 if progress:
                     progress(summary.rows, handle.tell() / size if size else 1.0)
         os.replace(temp, target)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+    except OSError as exc:  # the input's failures are InputErrors by now: a write, the flushing close, the rename
         temp.unlink(missing_ok=True)
-        raise InputError(str(source), _reason(exc)) from None
+        raise InputError(str(target), _write_reason(exc)) from None
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _open_input(source: Path) -> IO[bytes]:
+    try:
+        return source.open("rb")
+    except OSError as exc:
+        raise InputError(str(source), _reason(exc)) from None
+
+
+def _chunks(handle: IO[bytes], chunksize: int, source: Path) -> Iterator[pd.DataFrame]:
+    """The input's chunks of text columns; a failure to read them is the input's."""
+    try:
+        yield from _reader(handle, chunksize)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        raise InputError(str(source), _reason(exc)) from None
 
 
 def _header_line(names: list[str]) -> bytes:
@@ -180,3 +200,72 @@ def terminal_progress(stream: IO[str] = sys.stderr) -> Callable[[int, float], No
         stream.flush()
 
     return show
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Temp files: an output is written under a temp name next to it, then renamed. The name says which process
+# on which machine writes it, so a later run can remove what a killed run (SIGKILL, power loss) left.
+
+TEMP_KINDS = ("part", "parts", "old")  # the output file being written, a Dask staging folder, a replaced folder
+_TEMP_TAIL = re.compile(r"(?P<pid>[0-9]+)@(?P<host>[A-Za-z0-9_.-]+)\.(?:" + "|".join(TEMP_KINDS) + ")")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "localhost"
+
+
+def temp_path(target: Path, kind: str) -> Path:
+    """This process's temp name for target: `.NAME.<pid>@<host>.<kind>` in target's folder."""
+    return target.with_name(f".{target.name}.{os.getpid()}@{_host()}.{kind}")
+
+
+def _write_reason(exc: OSError) -> str:
+    return f"cannot write: {exc.strerror or exc}"
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether no process of this pid runs on this machine (a zombie is gone too). Only a sure 'gone' counts:
+    a pid reused by another process keeps the dead run's temp until that process ends as well."""
+    if pid == os.getpid() or os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # another user's process, or not a pid at all
+        return False
+    try:  # /proc/<pid>/stat: "pid (name) state ...", the state is Z for a process nobody waited for
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def remove_temp(path: Path) -> None:
+    """Remove a temp file or folder, never following a link. A folder is emptied until it is gone: a Dask
+    worker still running a killed run's task may create a file in it while it is being removed."""
+    for _ in range(20):
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        if not os.path.lexists(path):
+            return
+        time.sleep(0.05)
+
+
+def remove_stale(target: Path) -> list[Path]:
+    """Remove the temp files and folders that runs writing target left when they were killed: those named
+    for this machine and a process that is gone. Another machine's (a shared folder) are kept: its pids
+    cannot be checked from here."""
+    prefix, host, removed = f".{target.name}.", _host(), []
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return removed
+    for name in names:
+        match = _TEMP_TAIL.fullmatch(name[len(prefix):]) if name.startswith(prefix) else None
+        if match and match["host"] == host and _process_gone(int(match["pid"])):
+            remove_temp(target.parent / name)
+            removed.append(target.parent / name)
+    return removed

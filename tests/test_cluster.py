@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -12,12 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
 import engine  # noqa: E402
-from engine import cli  # noqa: E402
+from engine import cli, cluster  # noqa: E402
 from engine.cluster import (  # noqa: E402
     compiled_from_source,
     evaluate_dask,
@@ -207,34 +211,140 @@ def test_bad_input_is_one_line_exit_2_and_no_output(client, tmp_path, capsys, pr
     assert list(target.parent.iterdir()) == left  # neither an output nor a staging folder
 
 
-def test_a_worker_killed_mid_run_still_yields_every_row_once(orders, local, tmp_path):
-    """SIGKILL one worker process once the first parts are written: the nanny restarts it, the scheduler
-    reruns its lost tasks, and retried parts overwrite themselves, so every row lands exactly once."""
-    ddf, header = read_orders_dask(str(orders[0] / "orders-*.csv"), 256 * 1024)
+def test_a_worker_killed_mid_write_still_yields_every_row_once_and_leaves_nothing(orders, local, tmp_path):
+    """SIGKILL a worker process while it writes a part (its temp file open): the nanny restarts it, the
+    scheduler reruns its lost tasks, and retried parts overwrite themselves, so every row lands exactly once;
+    the dead writer's temp file does not end up in the output folder (issue 9, item 11)."""
+    ddf, header = read_orders_dask(str(orders[0] / "orders-*.csv"), BLOCK)
     out = evaluate_dask(engine.load(), ddf, AS_OF)
-    target = tmp_path / "out.csv"
+    target = tmp_path / "out"
     killed: dict[str, int] = {}
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   silence_logs=logging.CRITICAL) as cluster, distributed.Client(cluster) as c:
-        pids = list(c.run(os.getpid).values())
+        pids = set(c.run(os.getpid).values())
 
-        def kill_after_first_parts() -> None:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                staging = list(tmp_path.glob(".out.csv.*.parts"))
-                done = list(staging[0].glob("part.*.csv")) if staging else []
-                if len(done) >= 3:
-                    killed["parts_done"] = len(done)
-                    os.kill(pids[0], signal.SIGKILL)
-                    killed["pid"] = pids[0]
-                    return
-                time.sleep(0.005)
+        def kill_a_writer() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not killed:
+                for temp in tmp_path.glob(".out.*.parts/.part.*.tmp"):
+                    pid = int(temp.name.split(".")[-3])  # .part.N.csv.<pid>.<thread>.tmp
+                    os.kill(pid, signal.SIGSTOP)  # frozen, then killed only if still inside the write
+                    if temp.exists() and len(list(temp.parent.glob("part.*.csv"))) < ddf.npartitions - 2:
+                        os.kill(pid, signal.SIGKILL)
+                        killed.update(pid=pid, size=temp.stat().st_size)
+                        return
+                    os.kill(pid, signal.SIGCONT)
+                time.sleep(0.002)
 
-        thread = threading.Thread(target=kill_after_first_parts)
+        thread = threading.Thread(target=kill_a_writer)
         thread.start()
-        summary = write_dask(out, target, "csv", c, header)
+        summary = write_dask(out, target, "csv-folder", c, header)
         thread.join()
-        assert killed and killed["parts_done"] < ddf.npartitions  # it died mid-run
-        assert pids[0] not in c.run(os.getpid).values()  # that worker process is gone (replaced)
-    assert target.read_bytes() == local[0].read_bytes()
+        assert killed and killed["pid"] in pids  # a worker died mid-write, and mid-run
+        assert killed["pid"] not in c.run(os.getpid).values()  # that worker process is gone (replaced)
+    parts = sorted(target.iterdir())
+    assert [p.name for p in parts] == [f"part.{i:05d}.csv" for i in range(ddf.npartitions)]  # no .tmp left
+    assert b"".join(p.read_bytes().split(b"\n", 1)[1] for p in parts) == local[0].read_bytes().split(b"\n", 1)[1]
     assert summary.rows == ROWS and _body(summary) == local[1]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # nor a staging folder
+
+
+# --- issue 9, item 11: a killed client; item 12: quoted newlines ------------------------------------------
+
+SCRIPT = Path(sys.executable).parent / "cancel-rules"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_killed_client_leaves_no_staging_folder(client, orders, tmp_path, signum):
+    """SIGTERM: the client removes its staging folder itself. SIGKILL: the next run to the same output does."""
+    target = tmp_path / "out.csv"
+    proc = subprocess.Popen([str(SCRIPT), "evaluate", str(orders[0] / "orders-*.csv"), "-o", str(target),
+                             "--dask", client.scheduler.address, "--as-of", AS_OF],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.csv.*.parts/part.*.csv")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    [staging] = tmp_path.glob(".out.csv.*.parts")
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    if signum == signal.SIGTERM:
+        assert list(tmp_path.iterdir()) == []
+        assert proc.returncode == 128 + signum
+        assert err.splitlines() == ["cancel-rules evaluate: terminated (SIGTERM)"]
+        return
+    assert proc.returncode == -signum
+    assert sum(p.stat().st_size for p in staging.iterdir()) > 1_000_000  # left behind by the killed client
+    small = tmp_path / "small.csv"
+    small.write_text("order_id,status,seller_reply\nA1,Sent,no_reply\n")
+    assert cli.main(["evaluate", str(small), "-o", str(target), "--dask", client.scheduler.address,
+                     "--as-of", AS_OF]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "small.csv"]
+
+
+def test_quoted_newlines_split_safely(client, tmp_path):
+    """Values with newlines (LF and CRLF), quotes and commas, one longer than a partition, and a header with a
+    quoted newline: many partitions, and the local path's output byte for byte (issue 9, item 12)."""
+    df = synthetic_orders(3000, "2026-11-26T12:00:00+00:00", seed=12)
+    notes = ["", "plain", 'said "no"\nthen left', "line 1\r\nline 2, with comma", '"\n"', "a\n\n\nb"]
+    df.insert(2, "Customer\nnote", [notes[i % len(notes)] for i in range(len(df))])
+    df.loc[1500, "Customer\nnote"] = "\n".join(f'line {k} "quoted"' for k in range(2000))  # ~40 kB, 2000 lines
+    df.loc[7, "order_id"] = 'AE "7",\nsecond line'
+    source = tmp_path / "quoted.csv"
+    df.to_csv(source, index=False)
+    ddf, header = read_orders_dask(str(source), 8 * 1024)
+    assert ddf.npartitions > 20
+    target = tmp_path / "dask.csv"
+    write_dask(evaluate_dask(engine.load(), ddf, AS_OF), target, "csv", client, header)
+    expected = tmp_path / "local.csv"
+    evaluate_csv(engine.load().compiled, source, expected, engine.facts.parse_as_of(AS_OF))
+    assert target.read_bytes() == expected.read_bytes()
+    assert _read_csv(target)["Customer\nnote"].tolist() == df["Customer\nnote"].tolist()
+
+
+CELLS = st.text(alphabet='ab ,"\n\r', max_size=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(CELLS, min_size=2, max_size=2), max_size=40), blocksize=st.integers(1, 64),
+       scan_chunk=st.sampled_from([1, 3, 16, 4096]))
+def test_blocks_are_cut_at_record_boundaries(tmp_path, monkeypatch, rows, blocksize, scan_chunk):
+    """RFC 4180 text with quotes, commas and newlines in values: the blocks' rows, in order, are the whole
+    file's rows (as pandas reads it), whatever the block and scan sizes."""
+    monkeypatch.setattr(cluster, "SCAN_CHUNK", scan_chunk)
+    path = tmp_path / "in.csv"
+    with path.open("w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows([["id", "note\nx"], *[[f"r{i}", *r[1:]] for i, r in
+                                                                                  enumerate(rows)]])
+    header_end, blocks = cluster.record_blocks(str(path), blocksize)
+    size = path.stat().st_size
+    assert blocks[0][0] == 0 and blocks[-1][1] == size and all(a < b for a, b in blocks)
+    assert all(stop == start for (_, stop), (start, _) in zip(blocks, blocks[1:]))
+    assert header_end == len(b'id,"note\nx"\n')
+    assert len(blocks) <= max(1, size // blocksize)
+    whole = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
+    parts = [cluster._read_block(str(path), a, b, header_end, list(whole.columns), k == len(blocks) - 1)
+             for k, (a, b) in enumerate(blocks)]
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)
+
+
+def test_ctrl_c_with_a_local_cluster_is_one_line(orders, tmp_path):
+    """Ctrl-C on a terminal signals the whole process group, the local cluster's workers too: the run still
+    ends with exit 130 and one line (no worker tracebacks), no staging folder and no worker process left."""
+    psutil = pytest.importorskip("psutil")
+    target = tmp_path / "out.csv"
+    proc = subprocess.Popen([str(SCRIPT), "evaluate", str(orders[0] / "orders-*.csv"), "-o", str(target),
+                             "--dask", "--as-of", AS_OF], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, start_new_session=True)  # a process group of its own, as a terminal job
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.csv.*.parts/part.*.csv")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert err.splitlines() == ["cancel-rules evaluate: interrupted (SIGINT)"]
+    assert proc.returncode == 130
+    assert list(tmp_path.iterdir()) == []
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
