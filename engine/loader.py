@@ -42,8 +42,6 @@ PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 PLACEHOLDER_BODY = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:-\s*([A-Za-z_]\w*)\s*)?$")
 RULE_ID = re.compile(r"^[A-Za-z][\w.\-]*$")
 
-_constructor = yaml.SafeLoader("")
-
 
 def did_you_mean(word: object, choices: Any) -> str | None:
     found = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
@@ -57,6 +55,8 @@ class _Reader:
         self.path = path
         self.problems: list[RuleProblem] = []
         self.rule_id: str | None = None
+        # One per file: a constructor keeps every node it built, so a shared one would keep every file's nodes.
+        self.constructor = yaml.constructor.SafeConstructor()
 
     def problem(self, node: yaml.Node | None, message: str, hint: str | None = None) -> None:
         mark = node.start_mark if node is not None else None
@@ -65,7 +65,7 @@ class _Reader:
 
     def scalar(self, node: yaml.Node) -> Any:
         if isinstance(node, yaml.ScalarNode):
-            return _constructor.construct_object(node, deep=True)
+            return self.constructor.construct_object(node, deep=True)
         return self.plain(node)
 
     def plain(self, node: yaml.Node) -> Any:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
+import yaml
 
 import engine
 from engine.errors import RuleError
@@ -259,3 +261,18 @@ def test_bundled_status_labels_are_aliases():
         assert status.aliases[code.replace("_", " ")] == code
         assert status.aliases[status.label(code).lower()] == code
     assert status.label("shipped") == "Sent" and status.label("cancelled") == "Closed"
+
+
+def live_yaml_nodes() -> int:
+    gc.collect()
+    return sum(isinstance(obj, yaml.Node) for obj in gc.get_objects())
+
+
+def test_loading_keeps_no_yaml_nodes_alive():
+    """Loading again and again must not keep the node trees of earlier loads (issue 9, item 7)."""
+    engine.load()
+    after_one = live_yaml_nodes()
+    for _ in range(5):
+        engine.load()
+        load_spec(RULES_DIR / "variants" / "legacy-72h.yaml")
+    assert live_yaml_nodes() == after_one == 0
