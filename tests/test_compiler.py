@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import engine
 from engine.compiler import NO_RULE, compile_policy, condition_json, engine_names, ruleset_definition, ruleset_name
@@ -248,3 +250,17 @@ def test_every_finite_constant_compiles_and_the_engine_agrees_at_and_around_it(t
             python = tuple(r.id for r in spec.ranked_rules() if check(spec, r.conditions[0], {"x": x}).passed)
             assert python == truth, (constant, x)
             assert policy.compiled.match({"x": x}) == truth, (constant, x)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(constant=st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, allow_subnormal=True))
+def test_any_finite_parameter_value_compiles_and_the_engine_agrees_around_it(tmp_path, constant):
+    """Any double a rule may compare with (hypothesis favours subnormals, powers of ten and bounds)."""
+    path = tmp_path / "exact.yaml"
+    path.write_text(constant_policy(1.0, via_parameter=True))
+    policy = engine.load(path).with_parameters(limit=constant)
+    spec = policy.spec
+    for x in (math.nextafter(constant, -math.inf), constant, math.nextafter(constant, math.inf)):
+        truth = tuple(op for op, test in OPS.items() if test(x, constant))
+        assert tuple(r.id for r in spec.ranked_rules() if check(spec, r.conditions[0], {"x": x}).passed) == truth
+        assert policy.compiled.match({"x": x}) == truth, (constant, x)
