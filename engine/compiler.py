@@ -26,12 +26,16 @@ from durable import engine as _durable  # noqa: E402  (after the filter: 3.12 wa
 
 # A JSON string, or a number written with an exponent and no fraction ('1e-05', as json.dumps writes some floats).
 _STRING_OR_BARE_EXPONENT = re.compile(r'"(?:[^"\\]|\\.)*"|(?<![\w.])(-?\d+)(e[-+]\d+)')
+_EXPONENT = re.compile(r"\de[-+]")  # json.dumps writes every exponent with a sign
 
 
 def _exact_dumps(obj: Any, **kwargs: Any) -> str:
     """json.dumps for durable_rules. Its parser reads a number as digits[.digits[e±digits]], so it fails on
     '1e-05'; '1.0e-05' parses (with strtod, correctly rounded) to the same double. Strings are left alone."""
-    return _STRING_OR_BARE_EXPONENT.sub(lambda m: f"{m[1]}.0{m[2]}" if m[1] else m[0], json.dumps(obj, **kwargs))
+    text = json.dumps(obj, **kwargs)
+    if not _EXPONENT.search(text):  # the usual message: no exponent anywhere, nothing to rewrite
+        return text
+    return _STRING_OR_BARE_EXPONENT.sub(lambda m: f"{m[1]}.0{m[2]}" if m[1] else m[0], text)
 
 
 class _ExactJson:
