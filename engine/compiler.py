@@ -10,12 +10,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import re
 import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from .errors import EngineError
@@ -23,6 +23,29 @@ from .model import Condition, PolicySpec
 
 warnings.filterwarnings("ignore", message=r".*utcfromtimestamp.*", category=DeprecationWarning)
 from durable import engine as _durable  # noqa: E402  (after the filter: 3.12 warns on every action)
+
+# A JSON string, or a number written with an exponent and no fraction ('1e-05', as json.dumps writes some floats).
+_STRING_OR_BARE_EXPONENT = re.compile(r'"(?:[^"\\]|\\.)*"|(?<![\w.])(-?\d+)(e[-+]\d+)')
+_EXPONENT = re.compile(r"\de[-+]")  # json.dumps writes every exponent with a sign
+
+
+def _exact_dumps(obj: Any, **kwargs: Any) -> str:
+    """json.dumps for durable_rules. Its parser reads a number as digits[.digits[e±digits]], so it fails on
+    '1e-05'; '1.0e-05' parses (with strtod, correctly rounded) to the same double. Strings are left alone."""
+    text = json.dumps(obj, **kwargs)
+    if not _EXPONENT.search(text):  # the usual message: no exponent anywhere, nothing to rewrite
+        return text
+    return _STRING_OR_BARE_EXPONENT.sub(lambda m: f"{m[1]}.0{m[2]}" if m[1] else m[0], text)
+
+
+class _ExactJson:
+    """The json module as durable_rules uses it (rulesets and facts go through dumps), with exact numbers."""
+
+    dumps = staticmethod(_exact_dumps)
+    loads = staticmethod(json.loads)
+
+
+_durable.json = _ExactJson
 
 NO_RULE = "__no_rule__"
 _NO_RULE_PRI = 65000  # pri is unsigned 16-bit; lower fires first
@@ -51,6 +74,13 @@ _host: _QuietHost | None = None
 _registered: set[str] = set()
 
 
+def engine_names(spec: PolicySpec) -> dict[str, str]:
+    """The name each fact has inside durable_rules. The engine reserves 'sid' and 'id' and finds a property by a
+    32-bit hash of its name, so facts named freely by users could clash; 'f0', 'f1', ... have distinct hashes
+    (and neither 'sid''s nor 'id''s) up to 'f264601', far past the 255 properties a message can hold."""
+    return {name: f"f{index}" for index, name in enumerate(spec.facts)}
+
+
 def _term(fact: str, op: str, value: Any) -> dict:
     if op == "eq":
         return {fact: value}
@@ -76,16 +106,19 @@ def _all(terms: list[dict]) -> dict:
 
 
 def condition_json(spec: PolicySpec, cond: Condition) -> dict:
-    """One condition in durable_rules' JSON form; a keyed parameter becomes one branch per key."""
+    """One condition in durable_rules' JSON form (facts by engine name); a keyed parameter becomes one branch
+    per key."""
+    names = engine_names(spec)
+    fact = names[cond.fact]
     keyed = spec.keyed_parameter(cond)
     if keyed is None:
-        return _term(cond.fact, cond.op, spec.resolve(cond.value, {}))
+        return _term(fact, cond.op, spec.resolve(cond.value, {}))
+    by = names[keyed.by]
     branches = []
     for key in spec.facts[keyed.by].values:
-        branches.append(_all([{keyed.by: key}, _term(cond.fact, cond.op, spec.resolve(cond.value, {keyed.by: key}))]))
+        branches.append(_all([{by: key}, _term(fact, cond.op, spec.resolve(cond.value, {keyed.by: key}))]))
     if keyed.default is not None:
-        branches.append(_all([{"$nex": {keyed.by: 1}},
-                              _term(cond.fact, cond.op, spec.resolve(cond.value, {}))]))
+        branches.append(_all([{"$nex": {by: 1}}, _term(fact, cond.op, spec.resolve(cond.value, {}))]))
     return _any(branches)
 
 
@@ -105,15 +138,6 @@ def ruleset_name(spec: PolicySpec, definition: Mapping[str, Any]) -> str:
     return f"{re.sub(r'[^A-Za-z0-9_-]', '_', spec.name)}-{digest}"
 
 
-def _engine_value(value: Any) -> Any:
-    """A fact value durable_rules can read. Its JSON parser rejects an exponent without a fraction ('1e-05',
-    '2e+16', as json.dumps writes such floats): step up to the next float written with one, which compares the
-    same with every constant of the ruleset (no constant can be a float skipped: it would not have compiled)."""
-    while isinstance(value, float) and "e" in (text := repr(value)) and "." not in text:
-        value = math.nextafter(value, math.inf)
-    return value
-
-
 @dataclass(frozen=True)
 class CompiledPolicy:
     """A policy registered in durable_rules; `match` is the only way facts reach the engine."""
@@ -122,9 +146,15 @@ class CompiledPolicy:
     ruleset: str
     engine_facts: tuple[str, ...]
 
+    @cached_property
+    def _message_keys(self) -> tuple[tuple[str, str], ...]:
+        """(fact, its engine name) for each fact that reaches the engine."""
+        names = engine_names(self.spec)
+        return tuple((name, names[name]) for name in self.engine_facts)
+
     def match(self, facts: Mapping[str, Any]) -> tuple[str, ...]:
         """Ids of every rule the facts satisfy, in the engine's firing order (empty: no rule)."""
-        message = {name: _engine_value(facts[name]) for name in self.engine_facts if facts.get(name) is not None}
+        message = {key: facts[name] for name, key in self._message_keys if facts.get(name) is not None}
         message["sid"] = _SID
         with _lock:
             _fired.clear()

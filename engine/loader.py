@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from .errors import RuleError, RuleProblem
 from .model import (
     FACT_TYPES,
     HIT_POLICIES,
+    MAX_NUMBER,
     OPERATORS,
     TIME_UNITS,
     Condition,
@@ -41,13 +44,119 @@ ENUM_OPS = ("eq", "ne", "in", "not_in", "given")
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 PLACEHOLDER_BODY = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:-\s*([A-Za-z_]\w*)\s*)?$")
 RULE_ID = re.compile(r"^[A-Za-z][\w.\-]*$")
-
-_constructor = yaml.SafeLoader("")
+EXPONENT_TEXT = re.compile(r"^([-+]?(?:\d+\.?\d*|\.\d+))[eE]([-+]?)(\d+)$")  # a float YAML 1.1 reads as text
+# A policy nests about 8 levels deep; the limit stops hostile nesting before the recursive walks below.
+MAX_DEPTH = 64
+# Values that aliases may repeat in one file: shared example orders and conditions fit easily, alias bombs
+# (each anchor repeating the previous one) stop here instead of expanding to billions of values.
+MAX_ALIAS_VALUES = 10_000
+CORE_TAG = "tag:yaml.org,2002:"
+ALLOWED_TAGS = tuple(CORE_TAG + t for t in ("str", "int", "float", "bool", "null", "seq", "map"))
+KINDS = {"int": "integer", "float": "number", "bool": "true or false", "null": "null", "timestamp": "date"}
 
 
 def did_you_mean(word: object, choices: Any) -> str | None:
     found = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return found[0] if found else None
+
+
+def brief(value: object, limit: int = 60) -> str:
+    """repr(value), cut to about `limit` characters so a huge value never floods a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def show_number(value: float) -> str:
+    try:
+        return f"{value:g}"
+    except OverflowError:  # an int too large for a float
+        return f"a {len(str(abs(value)))}-digit number"
+
+
+def exponent_hint(value: object) -> str:
+    """For text that is a float to Python but not to YAML 1.1 ('1e-05'), how to write it as a number."""
+    match = EXPONENT_TEXT.match(value) if isinstance(value, str) else None
+    if not match:
+        return ""
+    mantissa, sign, digits = match.groups()
+    mantissa = mantissa if "." in mantissa else mantissa + ".0"
+    mantissa = mantissa.replace("-.", "-0.").replace("+.", "+0.")
+    mantissa = "0" + mantissa if mantissa.startswith(".") else mantissa
+    return f" (YAML reads it as text: write {mantissa}e{sign or '+'}{digits})"
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """YAML the composer refuses to build (it is valid YAML, so not reported as a syntax error)."""
+
+
+class _Composer(yaml.SafeLoader):
+    """A SafeLoader's composer that refuses, each before it costs time or memory and located where it is written:
+    tags other than the core ones, nesting deeper than MAX_DEPTH, aliases repeating more than MAX_ALIAS_VALUES
+    values or nesting deeper once expanded, recursive aliases, and scalars no Python value can be built from."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        self.repeated = 0
+        self.shapes: dict[int, tuple[int, int]] = {}  # id of a finished node -> (values in it, levels in it)
+
+    def refuse(self, message: str, mark: yaml.Mark) -> None:
+        raise _Refused(problem=message, problem_mark=mark)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self.check_alias(event)
+            return super().compose_node(parent, index)
+        if event.anchor is not None and event.anchor in self.anchors:
+            first = self.anchors[event.anchor].start_mark.line + 1
+            self.refuse(f"anchor '&{event.anchor}' is defined twice (first at line {first})", event.start_mark)
+        if event.tag not in (None, "!") and event.tag not in ALLOWED_TAGS:
+            allowed = ", ".join(t.replace(CORE_TAG, "!!") for t in ALLOWED_TAGS)
+            self.refuse(f"tag '{event.tag.replace(CORE_TAG, '!!')}' is not allowed (allowed: {allowed})",
+                        event.start_mark)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.refuse(f"values nest deeper than {MAX_DEPTH} levels", event.start_mark)
+        node = super().compose_node(parent, index)
+        self.depth -= 1
+        if isinstance(node, yaml.ScalarNode):
+            self.check_scalar(node, explicit=event.tag not in (None, "!"))
+            self.shapes[id(node)] = (1, 1)
+        else:
+            children = [self.shapes[id(child)] for item in node.value
+                        for child in (item if isinstance(node, yaml.MappingNode) else (item,))]
+            self.shapes[id(node)] = (1 + sum(c[0] for c in children), 1 + max((c[1] for c in children), default=0))
+        return node
+
+    def check_alias(self, event: yaml.AliasEvent) -> None:
+        node = self.anchors.get(event.anchor)
+        if node is None:
+            return  # the composer reports an undefined alias
+        shape = self.shapes.get(id(node))
+        if shape is None:
+            self.refuse(f"alias '*{event.anchor}' is inside its own anchor (a recursive structure)",
+                        event.start_mark)
+        values, levels = shape
+        if self.depth + levels > MAX_DEPTH:
+            self.refuse(f"alias '*{event.anchor}' nests values deeper than {MAX_DEPTH} levels", event.start_mark)
+        self.repeated += values
+        if self.repeated > MAX_ALIAS_VALUES:
+            self.refuse(f"alias '*{event.anchor}' repeats {values} values, past the limit of {MAX_ALIAS_VALUES} "
+                        "values repeated by aliases in one file", event.start_mark)
+
+    def check_scalar(self, node: yaml.ScalarNode, explicit: bool) -> None:
+        if node.tag == CORE_TAG + "merge":
+            self.refuse("merge key '<<' is not supported (write the keys out, or quote '<<' for the text)",
+                        node.start_mark)
+        try:
+            self.construct_object(node)
+        except (yaml.YAMLError, ValueError, KeyError):
+            kind = node.tag.replace(CORE_TAG, "!!") if explicit else KINDS.get(node.tag.replace(CORE_TAG, ""),
+                                                                               node.tag)
+            self.refuse(f"{brief(node.value)} is not a valid {kind}", node.start_mark)
+        finally:
+            self.constructed_objects.pop(node, None)
 
 
 class _Reader:
@@ -57,15 +166,18 @@ class _Reader:
         self.path = path
         self.problems: list[RuleProblem] = []
         self.rule_id: str | None = None
+        # One per file: a constructor keeps every node it built, so a shared one would keep every file's nodes.
+        self.constructor = yaml.constructor.SafeConstructor()
 
-    def problem(self, node: yaml.Node | None, message: str, hint: str | None = None) -> None:
+    def problem(self, node: yaml.Node | None, message: str, hint: str | None = None,
+                at: tuple[int, int] | None = None) -> None:
         mark = node.start_mark if node is not None else None
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        line, col = at or ((mark.line + 1, mark.column + 1) if mark else (1, 1))
         self.problems.append(RuleProblem(self.path, line, col, message, self.rule_id, hint))
 
     def scalar(self, node: yaml.Node) -> Any:
         if isinstance(node, yaml.ScalarNode):
-            return _constructor.construct_object(node, deep=True)
+            return self.constructor.construct_object(node, deep=True)
         return self.plain(node)
 
     def plain(self, node: yaml.Node) -> Any:
@@ -100,19 +212,34 @@ class _Reader:
             return []
         return list(node.value)
 
-    def number(self, node: yaml.Node, what: str) -> float | None:
+    def number(self, node: yaml.Node, what: str, limit: float | None = MAX_NUMBER) -> float | None:
+        """A finite number, within ±limit if given (the range of number facts: a parameter or default beyond it
+        could never be compared with an order's fact)."""
         value = self.scalar(node)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            self.problem(node, f"{what} must be a number, got {value!r}")
+            self.problem(node, f"{what} must be a number, got {brief(value)}{exponent_hint(value)}")
+            return None
+        if isinstance(value, float) and math.isinf(value):
+            self.problem(node, f"{what} must be a finite number, got {value}")
+            return None
+        if limit is not None and abs(value) > limit:
+            self.problem(node, f"{what} must be between {-limit:g} and {limit:g}, got {show_number(value)}")
             return None
         return value
 
     def text(self, node: yaml.Node, what: str) -> str | None:
         value = self.scalar(node)
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            self.problem(node, f"{what} must be text, got {value!r}")
+            self.problem(node, f"{what} must be text, got {brief(value)}")
             return None
         return str(value)
+
+    def flag(self, node: yaml.Node, what: str) -> bool | None:
+        value = self.scalar(node)
+        if not isinstance(value, bool):
+            self.problem(node, f"{what} takes true or false, got {brief(value)}")
+            return None
+        return value
 
 
 def _compose(path: Path, reader: _Reader) -> yaml.Node | None:
@@ -125,11 +252,19 @@ def _compose(path: Path, reader: _Reader) -> yaml.Node | None:
         reader.problems.append(RuleProblem(str(path), 1, 1, "file is not UTF-8 text"))
         return None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Composer)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, found before any parsing
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - text.rfind("\n", 0, exc.position)
+        kind = "control character" if unicodedata.category(chr(exc.character)) == "Cc" else "character"
+        reader.problems.append(RuleProblem(str(path), line, col,
+                                           f"{kind} U+{exc.character:04X} is not allowed in YAML"))
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        reader.problems.append(RuleProblem(str(path), line, col, f"YAML syntax error: {exc.problem}"))
+        message = exc.problem if isinstance(exc, _Refused) else f"YAML syntax error: {exc.problem}"
+        reader.problems.append(RuleProblem(str(path), line, col, message))
         return None
     if root is None:
         reader.problems.append(RuleProblem(str(path), 1, 1, "file is empty"))
@@ -274,30 +409,56 @@ def _facts(node: yaml.Node, reader: _Reader) -> dict[str, FactSpec]:
     facts: dict[str, FactSpec] = {}
     for name, (knode, vnode) in reader.mapping(node, "facts").items():
         spec = reader.mapping(vnode, f"fact '{name}'", FACT_KEYS)
-        get = {k: reader.scalar(v[1]) for k, v in spec.items() if k != "values"}
-        ftype = get.get("type")
+        ftype = reader.scalar(spec["type"][1]) if "type" in spec else None
         if ftype not in FACT_TYPES:
             reader.problem(spec.get("type", (knode, vnode))[1],
                            f"fact '{name}' needs a type (one of: {', '.join(FACT_TYPES)})",
                            did_you_mean(ftype, FACT_TYPES) if ftype else None)
             continue
         values, labels, aliases = _enum_values(name, spec, reader) if ftype == "enum" else ((), {}, {})
-        default = get.get("default")
-        if ftype == "enum" and default is not None:
-            default = aliases.get(alias_key(str(default)))
-            if default is None:
-                reader.problem(spec["default"][1], f"default of fact '{name}' is not one of its values",
-                               did_you_mean(get["default"], values))
-        per = get.get("per", "hours")
-        if per not in TIME_UNITS:
+        of = f"of fact '{name}'"
+        low, high = (reader.number(spec[k][1], f"'{k}' {of}", limit=None) if k in spec else None
+                     for k in ("min", "max"))
+        if low is not None and high is not None and low > high:
+            reader.problem(spec["min"][1], f"fact '{name}' has min {show_number(low)} above its max "
+                                           f"{show_number(high)}")
+        required = reader.flag(spec["required"][1], f"'required' {of}") if "required" in spec else False
+        texts = {k: reader.text(spec[k][1], f"'{k}' {of}") for k in ("unit", "from_timestamp", "per", "description")
+                 if k in spec}
+        default = _fact_default(name, ftype, spec, reader, aliases, values, (low, high))
+        per = texts.get("per", "hours")
+        if per is not None and per not in TIME_UNITS:
             reader.problem(spec["per"][1], f"'per' must be one of: {', '.join(TIME_UNITS)}",
                            did_you_mean(per, TIME_UNITS))
         facts[name] = FactSpec(
-            name=name, type=ftype, required=bool(get.get("required", False)), default=default,
-            values=values, labels=labels, aliases=aliases, unit=get.get("unit"), min=get.get("min"),
-            max=get.get("max"), from_timestamp=get.get("from_timestamp"), per=per,
-            description=str(get.get("description") or ""))
+            name=name, type=ftype, required=bool(required), default=default, values=values, labels=labels,
+            aliases=aliases, unit=texts.get("unit"), min=low, max=high, from_timestamp=texts.get("from_timestamp"),
+            per=per or "hours", description=texts.get("description") or "")
     return facts
+
+
+def _fact_default(name: str, ftype: str, spec: dict, reader: _Reader, aliases: dict, values: tuple,
+                  bounds: tuple[float | None, float | None]) -> Any:
+    """A fact's default, read as a value of its type (an enum code, a number within its range, or text)."""
+    if "default" not in spec:
+        return None
+    node = spec["default"][1]
+    what = f"'default' of fact '{name}'"
+    if ftype == "enum":
+        given = reader.scalar(node)
+        default = aliases.get(alias_key(str(given))) if given is not None else None
+        if given is not None and default is None:
+            reader.problem(node, f"default of fact '{name}' is not one of its values", did_you_mean(given, values))
+        return default
+    if ftype == "string":
+        return reader.text(node, what)
+    default = reader.number(node, what)
+    low, high = bounds
+    if default is not None and low is not None and default < low:
+        reader.problem(node, f"{what} is {show_number(default)}, below its min {show_number(low)}")
+    elif default is not None and high is not None and default > high:
+        reader.problem(node, f"{what} is {show_number(default)}, above its max {show_number(high)}")
+    return default
 
 
 def _enum_values(name: str, spec: dict, reader: _Reader):
@@ -330,12 +491,11 @@ def _enum_values(name: str, spec: dict, reader: _Reader):
 
 
 def _parameters(node: yaml.Node, reader: _Reader, facts: dict[str, FactSpec]) -> dict:
-    params: dict[str, float | KeyedParameter] = {}
+    """Parameters by name; one whose declaration has a problem maps to None (known, so not reported again)."""
+    params: dict[str, float | KeyedParameter | None] = {}
     for name, (knode, vnode) in reader.mapping(node, "parameters").items():
         if not isinstance(vnode, yaml.MappingNode):
-            value = reader.number(vnode, f"parameter '{name}'")
-            if value is not None:
-                params[name] = value
+            params[name] = reader.number(vnode, f"parameter '{name}'")
             continue
         spec = reader.mapping(vnode, f"parameter '{name}'", ("by", "values", "default", "description"))
         by = str(reader.scalar(spec["by"][1])) if "by" in spec else None
@@ -344,15 +504,16 @@ def _parameters(node: yaml.Node, reader: _Reader, facts: dict[str, FactSpec]) ->
             reader.problem(spec.get("by", (knode, vnode))[1],
                            f"keyed parameter '{name}' needs 'by:' naming an enum fact",
                            did_you_mean(by, [f for f, s in facts.items() if s.type == "enum"]) if by else None)
+            params[name] = None
             continue
         values: dict[str, float] = {}
-        for key, (kn, vn) in reader.mapping(spec.get("values", (knode, vnode))[1],
-                                             f"parameter '{name}' values").items():
+        given = reader.mapping(spec.get("values", (knode, vnode))[1], f"parameter '{name}' values")
+        for key, (kn, vn) in given.items():
             if key not in fact.values:
                 reader.problem(kn, f"'{key}' is not a value of fact '{by}'", did_you_mean(key, fact.values))
             elif (number := reader.number(vn, f"parameter '{name}.{key}'")) is not None:
                 values[key] = number
-        missing = [v for v in fact.values if v not in values]
+        missing = [v for v in fact.values if v not in given]  # a value given but wrong is reported above
         default = reader.number(spec["default"][1], f"parameter '{name}' default") if "default" in spec else None
         if missing and default is None:
             reader.problem(knode, f"parameter '{name}' has no value for: {', '.join(missing)} (or give a default)")
@@ -380,7 +541,7 @@ def _rule(node: yaml.Node, index: int, reader: _Reader, facts: dict, params: dic
     if "priority" in spec:
         value = reader.scalar(spec["priority"][1])
         if isinstance(value, bool) or not isinstance(value, int):
-            reader.problem(spec["priority"][1], f"priority must be a whole number, got {value!r}")
+            reader.problem(spec["priority"][1], f"priority must be a whole number, got {brief(value)}")
         else:
             priority = value
     conditions: list[Condition] = []
@@ -457,7 +618,7 @@ def _operand(op: str, node: yaml.Node, fact: FactSpec, reader: _Reader, params: 
     if op == "given":
         value = reader.scalar(node)
         if not isinstance(value, bool):
-            reader.problem(node, f"'given' takes true or false, got {value!r}")
+            reader.problem(node, f"'given' takes true or false, got {brief(value)}")
             return None
         return value
     if op in ("in", "not_in", "between"):
@@ -483,9 +644,11 @@ def _constant(node: yaml.Node, fact: FactSpec, reader: _Reader, params: dict):
     value = reader.scalar(node)
     if isinstance(value, str) and value.startswith("$"):
         name = value[1:]
-        param = params.get(name)
-        if param is None:
+        if name not in params:
             reader.problem(node, f"unknown parameter '{name}'", did_you_mean(name, params))
+            return None
+        param = params[name]
+        if param is None:  # its declaration is wrong, and reported there
             return None
         if fact.type == "enum":
             reader.problem(node, f"parameter '{name}' is a number; enum fact '{fact.name}' needs one of its values")
@@ -494,26 +657,55 @@ def _constant(node: yaml.Node, fact: FactSpec, reader: _Reader, params: dict):
     if fact.type == "enum":
         code = fact.aliases.get(alias_key(value)) if isinstance(value, str) else None
         if code is None:
-            reader.problem(node, f"'{value}' is not a value of fact '{fact.name}'",
+            reader.problem(node, f"{brief(value)} is not a value of fact '{fact.name}'",
                            did_you_mean(value, fact.values))
         return code
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        reader.problem(node, f"fact '{fact.name}' is a number; got {value!r}")
+        reader.problem(node, f"fact '{fact.name}' is a number; got {brief(value)}{exponent_hint(value)}")
+        return None
+    if isinstance(value, float) and math.isinf(value):
+        reader.problem(node, f"fact '{fact.name}' takes finite numbers; got {value}")
+        return None
+    if abs(value) > MAX_NUMBER:  # no order's fact can reach it (facts.number_value refuses larger numbers)
+        reader.problem(node, f"fact '{fact.name}' takes numbers between {-MAX_NUMBER:g} and {MAX_NUMBER:g}; "
+                             f"got {show_number(value)}")
         return None
     return value
 
 
 def _check_template(message: str, node: yaml.Node, reader: _Reader, facts: dict, params: dict) -> None:
     names = set(facts) | set(params)
-    for body in PLACEHOLDER.findall(message):
+    source, start, end = _source_of(node)
+    for placeholder in PLACEHOLDER.finditer(message):
+        body = placeholder.group(1)
+        # Locate the placeholder in the file's text (a folded or escaped message may not hold it verbatim).
+        found = source.find(placeholder.group(0), start, end)
+        at = _position(node, source, found) if found >= 0 else None
+        start = found + 1 if found >= 0 else start
         match = PLACEHOLDER_BODY.match(body)
         if not match:
-            reader.problem(node, f"message placeholder '{{{body}}}' must be '{{name}}' or '{{name - name}}'")
+            reader.problem(node, f"message placeholder '{{{body}}}' must be '{{name}}' or '{{name - name}}'", at=at)
             continue
         for name in filter(None, match.groups()):
             if name not in names:
                 reader.problem(node, f"message names unknown fact or parameter '{name}'",
-                               did_you_mean(name, names))
+                               did_you_mean(name, names), at=at)
+        not_numbers = [n for n in match.groups() if n in facts and facts[n].type != "number"]
+        if match.group(2) and not_numbers:
+            reader.problem(node, f"message placeholder '{{{body}}}' subtracts what is not a number: "
+                                 f"{', '.join(not_numbers)}", at=at)
+
+
+def _source_of(node: yaml.Node) -> tuple[str, int, int]:
+    """The text the composer read (marks of a parsed string carry it) and where the node starts and ends in it."""
+    buffer = node.start_mark.buffer
+    return (buffer, node.start_mark.index, node.end_mark.index) if isinstance(buffer, str) else ("", 0, 0)
+
+
+def _position(node: yaml.Node, source: str, index: int) -> tuple[int, int]:
+    """1-based line and column of source[index] (lines counted from the node's start mark)."""
+    mark = node.start_mark
+    return mark.line + 1 + source.count("\n", mark.index, index), index - source.rfind("\n", 0, index)
 
 
 def _examples(node: yaml.Node, reader: _Reader, actions: dict) -> tuple[Example, ...]:

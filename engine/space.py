@@ -66,7 +66,11 @@ class Axis:
             return b_ - 1.0
         if math.isinf(b_):
             return a + 1.0
-        return (a + b_) / 2
+        mid = (a + b_) / 2
+        if a < mid < b_:
+            return mid
+        # a and b_ are neighbouring doubles: only an included end lies in the bin, else nothing does
+        return a if a_in else b_ if b_in else None
 
     def describe(self, b: int) -> str:
         if b == self.not_given_bin:

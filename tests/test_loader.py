@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
+import yaml
 
 import engine
 from engine.errors import RuleError
@@ -15,6 +17,7 @@ HERE = Path(__file__).parent
 MALFORMED = HERE / "fixtures" / "malformed"
 VALID = HERE / "fixtures" / "valid"
 MISSING_BASE = (VALID / "no-such-policy.yaml").resolve()
+ALLOWED_TAGS = "allowed: !!str, !!int, !!float, !!bool, !!null, !!seq, !!map"
 
 # Problems load_spec reports, as "line:col: rest" (the path is prepended by the test). Every message names
 # the rule it is in; "did you mean" appears wherever a close spelling exists.
@@ -41,9 +44,9 @@ SPEC_ERRORS: dict[str, list[str]] = {
     "keyed_parameter_missing_values": ["27:3: parameter 'refund_days' has no value for: boleto (or give a default)"],
     "between_reversed": ["35:38: rule 'silent': 'between' bounds are reversed: 72 > 48"],
     "bad_placeholder": [
-        "38:16: rule 'silent': message names unknown fact or parameter 'hours_since_contct' "
+        "38:28: rule 'silent': message names unknown fact or parameter 'hours_since_contct' "
         "(did you mean 'hours_since_contact'?)",
-        "38:16: rule 'silent': message placeholder '{reply_hours * 2}' must be '{name}' or '{name - name}'",
+        "38:52: rule 'silent': message placeholder '{reply_hours * 2}' must be '{name}' or '{name - name}'",
     ],
     "missing_source_examples": [
         "31:5: rule 'silent': missing 'source' (the guide step or fact the rule encodes)",
@@ -59,7 +62,7 @@ SPEC_ERRORS: dict[str, list[str]] = {
     "fact_without_type": [
         "19:31: fact 'hours_since_contact' needs a type (one of: enum, number, string) (did you mean 'number'?)",
         "35:7: rule 'silent': unknown fact 'hours_since_contact'",
-        "38:16: rule 'silent': message names unknown fact or parameter 'hours_since_contact'",
+        "38:28: rule 'silent': message names unknown fact or parameter 'hours_since_contact'",
     ],
     "three_mistakes": [
         "34:7: rule 'silent': unknown fact 'seller_replies' (did you mean 'seller_reply'?)",
@@ -76,6 +79,44 @@ SPEC_ERRORS: dict[str, list[str]] = {
         "6:3: unknown parameter 'reply_hour' (a variant can only override the base's) (did you mean 'reply_hours'?)",
         "8:24: parameter 'refund_days' has no key 'cash'",
     ],
+    # Hostile or odd YAML: tags, aliases, nesting, control characters (issue 9, items 5 and 13).
+    "tag_python_name": [f"3:10: tag '!!python/name:os.system' is not allowed ({ALLOWED_TAGS})"],
+    "tag_unknown": [f"34:21: tag '!foo' is not allowed ({ALLOWED_TAGS})"],
+    "tag_bad_int": ["35:34: 'forty' is not a valid !!int"],
+    "merge_key": ["19:47: merge key '<<' is not supported (write the keys out, or quote '<<' for the text)"],
+    "alias_expands_too_much": [
+        "44:49: alias '*a2' repeats 1111 values, past the limit of 10000 values repeated by aliases in one file"],
+    "anchor_defined_twice": ["27:16: anchor '&limit' is defined twice (first at line 26)"],
+    "alias_recursive": ["3:17: alias '*v' is inside its own anchor (a recursive structure)"],
+    "alias_nests_too_deep": ["66:11: alias '*d60' nests values deeper than 64 levels"],
+    "nesting_too_deep": ["3:73: values nest deeper than 64 levels"],
+    "nul_byte": ["38:23: control character U+0000 is not allowed in YAML"],
+    "value_shown_briefly": [
+        "3:10: version must be text, got [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16..."],
+    # Fact declarations: every key is checked for its type and range.
+    "fact_max_text": ["19:52: 'max' of fact 'hours_since_contact' must be a number, got 'hundred'"],
+    "fact_max_list": ["19:52: 'max' of fact 'hours_since_contact' must be a number, got [1]"],
+    "fact_default_text": ["19:56: 'default' of fact 'hours_since_contact' must be a number, got 'abc'"],
+    "fact_required_text": ["19:57: 'required' of fact 'hours_since_contact' takes true or false, got 'no'"],
+    "fact_min_nan": ["19:44: 'min' of fact 'hours_since_contact' must be a number, got nan"],
+    "fact_min_above_max": ["19:44: fact 'hours_since_contact' has min 10 above its max 5"],
+    "fact_default_out_of_range": ["19:56: 'default' of fact 'hours_since_contact' is -1, below its min 0"],
+    "fact_from_timestamp_list": [
+        "19:63: 'from_timestamp' of fact 'hours_since_contact' must be text, got ['contacted_at']"],
+    # Numbers: finite, within the range a fact can take, and numbers rather than text that looks like one.
+    "constant_infinity": ["35:33: rule 'silent': fact 'hours_since_contact' takes finite numbers; got inf"],
+    "constant_negative_infinity": ["35:39: rule 'silent': fact 'hours_since_contact' takes finite numbers; got -inf"],
+    "constant_too_large": [
+        "35:34: rule 'silent': fact 'hours_since_contact' takes numbers between -1e+09 and 1e+09; got 1e+16"],
+    "constant_exponent_text": ["35:34: rule 'silent': fact 'hours_since_contact' is a number; got '1e-05' "
+                               "(YAML reads it as text: write 1.0e-05)"],
+    "parameter_infinity": ["26:16: parameter 'reply_hours' must be a finite number, got inf"],
+    "keyed_parameter_too_large": [
+        "29:32: parameter 'refund_days.boleto' must be between -1e+09 and 1e+09, got 1e+308"],
+    # Messages and examples.
+    "placeholder_subtracts_text": ["38:53: rule 'silent': message placeholder '{status - seller_reply}' "
+                                   "subtracts what is not a number: status, seller_reply"],
+    "example_bad_date": ["41:83: '2025-13-45' is not a valid date"],
 }
 
 # Files that parse and validate, but whose examples fail: only engine.load (which runs them) reports these.
@@ -101,7 +142,7 @@ def test_corpus_is_large_and_every_file_has_an_expectation():
     files = {p.stem for p in MALFORMED.glob("*.yaml")}
     assert files == set(SPEC_ERRORS) | set(LOAD_ERRORS)
     assert not set(SPEC_ERRORS) & set(LOAD_ERRORS)
-    assert len(files) >= 18
+    assert len(files) >= 59
 
 
 @pytest.mark.parametrize("name", sorted(SPEC_ERRORS))
@@ -259,3 +300,44 @@ def test_bundled_status_labels_are_aliases():
         assert status.aliases[code.replace("_", " ")] == code
         assert status.aliases[status.label(code).lower()] == code
     assert status.label("shipped") == "Sent" and status.label("cancelled") == "Closed"
+
+
+# --- anchors and memory ----------------------------------------------------------------------------------
+
+def test_anchors_and_aliases_within_the_budget_still_work(tmp_path):
+    """Anchors share a condition block and one example order fifty times: the policy reads as if written out."""
+    plain = (VALID / "mini.yaml").read_text()
+    shared = plain.replace("    when:\n      seller_reply: silent\n      hours_since_contact: {gte: $reply_hours}\n",
+                           "    when: &silent_long {seller_reply: silent, hours_since_contact: {gte: $reply_hours}}\n")
+    shared = shared.replace("- order: {order_id: M2, status: open, seller_reply: Silent, hours_since_contact: 48}",
+                            "- order: &m2 {order_id: M2, status: open, seller_reply: Silent, hours_since_contact: 48}")
+    shared += ("  - id: silent_again\n    priority: -1\n    when: *silent_long\n    then: {action: act}\n"
+               "    source: test\n    examples: []\n")
+    shared += "examples:\n" + "  - {order: *m2, expect: act, rule: silent}\n" * 50
+    path = tmp_path / "anchors.yaml"
+    path.write_text(shared)
+    assert path.read_text().count("*m2") == 50 and "when: *silent_long" in path.read_text()
+    policy = engine.load(path)
+    original = load_spec(VALID / "mini.yaml")
+    meaning = [(c.fact, c.op, c.value) for c in original.rule("silent").conditions]
+    assert [(c.fact, c.op, c.value) for c in policy.spec.rule("silent").conditions] == meaning
+    assert [(c.fact, c.op, c.value) for c in policy.spec.rule("silent_again").conditions] == meaning
+    assert [e.order for e in policy.spec.examples[:50]] == [original.rule("silent").examples[0].order] * 50
+    d = policy.decide({"order_id": "x", "status": "open", "seller_reply": "silent", "hours_since_contact": 50},
+                      as_of="2026-01-01T00:00:00Z")
+    assert (d.rule_id, d.also_matched) == ("silent", ("otherwise", "silent_again"))
+
+
+def live_yaml_nodes() -> int:
+    gc.collect()
+    return sum(isinstance(obj, yaml.Node) for obj in gc.get_objects())
+
+
+def test_loading_keeps_no_yaml_nodes_alive():
+    """Loading again and again must not keep the node trees of earlier loads (issue 9, item 7)."""
+    engine.load()
+    after_one = live_yaml_nodes()
+    for _ in range(5):
+        engine.load()
+        load_spec(RULES_DIR / "variants" / "legacy-72h.yaml")
+    assert live_yaml_nodes() == after_one == 0

@@ -22,7 +22,7 @@ HERE = Path(__file__).parent
 POLICIES = HERE / "fixtures" / "policies"
 
 POLICY_NAMES = ["default", "legacy", "what_if", "ops", "gap", "unreachable", "overlap_unique", "overlap_first",
-                "defaulted", "empty_bin"]
+                "defaulted", "empty_bin", "adjacent_thresholds"]
 
 
 @functools.cache
