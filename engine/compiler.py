@@ -22,7 +22,12 @@ from .errors import EngineError
 from .model import Condition, PolicySpec
 
 warnings.filterwarnings("ignore", message=r".*utcfromtimestamp.*", category=DeprecationWarning)
-from durable import engine as _durable  # noqa: E402  (after the filter: 3.12 warns on every action)
+try:
+    from durable import engine as _durable  # (after the filter: 3.12 warns on every action)
+except ImportError as exc:  # on 3.13+ PyPI's build calls PyEval_CallObject (removed), and pip skips it there
+    from .install_durable_rules import import_hint
+
+    raise ImportError(import_hint(exc)) from None
 
 NO_RULE = "__no_rule__"
 _NO_RULE_PRI = 65000  # pri is unsigned 16-bit; lower fires first
