@@ -13,21 +13,29 @@ import json
 import math
 import re
 import threading
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .errors import EngineError
 from .model import Condition, PolicySpec
 
-warnings.filterwarnings("ignore", message=r".*utcfromtimestamp.*", category=DeprecationWarning)
 try:
-    from durable import engine as _durable  # (after the filter: 3.12 warns on every action)
+    from durable import engine as _durable
 except ImportError as exc:  # on 3.13+ PyPI's build calls PyEval_CallObject (removed), and pip skips it there
     from .install_durable_rules import import_hint
 
     raise ImportError(import_hint(exc)) from None
+
+
+def _unix_now() -> float:
+    """durable_rules' action clock, the same value without datetime.utcfromtimestamp: deprecated since 3.12, it
+    warned on every action, and a warnings filter set here is undone by pytest's or a caller's catch_warnings."""
+    return (datetime.now() - datetime(1970, 1, 1)).total_seconds()
+
+
+_durable._unix_now = _unix_now
 
 NO_RULE = "__no_rule__"
 _NO_RULE_PRI = 65000  # pri is unsigned 16-bit; lower fires first
