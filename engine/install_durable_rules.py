@@ -63,17 +63,22 @@ def _imports() -> bool:
 
 
 def _pip(*args: str | Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", *map(str, args)], check=True)
+    """Run pip in this Python; its output (setuptools' warnings about this 2020 sdist) only if it fails."""
+    run = subprocess.run([sys.executable, "-m", "pip", *map(str, args)], capture_output=True, text=True)
+    if run.returncode:
+        sys.stderr.write(run.stdout + run.stderr)
+        raise SystemExit(f"install_durable_rules: pip {args[0]} failed (its output is above)")
 
 
 def build_wheel(folder: Path) -> Path:
     """Build the patched wheel from the PyPI sdist and store it in `folder`; the wheel's path."""
+    print(f"install_durable_rules: building durable-rules {VERSION} with {NEW} from its PyPI sdist", flush=True)
     with tempfile.TemporaryDirectory(prefix="durable-rules-") as tmp:
         work = Path(tmp)
         requirement = work / "requirement.txt"
         requirement.write_text(f"durable-rules=={VERSION} --hash=sha256:{SDIST_SHA256}\n")
         # hash-checking mode: pip verifies the download before it runs any of the sdist's code
-        _pip("download", "-q", "--no-deps", "--no-binary", ":all:", "--require-hashes", "-r", requirement,
+        _pip("download", "--no-deps", "--no-binary", ":all:", "--require-hashes", "-r", requirement,
              "-d", work / "sdist")
         with tarfile.open(work / "sdist" / f"durable_rules-{VERSION}.tar.gz") as tar:
             tar.extractall(work / "src", filter="data")
@@ -83,7 +88,7 @@ def build_wheel(folder: Path) -> Path:
         if OLD not in text:
             raise SystemExit(f"install_durable_rules: {PATCHED_FILE} does not call {OLD}: not building it")
         patched.write_text(text.replace(OLD, NEW))
-        _pip("wheel", "-q", "--no-deps", "-w", work / "wheel", source)
+        _pip("wheel", "--no-deps", "-w", work / "wheel", source)
         (built,) = (work / "wheel").glob("*.whl")
         folder.mkdir(parents=True, exist_ok=True)
         partial = folder / f".{built.name}.{os.getpid()}"
@@ -99,13 +104,13 @@ def main() -> int:
         print(f"install_durable_rules: durable-rules already imports on Python {python}")
         return 0
     if sys.version_info < FIRST_PATCHED:
-        _pip("install", "-q", f"durable-rules=={VERSION}")  # PyPI's build works below 3.13
+        _pip("install", f"durable-rules=={VERSION}")  # PyPI's build works below 3.13
         source = "PyPI"
     else:
         folder = wheel_folder()
         cached = sorted(folder.glob("durable_rules-*.whl"))
         wheel = cached[0] if cached else build_wheel(folder)
-        _pip("install", "-q", "--no-deps", "--force-reinstall", wheel)
+        _pip("install", "--no-deps", "--force-reinstall", wheel)
         source = f"{wheel} ({OLD} -> {NEW}, {'cached' if cached else 'built now'})"
     if not _imports():
         raise SystemExit(f"install_durable_rules: durable-rules still does not import on Python {python}")
