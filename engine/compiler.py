@@ -12,17 +12,30 @@ import hashlib
 import json
 import re
 import threading
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
 from .errors import EngineError
 from .model import Condition, PolicySpec
 
-warnings.filterwarnings("ignore", message=r".*utcfromtimestamp.*", category=DeprecationWarning)
-from durable import engine as _durable  # noqa: E402  (after the filter: 3.12 warns on every action)
+try:
+    from durable import engine as _durable
+except ImportError as exc:  # on 3.13+ PyPI's build calls PyEval_CallObject (removed), and pip skips it there
+    from .install_durable_rules import import_hint
+
+    raise ImportError(import_hint(exc)) from None
+
+
+def _unix_now() -> float:
+    """durable_rules' action clock, the same value without datetime.utcfromtimestamp: deprecated since 3.12, it
+    warned on every action, and a warnings filter set here is undone by pytest's or a caller's catch_warnings."""
+    return (datetime.now() - datetime(1970, 1, 1)).total_seconds()
+
+
+_durable._unix_now = _unix_now
 
 # A JSON string, or a number written with an exponent and no fraction ('1e-05', as json.dumps writes some floats).
 _STRING_OR_BARE_EXPONENT = re.compile(r'"(?:[^"\\]|\\.)*"|(?<![\w.])(-?\d+)(e[-+]\d+)')
