@@ -188,9 +188,12 @@ def _start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
     while True:
         if proc.poll() is not None:
             raise SystemExit(f"the server exited with status {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
+        try:  # the port accepts connections once bound; an answer means a worker is up
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                if sock.recv(12) == b"HTTP/1.1 200":
+                    return proc
+            time.sleep(0.1)
         except OSError:
             if time.monotonic() > deadline:
                 proc.terminate()

@@ -56,7 +56,12 @@ KINDS = {"int": "integer", "float": "number", "bool": "true or false", "null": "
 
 
 def did_you_mean(word: object, choices: Any) -> str | None:
-    found = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    text, options = str(word), [str(c) for c in choices]
+    # A ratio of 0.6 needs the text within 7/3 of a choice's length: a longer one matches nothing, and difflib
+    # would index each of its characters first (a 9 MB value took 2 s and 360 MB).
+    if not options or len(text) > 3 * max(map(len, options)):
+        return None
+    found = difflib.get_close_matches(text, options, n=1, cutoff=0.6)
     return found[0] if found else None
 
 

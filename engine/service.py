@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
 import gc
 import hmac
 import io
 import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -29,7 +31,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .batch import input_fields, resolve_columns
 from .errors import FieldProblem, InputError, OrderError
 from .facts import parse_as_of
 from .model import alias_key
@@ -45,11 +50,26 @@ ENV_TOKEN_FILE = "CANCEL_RULES_TOKEN_FILE"
 ENV_MAX_BODY_BYTES = "CANCEL_RULES_MAX_BODY_BYTES"
 ENV_MAX_BATCH_ROWS = "CANCEL_RULES_MAX_BATCH_ROWS"
 ENV_CORS_ORIGINS = "CANCEL_RULES_CORS_ORIGINS"
+ENV_ALLOWED_HOSTS = "CANCEL_RULES_ALLOWED_HOSTS"
+ENV_KEEPALIVE_TIMEOUT = "CANCEL_RULES_KEEPALIVE_TIMEOUT"
+ENV_HEADER_TIMEOUT = "CANCEL_RULES_HEADER_TIMEOUT"
+ENV_BODY_TIMEOUT = "CANCEL_RULES_BODY_TIMEOUT"
+ENV_SEND_TIMEOUT = "CANCEL_RULES_SEND_TIMEOUT"
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_BATCH_ROWS = 100_000
+# Seconds a client may take: idle on a connection (before its first request and between requests), to send a
+# request head from its first byte, to send the body once the head is in (10 MB at 1.4 Mbit/s), and to read an
+# answer the server is held writing.
+DEFAULT_KEEPALIVE_TIMEOUT = 5.0
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 60.0
+DEFAULT_SEND_TIMEOUT = 60.0
+ECHO_LIMIT = 200  # characters of a value sent by a client that an error echoes back
+MESSAGE_LIMIT = 8_000  # characters of any one error message (a last bound: values are cut to ECHO_LIMIT first)
 OPEN_PATHS = frozenset({"/healthz"})
 DECISION_COLUMNS = ("action", "rule_id", "message", "error", "policy_version")
+ID = "order_id"  # the field echoed with every batch row
 JSON_TYPE = "application/json"
 CSV_TYPE = "text/csv"
 BATCH_THREADS = 2  # batches evaluated at once per worker process
@@ -63,18 +83,35 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()  # empty: any Host header
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from CANCEL_RULES_* variables; raises ValueError naming the bad variable."""
         env = os.environ if environ is None else environ
-        token = env.get(ENV_TOKEN, "").strip() or None
-        if env.get(ENV_TOKEN_FILE):
-            token = read_token_file(env[ENV_TOKEN_FILE])
         origins = tuple(o.strip() for o in env.get(ENV_CORS_ORIGINS, "").split(",") if o.strip())
-        return cls(token=token, max_body_bytes=_positive_int(env, ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES),
+        return cls(token=_token(env), max_body_bytes=_positive_int(env, ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES),
                    max_batch_rows=_positive_int(env, ENV_MAX_BATCH_ROWS, DEFAULT_MAX_BATCH_ROWS),
-                   cors_origins=origins)
+                   cors_origins=origins, allowed_hosts=_allowed_hosts(env),
+                   keepalive_timeout=_seconds(env, ENV_KEEPALIVE_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT),
+                   header_timeout=_seconds(env, ENV_HEADER_TIMEOUT, DEFAULT_HEADER_TIMEOUT),
+                   body_timeout=_seconds(env, ENV_BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT),
+                   send_timeout=_seconds(env, ENV_SEND_TIMEOUT, DEFAULT_SEND_TIMEOUT))
+
+
+def _token(env: Mapping[str, str]) -> str | None:
+    """The bearer token: from the token file if one is named, else the variable. A variable set but blank is an
+    error: a token that did not arrive (an unset secret expanded to nothing) must not turn auth off."""
+    for name in (ENV_TOKEN_FILE, ENV_TOKEN):
+        if name in env and not env[name].strip():
+            raise ValueError(f"{name} is set but blank; unset it to serve without a token")
+        if name in env:
+            return read_token_file(env[name]) if name == ENV_TOKEN_FILE else env[name].strip()
+    return None
 
 
 def read_token_file(path: str | Path) -> str:
@@ -86,6 +123,43 @@ def read_token_file(path: str | Path) -> str:
     if not token:
         raise ValueError(f"the token file {path} is empty")
     return token
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise ValueError(f"{name} must be a positive number of seconds, got {text!r}")
+    return value
+
+
+_HOST_NAME = re.compile(r"(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
+
+
+def _allowed_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Host names (`*.example.com`: its subdomains) and addresses the service answers for; () means any."""
+    if ENV_ALLOWED_HOSTS not in env:
+        return ()
+    hosts = tuple(h.strip().lower() for h in env[ENV_ALLOWED_HOSTS].split(",") if h.strip())
+    if not hosts:
+        raise ValueError(f"{ENV_ALLOWED_HOSTS} lists no host; unset it to accept any Host header")
+    for host in hosts:
+        if ":" in host.strip("[]"):
+            try:
+                ipaddress.IPv6Address(host.strip("[]"))
+                continue
+            except ValueError:
+                pass
+        elif host == "*" or _HOST_NAME.fullmatch(host):
+            continue
+        raise ValueError(f"{ENV_ALLOWED_HOSTS}: {host!r} is not a host name (give names or addresses without "
+                         "scheme or port, e.g. api.example.com,*.example.com,127.0.0.1)")
+    return tuple(h.strip("[]").rstrip(".") for h in hosts)
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -121,8 +195,35 @@ def _problem(field: str, message: str, value: Any = None) -> dict[str, Any]:
 
 def _error_response(status: int, code: str, message: str, problems: list[dict[str, Any]] | None = None,
                     headers: Mapping[str, str] | None = None) -> Response:
-    body = {"error": code, "message": message, "problems": problems or []}
+    # Whatever built the error, what it echoes of the request is bounded here.
+    problems = [{**p, "message": _cut(p["message"], MESSAGE_LIMIT), "value": _clip(p.get("value"))}
+                for p in problems or []]
+    body = {"error": code, "message": _cut(message, MESSAGE_LIMIT), "problems": problems}
     return Response(_dumps(body), status_code=status, media_type=JSON_TYPE, headers=dict(headers or {}))
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def _clip(value: Any) -> Any:
+    """A client's value as an error echoes it: text (or an array or object as JSON) cut to ECHO_LIMIT characters."""
+    if isinstance(value, (list, dict)):
+        text = _ENCODER.encode(value)
+        return value if len(text) <= ECHO_LIMIT else _cut(text, ECHO_LIMIT)
+    return _cut(value, ECHO_LIMIT) if isinstance(value, str) else value
+
+
+def _clipped(problem: FieldProblem) -> FieldProblem:
+    """The problem with the value's repr in its message cut to ECHO_LIMIT characters (a 9 MB bad value made a
+    27 MB answer: the value, its repr in the message, and the message again in the summary; _error_response cuts
+    the value)."""
+    value = problem.value
+    if not isinstance(value, str) or len(value) <= ECHO_LIMIT:
+        return problem
+    short = repr(value[:ECHO_LIMIT])
+    short = f"{short[:-1]}…{short[-1]} ({len(value):,} characters)"
+    return FieldProblem(problem.field, value, problem.message.replace(repr(value), short))
 
 
 def _order_problems(problems: list[FieldProblem]) -> list[dict[str, Any]]:
@@ -178,6 +279,38 @@ class BearerAuth:
         await response(scope, receive, send)
 
 
+class AllowedHosts:
+    """Pure ASGI middleware: a request whose Host header names none of the allowed hosts gets 400 (a page on a
+    rebound DNS name cannot reach the service through a browser)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], hosts: tuple[str, ...]) -> None:
+        self.app = app
+        self.any = "*" in hosts
+        self.names = frozenset(h for h in hosts if not h.startswith("*."))
+        self.suffixes = tuple(h[1:] for h in hosts if h.startswith("*."))  # "*.example.com": its subdomains
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or self.any:
+            return await self.app(scope, receive, send)
+        header = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
+        host = _host_name(header)
+        if host in self.names or (host.endswith(self.suffixes) and host not in self.suffixes):
+            return await self.app(scope, receive, send)
+        message = f"the Host header {_clip(header)!r} names no host this service answers for"
+        response = _error_response(400, "invalid_host", message, [_problem("Host", "not an allowed host", header)])
+        await response(scope, receive, send)
+
+
+def _host_name(header: str) -> str:
+    """The host of a Host header: without its port, brackets or final dot, in lower case."""
+    text = header.strip().lower()
+    if text.startswith("["):
+        return text[1:].partition("]")[0]
+    if text.count(":") == 1:
+        text = text.partition(":")[0]
+    return text.rstrip(".")
+
+
 # ------------------------------------------------------------------------------------------ request io
 
 
@@ -202,7 +335,8 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_
 
 
 def _dumps(value: Any) -> bytes:
-    return _ENCODER.encode(value).encode()
+    # A lone surrogate (valid in JSON text, not in UTF-8) is written as the JSON escape it arrived as.
+    return _ENCODER.encode(value).encode("utf-8", "backslashreplace")
 
 
 def _media_type(request: Request) -> str:
@@ -224,11 +358,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if length is not None and length.isdigit() and int(length) > limit:
         raise _too_large(limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # chunked bodies carry no length: count while reading
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:  # chunked bodies carry no length: count while reading
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone, or closed for sending too slowly: the answer goes nowhere, nothing to log
+        raise ApiError(400, "client_disconnected", "the client closed the connection before the body ended") from None
     return b"".join(chunks)
 
 
@@ -321,34 +458,45 @@ class OrderShape:
             if fact.from_timestamp:
                 self.kinds[fact.from_timestamp] = "timestamp"
         self.required = [n for n, f in policy.spec.facts.items() if f.required]
+        # What the service reads of an order: the fields the policy reads, and the id it echoes in any case.
+        self.fields = tuple(dict.fromkeys([*input_fields(policy.spec), ID]))
+        self._by_key = {alias_key(name): name for name in self.fields}
 
-    def problem(self, name: str, value: Any, field: str | None = None) -> FieldProblem | None:
+    def field_of(self, key: str) -> str | None:
+        """The field a key names, matched as loosely as the batch path matches CSV headers (case, spaces)."""
+        return key if key in self.fields else self._by_key.get(alias_key(key))
+
+    def plan(self, keys: tuple[str, ...]) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+        """For objects with these keys: the (field, key) pairs to read, in the policy's order, and the keys
+        ignored: those naming no field, and another spelling of a field given twice (its exact name wins, else
+        the first spelling)."""
+        named = [(key, self.field_of(key)) for key in keys]
+        chosen: dict[str, str] = {}
+        for key, name in named:
+            if name is not None and (name not in chosen or key == name):
+                chosen[name] = key
+        read = tuple((name, chosen[name]) for name in self.fields if name in chosen)
+        return read, tuple(key for key, name in named if name is None or chosen[name] != key)
+
+    def read(self, order: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The order's fields under their own names, and the keys ignored (see plan)."""
+        read, ignored = self.plan(tuple(order))
+        return {name: order[key] for name, key in read}, ignored
+
+    def problem(self, name: str, value: Any, text: bool = False) -> FieldProblem | None:
+        """A value the engine must not see: of a wrong JSON type, or (`text`: when the body escapes surrogates)
+        text holding a lone surrogate, which JSON can carry and UTF-8 cannot."""
         kind = self.kinds.get(name)
-        if kind is None or value is None or type(value) in self.ALLOWED[kind]:
+        if kind is None or value is None:
             return None
-        return FieldProblem(field or name, value, f"must be {self.EXPECTED[kind]}, got JSON {_json_kind(value)}")
+        if type(value) not in self.ALLOWED[kind]:
+            return FieldProblem(name, value, f"must be {self.EXPECTED[kind]}, got JSON {_json_kind(value)}")
+        if text and type(value) is str and (char := _lone_surrogate(value)):
+            return FieldProblem(name, value, f"is not valid Unicode text (a lone surrogate \\u{ord(char):04x})")
+        return None
 
-    def problems(self, order: Mapping[str, Any]) -> list[FieldProblem]:
-        return [p for name, value in order.items() if (p := self.problem(name, value)) is not None]
-
-    def bad_cells(self, frame: pd.DataFrame) -> dict[int, list[FieldProblem]]:
-        """Per row position, the problems of values of a wrong JSON type; vectorized over object columns."""
-        bad: dict[int, list[FieldProblem]] = {}
-        by_key = {alias_key(name): name for name in self.kinds}
-        for label in frame.columns:
-            # The batch path matches column names as loosely as this (case, spaces): so must the check.
-            name = by_key.get(alias_key(str(label)))
-            if name is None or frame[label].dtype != object:
-                continue  # a numeric or string column holds only allowed values
-            column = frame[label]
-            types = column.map(type)
-            # A key missing from some objects is NaN here: that is "not given", not a float.
-            wrong = ~types.isin(self.ALLOWED[self.kinds[name]]) & column.notna()
-            for position in wrong.to_numpy().nonzero()[0]:
-                problem = self.problem(name, column.iat[position], str(label))
-                if problem is not None:
-                    bad.setdefault(int(position), []).append(problem)
-        return bad
+    def problems(self, order: Mapping[str, Any], text: bool = False) -> list[FieldProblem]:
+        return [p for name, value in order.items() if (p := self.problem(name, value, text=text)) is not None]
 
     def schema(self, policy: Policy) -> dict[str, Any]:
         """JSON Schema of one order, for the OpenAPI document."""
@@ -385,6 +533,22 @@ class OrderShape:
                 "additionalProperties": True}
 
 
+def _lone_surrogate(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return text[exc.start]
+    return None
+
+
+def _may_hold_surrogates(body: bytes) -> bool:
+    """Whether JSON text escapes a UTF-16 surrogate (\\ud800 to \\udfff): only then can a string hold a lone one."""
+    return _SURROGATE_ESCAPE.search(body) is not None
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def _json_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
@@ -393,28 +557,31 @@ def _json_kind(value: Any) -> str:
 
 def _problems_with(policy: Policy, order: Mapping[str, Any], bad: list[FieldProblem],
                    as_of: datetime) -> list[FieldProblem]:
-    """`bad` (values of a wrong JSON type, which never reach the engine) and the engine's problems with the
-    other fields."""
+    """`bad` (values the engine must not see) and the engine's problems with the other fields, each clipped."""
     fields = {p.field for p in bad}
     try:
         policy.decide({k: v for k, v in order.items() if k not in fields}, as_of=as_of)
     except OrderError as exc:
-        return bad + [p for p in exc.problems if p.field not in fields]
-    return bad
+        return [_clipped(p) for p in bad + [p for p in exc.problems if p.field not in fields]]
+    return [_clipped(p) for p in bad]
 
 
-def _decide(policy: Policy, shape: OrderShape, order: Any, as_of: datetime) -> bytes:
+def _decide(policy: Policy, shape: OrderShape, order: Any, as_of: datetime, text: bool) -> bytes:
     if not isinstance(order, dict):
         raise ApiError(422, "invalid_order", f"the body must be a JSON object of order facts, got JSON "
                        f"{_json_kind(order)}", [_problem("body", "must be a JSON object")])
-    problems = shape.problems(order)
+    fields, ignored = shape.read(order)
+    # Keys naming no field go on to the engine as they came (they are not read); the fields under their own names,
+    # so that a row of a batch and the same order alone read the same values.
+    order = {**fields, **{key: order[key] for key in ignored}}
+    problems = shape.problems(fields, text)
     if problems:
-        problems = _problems_with(policy, order, problems, as_of)
+        problems = _problems_with(policy, fields, problems, as_of)
     else:
         try:
             return _dumps(policy.decide(order, as_of=as_of))
         except OrderError as exc:
-            problems = exc.problems
+            problems = [_clipped(p) for p in exc.problems]
     raise ApiError(422, "invalid_order", "invalid order: " + "; ".join(str(p) for p in problems),
                    _order_problems(problems))
 
@@ -422,37 +589,64 @@ def _decide(policy: Policy, shape: OrderShape, order: Any, as_of: datetime) -> b
 # ----------------------------------------------------------------------------------------------- batch
 
 
-def _frame_from_json(policy: Policy, shape: OrderShape, rows: Any, limit: int,
-                     as_of: datetime) -> tuple[pd.DataFrame, dict[int, str]]:
-    """The JSON orders as a DataFrame for the engine, and the errors of rows it must not see as they are
-    (not objects, or values of a wrong JSON type: those cells are blanked)."""
+@dataclass
+class JsonBatch:
+    """A JSON batch as the engine reads it: one column per field given in some row, whatever other keys the
+    objects carry (one column per key took 4 GB for 20,000 rows with a key of their own each)."""
+
+    frame: pd.DataFrame
+    errors: dict[int, str]  # rows the engine must not see as they are: not objects, or bad values (blanked)
+    ids: list[Any]  # each row's order id as sent
+    ignored: set[str]  # keys naming no field, and second spellings of a field (see OrderShape.plan)
+
+
+def _frame_from_json(policy: Policy, shape: OrderShape, rows: Any, limit: int, as_of: datetime,
+                     text: bool = False) -> JsonBatch:
+    """The JSON orders for the engine; `text`: strings may hold lone surrogates (see _may_hold_surrogates)."""
     if not isinstance(rows, list):
         raise ApiError(422, "invalid_batch", f"the body must be a JSON array of orders, got JSON {_json_kind(rows)}",
                        [_problem("body", "must be a JSON array of order objects")])
     if len(rows) > limit:
         raise _too_many(limit, len(rows))
+    count = len(rows)
+    allowed = {name: (*OrderShape.ALLOWED[kind], type(None)) for name, kind in shape.kinds.items()}
+    columns: dict[str, list[Any]] = {}
+    ids: list[Any] = [None] * count
     errors: dict[int, str] = {}
-    records = rows
-    if not all(type(row) is dict for row in rows):
-        records = []
-        for i, row in enumerate(rows):
-            if type(row) is not dict:
-                errors[i] = f"must be a JSON object of order facts, got JSON {_json_kind(row)}"
-            records.append(row if type(row) is dict else {})
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    if len(frame.columns) == 0:
-        frame = pd.DataFrame(index=range(len(records)))
-    for position, problems in shape.bad_cells(frame).items():
-        for problem in problems:
-            frame.iat[position, frame.columns.get_loc(problem.field)] = None
-        errors[position] = "; ".join(str(p) for p in _problems_with(policy, records[position], problems, as_of))
-    # A key missing from every object is a missing fact of each row, not a missing CSV column; and a key named
-    # like an output column is answered over, not refused for the whole batch.
-    keys = {alias_key(str(label)) for label in frame.columns}
+    bad: dict[int, list[FieldProblem]] = {}
+    ignored: set[str] = set()
+    plans: dict[tuple[str, ...], tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {}
+    for i, row in enumerate(rows):
+        if type(row) is not dict:
+            errors[i] = f"must be a JSON object of order facts, got JSON {_json_kind(row)}"
+            continue
+        keys = tuple(row)
+        plan = plans.get(keys)
+        if plan is None:  # rows mostly share their keys: each set of keys is matched to fields once
+            plan = plans[keys] = shape.plan(keys)
+        for name, key in plan[0]:
+            value = row[key]
+            if name == ID:
+                ids[i] = value
+            if (text or type(value) not in allowed.get(name, (type(value),))) and \
+                    (problem := shape.problem(name, value, text=text)) is not None:
+                bad.setdefault(i, []).append(problem)
+                value = None  # the engine never sees it (and pandas cannot hold a lone surrogate)
+            if name not in columns:
+                columns[name] = [None] * count
+            columns[name][i] = value
+        ignored.update(plan[1])
+    # Ids are echoed as sent: as objects, never widened to floats by a row without one.
+    frame = pd.DataFrame({name: pd.Series(columns[name], dtype=object if shape.kinds.get(name, "string") == "string"
+                                          else None) for name in shape.fields if name in columns}, index=range(count))
+    for position, problems in bad.items():
+        fields = {name: rows[position][key] for name, key in plans[tuple(rows[position])][0]}
+        errors[position] = "; ".join(str(p) for p in _problems_with(policy, fields, problems, as_of))
+    # A field missing from every object is a missing fact of each row, not a missing CSV column.
     for name in shape.required:
-        if alias_key(name) not in keys:
+        if name not in frame.columns:
             frame[name] = None
-    return frame.drop(columns=[c for c in frame.columns if c in DECISION_COLUMNS]), errors
+    return JsonBatch(frame, errors, ids, ignored)
 
 
 def _frame_from_csv(body: bytes, limit: int) -> pd.DataFrame:
@@ -460,6 +654,10 @@ def _frame_from_csv(body: bytes, limit: int) -> pd.DataFrame:
         raise ApiError(422, "invalid_csv", "the CSV body is empty; it needs a header row",
                        [_problem("body", "empty")])
     try:
+        # A first row longer than the header would lose its extra fields (pandas reads them as an index, or with
+        # index_col=False drops them with a warning); read as data, the header is one row more and pandas refuses
+        # a longer row after it, naming its line, as it does any later one.
+        pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False, encoding="utf-8-sig", header=None, nrows=2)
         # index_col=False: a row longer than the header must not shift its fields into an index.
         frame = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False, encoding="utf-8-sig", index_col=False)
     except UnicodeDecodeError:
@@ -497,16 +695,43 @@ def _with_errors(result: pd.DataFrame, errors: Mapping[int, str]) -> pd.DataFram
     return result
 
 
-def _batch_json(result: pd.DataFrame) -> bytes:
-    """JSON rows in input order: the order's id (as given) and the decision columns.
+def _batch_json(result: pd.DataFrame, ids: list[Any] | None = None) -> bytes:
+    """JSON rows in input order: the order's id (as given: `ids` of a JSON batch) and the decision columns.
 
     The caller holds its orders already: echoing each back would double what is sent and parsed."""
-    id_label = next((c for c in result.columns if alias_key(str(c)) == alias_key("order_id")), None)
-    slim = pd.DataFrame({"order_id": result[id_label] if id_label is not None else None}, index=result.index)
+    if ids is None:
+        id_label = next((c for c in result.columns if alias_key(str(c)) == alias_key(ID)), None)
+        ids = result[id_label] if id_label is not None else None
+    slim = pd.DataFrame({ID: pd.Series(ids, index=result.index, dtype=object)})
     for name in DECISION_COLUMNS:
         slim[name] = result[name]
-    # pandas' C encoder: several times faster than json.dumps over 10,000 rows; NaN becomes null.
-    return slim.to_json(orient="records", force_ascii=False, default_handler=str).encode()
+    # pandas' C encoder: several times faster than json.dumps over 10,000 rows; NaN becomes null. It writes
+    # floats to 10 digits and cannot write a lone surrogate: ids like that take the standard encoder, exact.
+    if not any(type(i) is float for i in slim[ID]):
+        try:
+            return slim.to_json(orient="records", force_ascii=False, default_handler=str).encode()
+        except UnicodeEncodeError:
+            pass
+    return _dumps(slim.astype(object).where(slim.notna(), None).to_dict("records"))
+
+
+def _clip_errors(policy: Policy, result: pd.DataFrame, orders: Callable[[int], Mapping[str, Any]],
+                 as_of: datetime) -> pd.DataFrame:
+    """The result with each error that echoes a value longer than ECHO_LIMIT worded again with the value cut, as
+    /v1/decisions words it (`orders(i)`: row i's fields)."""
+    lengths = result["error"].map(lambda e: len(e) if isinstance(e, str) else 0).to_numpy()
+    long_rows = (lengths > ECHO_LIMIT).nonzero()[0]
+    if not len(long_rows):
+        return result
+    result = result.copy()
+    column = result.columns.get_loc("error")
+    for i in long_rows:
+        fields = orders(int(i))
+        if any(isinstance(v, str) and len(v) > ECHO_LIMIT for v in fields.values()):
+            problems = _problems_with(policy, fields, [], as_of)
+            if problems:
+                result.iat[i, column] = "; ".join(str(p) for p in problems)
+    return result
 
 
 def _batch_csv(result: pd.DataFrame) -> bytes:
@@ -551,7 +776,7 @@ def _decision_schema() -> dict[str, Any]:
 def _batch_row_schema() -> dict[str, Any]:
     maybe = {"type": ["string", "null"]}
     return {"type": "object", "description": "one input row's order id (as given) and its decision columns",
-            "properties": {"order_id": {"type": ["string", "number", "null"]},
+            "properties": {"order_id": {"description": "the order's id exactly as sent (null if none)"},
                            **{name: maybe for name in DECISION_COLUMNS}},
             "required": ["order_id", *DECISION_COLUMNS], "additionalProperties": False}
 
@@ -618,17 +843,18 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         # as_of is read here, not declared as a FastAPI parameter: that skips per-request dependency solving.
         when = _as_of(request.query_params.get("as_of"))
         _require_type(request, (JSON_TYPE,))
-        order = _parse_json(await _read_body(request, settings.max_body_bytes))
+        body = await _read_body(request, settings.max_body_bytes)
         # One decision takes well under a millisecond: running it inline is cheaper than a thread hop.
-        return Response(_decide(policy, shape, order, when), media_type=JSON_TYPE)
+        return Response(_decide(policy, shape, _parse_json(body), when, _may_hold_surrogates(body)),
+                        media_type=JSON_TYPE)
 
     @app.post(
         "/v1/decisions/batch", summary="Decide a batch of orders", tags=["decisions"],
         description="A JSON array of orders, or CSV with a header row (`text/csv`). Answers one row per input "
-                    "row, in input order: as JSON, each row's `order_id` and its decision columns (action, rule_id, "
-                    "message, error, policy_version); with `Accept: text/csv`, the input columns with the decision "
-                    "columns added. A bad row gets an `error` and no action, and never fails the batch. At most "
-                    f"{settings.max_batch_rows} rows.",
+                    "row, in input order: as JSON, each row's `order_id` (as sent) and its decision columns (action, "
+                    "rule_id, message, error, policy_version); with `Accept: text/csv`, the input columns (of a JSON "
+                    "batch: the policy's fields it gives) with the decision columns added. A bad row gets an `error` "
+                    f"and no action, and never fails the batch. At most {settings.max_batch_rows} rows.",
         responses={200: {"description": "One row per input row, in input order.", "content": {
             JSON_TYPE: {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/BatchRow"}}},
             CSV_TYPE: {"schema": {"type": "string"}}}},
@@ -648,13 +874,18 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         body = await _read_body(request, settings.max_body_bytes)
 
         def work() -> bytes:
-            errors: dict[int, str] = {}
             if media == CSV_TYPE:
                 frame = _frame_from_csv(body, settings.max_batch_rows)
-            else:
-                frame, errors = _frame_from_json(policy, shape, _parse_json(body), settings.max_batch_rows, when)
-            result = _with_errors(_evaluate(policy, frame, when), errors)
-            return _batch_csv(result) if as_csv else _batch_json(result)
+                result = _evaluate(policy, frame, when)
+                columns = resolve_columns(policy.spec, list(frame.columns))  # as the engine read them
+                result = _clip_errors(policy, result, lambda i: {n: frame[c].iat[i] for n, c in columns.items()}, when)
+                return _batch_csv(result) if as_csv else _batch_json(result)
+            rows = _parse_json(body)
+            batch = _frame_from_json(policy, shape, rows, settings.max_batch_rows, when, _may_hold_surrogates(body))
+            result = _clip_errors(policy, _evaluate(policy, batch.frame, when),
+                                  lambda i: shape.read(rows[i])[0] if type(rows[i]) is dict else {}, when)
+            result = _with_errors(result, batch.errors)
+            return _batch_csv(result) if as_csv else _batch_json(result, batch.ids)
 
         # Parsing and evaluating a large batch takes tens of milliseconds: off the event loop, and only a few at
         # a time (the engine runs one call at a time anyway; more threads would only hold more frames in memory).
@@ -708,12 +939,17 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         # Added last, so outermost: a browser's preflight carries no token and must be answered before auth.
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
+    if settings.allowed_hosts:
+        # Outermost: a request for another host is refused before anything else looks at it.
+        app.add_middleware(AllowedHosts, hosts=settings.allowed_hosts)
     return app
 
 
 def app_from_env() -> FastAPI:
     """App factory for uvicorn worker processes: the policy path and settings come from CANCEL_RULES_*."""
-    return _settled(create_app(load(os.environ.get(ENV_POLICY) or None), Settings.from_env()))
+    settings = Settings.from_env()
+    TimedHttpProtocol.limits = settings
+    return _settled(create_app(load(os.environ.get(ENV_POLICY) or None), settings))
 
 
 def _settled(app: FastAPI) -> FastAPI:
@@ -733,6 +969,84 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class TimedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol with a deadline on every wait for the client.
+
+    uvicorn bounds only the idle time after an answer (its keep-alive timeout): a client held a connection, and
+    what the server holds for it, for ever by connecting and sending nothing, by sending a request head or body
+    a byte at a time, or by not reading its answers (340 such sockets held for 20 s were never closed). The
+    hooks are uvicorn's httptools callbacks; the limits are the Settings of the process."""
+
+    limits = Settings()  # set from the environment when a process starts serving
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._reading: asyncio.TimerHandle | None = None
+        self._sending: asyncio.TimerHandle | None = None
+        self._wait_for("idle", self.timeout_keep_alive)  # nothing sent yet: as idle as between requests
+
+    def on_message_begin(self) -> None:  # a request's first byte
+        super().on_message_begin()
+        self._wait_for("head", self.limits.header_timeout)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._wait_for("body", self.limits.body_timeout)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._stop_waiting()
+
+    def pause_writing(self) -> None:  # the client is not reading what was sent
+        super().pause_writing()
+        if self._sending is None:
+            # abort, not close: close would wait for the buffer to drain, which is what never happens.
+            self._sending = self.loop.call_later(self.limits.send_timeout, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._stop_sending()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_waiting()
+        self._stop_sending()
+        super().connection_lost(exc)
+
+    def _stop_sending(self) -> None:
+        if self._sending is not None:
+            self._sending.cancel()
+            self._sending = None
+
+    def _wait_for(self, part: str, seconds: float) -> None:
+        self._stop_waiting()
+        self._reading = self.loop.call_later(seconds, self._too_slow, part, seconds)
+
+    def _stop_waiting(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+            self._reading = None
+
+    def _too_slow(self, part: str, seconds: float) -> None:
+        self._reading = None
+        if self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # the server holds the reading (an answer in progress), not the client
+            self._wait_for(part, seconds)
+            return
+        cycle = self.cycle
+        # Say why, when no answer is under way on this connection (head) or to this request (body).
+        if (part == "head" and (cycle is None or cycle.response_complete)) or \
+                (part == "body" and cycle is not None and not cycle.response_started):
+            body = _dumps({"error": "request_timeout", "message": f"the request {part} did not arrive within "
+                                                                  f"{seconds:g} s", "problems": []})
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                                 b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+        self.transport.close()
+
+
+HTTP_PROTOCOL = "engine.service:TimedHttpProtocol"  # as uvicorn imports it in each worker
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the service (the `cancel-rules serve` command); returns the exit status."""
     import uvicorn
@@ -749,66 +1063,124 @@ def serve(args: argparse.Namespace) -> int:
     if not settings.token and not _is_loopback(args.host):
         print(f"cancel-rules serve: warning: listening on {args.host} without a token: anyone who can reach it "
               f"can use it (set {ENV_TOKEN} or --token-file)", file=sys.stderr)
-    print(f"cancel-rules serve: policy {policy.name} {policy.version} on http://{args.host}:{args.port} "
+    sockets = _bind_listeners(args.host, args.port, args.workers)  # a port in use stops it here, with exit 2
+    port = sockets[0].getsockname()[1]
+    print(f"cancel-rules serve: policy {policy.name} {policy.version} on http://{args.host}:{port} "
           f"({args.workers} worker{'s' if args.workers != 1 else ''}, auth {'on' if settings.token else 'off'})",
           file=sys.stderr, flush=True)
-    options: dict[str, Any] = dict(log_level="warning", access_log=False, server_header=False, date_header=False)
-    if args.workers == 1:
-        uvicorn.run(_settled(create_app(policy, settings)), host=args.host, port=args.port, **options)
-        return 0
-    if not hasattr(socket, "SO_REUSEPORT"):
-        uvicorn.run("engine.service:app_from_env", factory=True, workers=args.workers, host=args.host,
-                    port=args.port, **options)
-        return 0
-    return _supervise(args.host, args.port, args.workers, options)
+    # No WebSocket protocol: the service has no WebSocket route, and an upgraded connection would leave the HTTP
+    # protocol's deadlines behind.
+    options: dict[str, Any] = dict(log_level="warning", access_log=False, server_header=False, date_header=False,
+                                   http=HTTP_PROTOCOL, ws="none", timeout_keep_alive=settings.keepalive_timeout)
+    try:
+        if args.workers == 1:
+            TimedHttpProtocol.limits = settings
+            uvicorn.Server(uvicorn.Config(_settled(create_app(policy, settings)), **options)).run(sockets=sockets)
+            return 0
+        return _supervise(sockets, args.workers, options)
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
-def _listener(host: str, port: int, listen: bool = True) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+def _bind_listeners(host: str, port: int, count: int) -> list[socket.socket]:
+    """Listening sockets for `count` workers on host:port, shared with no other process; raises ValueError naming
+    the port when it is in use. Several workers get a socket each in one SO_REUSEPORT group where the system has
+    it (see _supervise), else one socket they share."""
+    socks: list[socket.socket] = []
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        # A plain socket (no SO_REUSEPORT) first: the kernel refuses it while anything listens on the port, a
+        # SO_REUSEPORT group included, which a second server's workers used to join without a word.
+        socks.append(_listen(family, kind, proto, address, reuse_port=False))
+        if count == 1 or not hasattr(socket, "SO_REUSEPORT"):
+            return socks
+        address = socks[0].getsockname()  # with port 0, the port the system chose
+        socks.pop().close()
+        socks += [_listen(family, kind, proto, address, reuse_port=True) for _ in range(count)]
+        if _shared_with_others(socks):  # another server passed the same check at the same moment
+            raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+        return socks
+    except OSError as exc:
+        for sock in socks:
+            sock.close()
+        reason = "the port is in use (another server listens on it)" if exc.errno == errno.EADDRINUSE else \
+            exc.strerror or str(exc)
+        raise ValueError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
+def _listen(family: int, kind: int, proto: int, address: Any, reuse_port: bool) -> socket.socket:
     sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(address)
-    if listen:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait for TIME_WAIT
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
         sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
-def _worker(host: str, port: int, options: dict[str, Any]) -> None:
-    """One worker process: its own listening socket in the port's SO_REUSEPORT group, its own policy."""
+def _shared_with_others(socks: list[socket.socket]) -> bool:
+    """Whether a socket not in `socks` listens on their address and port (Linux; elsewhere False).
+
+    SO_REUSEPORT lets any process of the same user join a port silently. Two servers starting at once can both
+    pass the plain bind; whichever listens second finds the other here."""
+    ours = {os.fstat(sock.fileno()).st_ino for sock in socks}
+    host, port = socks[0].getsockname()[:2]
+    mine = ipaddress.ip_address(host)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            address, _, hex_port = fields[1].partition(":")
+            if fields[3] != "0A" or int(hex_port, 16) != port or int(fields[9]) in ours:  # 0A: listening
+                continue
+            raw = bytes.fromhex(address)
+            if sys.byteorder == "little":  # the table prints addresses as 32-bit words in host order
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            other = ipaddress.ip_address(raw)
+            if other == mine or other.is_unspecified or mine.is_unspecified:
+                return True
+    return False
+
+
+def _worker(sock: socket.socket, options: dict[str, Any]) -> None:
+    """One worker process: serves on a listening socket of the supervisor's, with its own policy."""
     import uvicorn
 
-    sock = _listener(host, port)
     config = uvicorn.Config("engine.service:app_from_env", factory=True, **options)
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _supervise(host: str, port: int, workers: int, options: dict[str, Any]) -> int:
-    """Run `workers` processes, each listening on host:port with SO_REUSEPORT, and restart any that dies.
+def _supervise(sockets: list[socket.socket], workers: int, options: dict[str, Any]) -> int:
+    """Run `workers` processes on the listening sockets, and restart any that dies.
 
     uvicorn's own supervisor shares one listening socket, and whichever worker wakes first accepts a whole
     burst of connections: with keep-alive clients one worker got 24 of 32 connections and its core saturated
-    while the other idled. With one socket per worker the kernel spreads connections across them."""
+    while the other idled. With one socket per worker (SO_REUSEPORT) the kernel spreads connections across them.
+    The supervisor keeps the sockets: a worker started in place of one that died serves the same socket, and the
+    connections waiting on it."""
     import multiprocessing
     import signal
     import threading
 
-    try:
-        _listener(host, port, listen=False).close()  # a port in use is reported once, here
-    except OSError as exc:
-        print(f"cancel-rules serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: durable_rules state is per process
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
 
-    def start() -> multiprocessing.process.BaseProcess:
-        proc = context.Process(target=_worker, args=(host, port, options), name="cancel-rules-worker")
+    def start(i: int) -> multiprocessing.process.BaseProcess:
+        proc = context.Process(target=_worker, args=(sockets[i % len(sockets)], options), name="cancel-rules-worker")
         proc.start()
         return proc
 
-    procs = [start() for _ in range(workers)]
+    procs = [start(i) for i in range(workers)]
     restarts: list[float] = []
     status = 0
     while not stop.wait(0.5):
@@ -824,7 +1196,7 @@ def _supervise(host: str, port: int, workers: int, options: dict[str, Any]) -> i
                 break
             print(f"cancel-rules serve: worker {proc.pid} exited with {proc.exitcode}; starting another",
                   file=sys.stderr, flush=True)
-            procs[i] = start()
+            procs[i] = start(i)
     for proc in procs:
         if proc.is_alive():
             proc.terminate()  # SIGTERM: uvicorn finishes the requests in flight, then exits
