@@ -6,6 +6,8 @@ Bad rows get the per-row reference path's exact error text (they are rare, so it
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -72,13 +74,24 @@ class CellDecisions:
         return out
 
 
-_cells: dict[str, CellDecisions] = {}
+# Cell answers of the policies used last, keyed by their whole content (compiler.policy_digest): the cell ids
+# count enum values by position, so a name or a ruleset (blind to value order) is not enough. A table holds
+# the fact space and a few thousand answers at most (well under 1 MB for the bundled policy).
+MAX_CELL_TABLES = 16
+_cells: OrderedDict[str, CellDecisions] = OrderedDict()
+_cells_lock = threading.Lock()
 
 
 def cell_decisions(compiled: CompiledPolicy) -> CellDecisions:
-    if compiled.ruleset not in _cells:
-        _cells[compiled.ruleset] = CellDecisions(compiled)
-    return _cells[compiled.ruleset]
+    key = compiled.content_key
+    with _cells_lock:
+        table = _cells.get(key)
+        if table is None:
+            table = _cells[key] = CellDecisions(compiled)
+            while len(_cells) > MAX_CELL_TABLES:
+                _cells.popitem(last=False)
+        _cells.move_to_end(key)
+        return table
 
 
 @dataclass

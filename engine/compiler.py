@@ -15,7 +15,8 @@ import re
 import threading
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
+from functools import cached_property
 from typing import Any
 
 from .errors import EngineError
@@ -105,6 +106,32 @@ def ruleset_name(spec: PolicySpec, definition: Mapping[str, Any]) -> str:
     return f"{re.sub(r'[^A-Za-z0-9_-]', '_', spec.name)}-{digest}"
 
 
+def policy_digest(spec: PolicySpec) -> str:
+    """A hash of everything that shapes the policy's answers, in order: name, version, hit policy, facts (value
+    order, labels, aliases, defaults, ranges, timestamps), parameters, actions, rules (priority, file order,
+    conditions, messages, warnings). Left out: where it came from (path, file texts, lines) and its examples.
+
+    Caches of answers are keyed by it, never by a name: cell ids count enum values by position, so two
+    same-named policies with their values in another order must not share one."""
+    # No sorting anywhere: the order of facts, values and rules is part of the answer.
+    return hashlib.sha256(json.dumps(_canonical(spec), default=repr).encode()).hexdigest()
+
+
+_PROVENANCE = {"path", "sources", "examples", "line", "col"}
+
+
+def _canonical(value: Any) -> Any:
+    """Plain JSON data of a spec, field by field (so a field added later is in it), provenance left out."""
+    if is_dataclass(value):
+        return [type(value).__name__, *(_canonical(getattr(value, f.name)) for f in fields(value)
+                                        if f.name not in _PROVENANCE)]
+    if isinstance(value, Mapping):
+        return [[key, _canonical(item)] for key, item in value.items()]
+    if isinstance(value, tuple | list):
+        return [_canonical(item) for item in value]
+    return value
+
+
 def _engine_value(value: Any) -> Any:
     """A fact value durable_rules can read. Its JSON parser rejects an exponent without a fraction ('1e-05',
     '2e+16', as json.dumps writes such floats): step up to the next float written with one, which compares the
@@ -121,6 +148,11 @@ class CompiledPolicy:
     spec: PolicySpec
     ruleset: str
     engine_facts: tuple[str, ...]
+
+    @cached_property
+    def content_key(self) -> str:
+        """policy_digest of the spec: what caches of this policy's answers are keyed by."""
+        return policy_digest(self.spec)
 
     def match(self, facts: Mapping[str, Any]) -> tuple[str, ...]:
         """Ids of every rule the facts satisfy, in the engine's firing order (empty: no rule)."""
