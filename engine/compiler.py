@@ -2,7 +2,8 @@
 
 This is the only module that imports durable_rules. The library keeps process-global state and its stock
 Host runs background threads that steal actions, so one quiet Host serves the whole process and every
-engine call holds one lock (scale with processes, not threads).
+engine call holds one lock (scale with processes, not threads). At most MAX_RULESETS rulesets stay
+registered (least recently used deleted first); a policy whose ruleset was deleted registers it again on use.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 import re
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from functools import cached_property
@@ -49,7 +51,10 @@ class _QuietHost(_durable.Host):
 
 
 _host: _QuietHost | None = None
-_registered: set[str] = set()
+# Rulesets registered in durable_rules, least recently used first. Each costs about 0.3 MB of the C library's
+# memory; beyond MAX_RULESETS the oldest is deleted (the C module's delete_ruleset frees it all).
+MAX_RULESETS = 32
+_registered: OrderedDict[str, None] = OrderedDict()
 
 
 def _term(fact: str, op: str, value: Any) -> dict:
@@ -160,9 +165,12 @@ class CompiledPolicy:
         message["sid"] = _SID
         with _lock:
             _fired.clear()
+            _register(self.spec, self.ruleset, "evaluation")
             try:
                 _host.assert_fact(self.ruleset, message)
-                _host.delete_state(self.ruleset, _SID)  # no fact outlives its evaluation
+                # No fact outlives its evaluation. Never after a failed assert: durable_rules would free a
+                # half-built state and abort the process; the next evaluation that succeeds clears it.
+                _host.delete_state(self.ruleset, _SID)
             except Exception as exc:  # raw durable_rules texts embed whole messages: never show them
                 raise EngineError(self.ruleset, "evaluation", type(exc).__name__) from None
             fired = tuple(_fired)
@@ -170,18 +178,39 @@ class CompiledPolicy:
 
 
 def compile_policy(spec: PolicySpec) -> CompiledPolicy:
-    """Register the policy's ruleset once per process, named by its content hash, and return a handle."""
-    global _host
+    """Register the policy's ruleset, named by its content hash, and return a handle."""
     definition = ruleset_definition(spec)
     name = ruleset_name(spec, definition)
     used = spec.read_facts()
     with _lock:
-        if _host is None:
-            _host = _QuietHost()
-        if name not in _registered:
-            try:
-                _host.set_rulesets({name: copy.deepcopy(definition)})  # it mutates what it is given
-            except Exception as exc:
-                raise EngineError(name, "compilation", type(exc).__name__) from None
-            _registered.add(name)
+        _register(spec, name, "compilation", definition)
     return CompiledPolicy(spec, name, tuple(sorted(used)))
+
+
+def _register(spec: PolicySpec, name: str, operation: str, definition: dict | None = None) -> None:
+    """Make `name` the most recently used registered ruleset, registering it (again) if needed and deleting
+    the least recently used beyond MAX_RULESETS. The caller holds _lock."""
+    global _host
+    if name in _registered:
+        _registered.move_to_end(name)
+        return
+    if _host is None:
+        _host = _QuietHost()
+    if definition is None:  # deleted since it was compiled: the same content again, under the same name
+        definition = ruleset_definition(spec)
+        if ruleset_name(spec, definition) != name:
+            raise EngineError(name, operation, "UnknownRuleset") from None
+    try:
+        _host.set_rulesets({name: copy.deepcopy(definition)})  # it mutates what it is given
+    except Exception as exc:
+        raise EngineError(name, "compilation", type(exc).__name__) from None
+    _registered[name] = None
+    while len(_registered) > MAX_RULESETS:
+        _delete(_registered.popitem(last=False)[0])
+
+
+def _delete(name: str) -> None:
+    """Delete a registered ruleset: the Host's Python side keeps no other reference, so its C handle can go."""
+    ruleset = _host._ruleset_directory.pop(name)
+    _host._ruleset_list.remove(ruleset)
+    _durable.durable_rules_engine.delete_ruleset(ruleset._handle)
