@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .compiler import CompiledPolicy
-from .decision import decide_row, format_value, outcome, render
-from .errors import InputError, OrderError
+from .decision import decide_row, format_value, match, outcome, render
+from .errors import EngineError, InputError, OrderError
 from .facts import elapsed, enum_value, is_blank, normalize, number_value
 from .loader import PLACEHOLDER, PLACEHOLDER_BODY
 from .model import MAX_NUMBER, TIME_UNITS, FactSpec, KeyedParameter, PolicySpec, alias_key
@@ -59,17 +59,23 @@ class CellDecisions:
 
     compiled: CompiledPolicy
     space: FactSpace = field(init=False)
-    matched: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    matched: dict[int, tuple[str, ...] | EngineError] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.space = FactSpace.of(self.compiled.spec)
 
-    def ask(self, canonical_cells: np.ndarray) -> list[tuple[str, ...]]:
-        """Matched rules of each canonical cell, asking durable_rules once per cell not seen before."""
+    def ask(self, canonical_cells: np.ndarray) -> list[tuple[str, ...] | EngineError]:
+        """Matched rules of each canonical cell, asking durable_rules once per cell not seen before; a cell past
+        one of durable_rules' limits gets the EngineError saying so (its rows get that error)."""
         out = []
         for cell in canonical_cells.tolist():
             if cell not in self.matched:
-                self.matched[cell] = self.compiled.match(self.space.facts_of(cell))
+                try:
+                    self.matched[cell] = match(self.compiled, self.space.facts_of(cell))
+                except EngineError as exc:
+                    if exc.code is None:
+                        raise
+                    self.matched[cell] = exc
             out.append(self.matched[cell])
         return out
 
@@ -289,7 +295,7 @@ def _evaluate_cells(compiled, df, columns, as_of, action, rule_id, message, erro
     winners = np.empty(len(canonical), dtype=np.int64)
     reasons = np.empty(len(canonical), dtype=object)
     for k, m in enumerate(cells.ask(np.asarray(canonical, dtype=np.int64))):
-        rule, reasons[k] = outcome(spec, m)
+        rule, reasons[k] = (None, str(m)) if isinstance(m, EngineError) else outcome(spec, m)
         winners[k] = -1 if rule is None else rank[rule.id]
     codes = canonical_codes[codes]
     row_winner = winners[codes]

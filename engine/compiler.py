@@ -17,11 +17,11 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from functools import cached_property
 from typing import Any
 
-from .errors import EngineError
+from .errors import EngineError, RuleError, RuleProblem
 from .model import Condition, PolicySpec
 
 warnings.filterwarnings("ignore", message=r".*utcfromtimestamp.*", category=DeprecationWarning)
@@ -146,6 +146,114 @@ def _engine_value(value: Any) -> Any:
     return value
 
 
+# durable_rules' fixed sizes (rules.h, rete.c and events.c of 2.0.28). Conditions become a tree of tests: a
+# rule's tests in order, and rules with the same first tests share those nodes. Beyond these sizes it fails,
+# writes past its arrays or, for the tests after one node, loops forever, so they are checked before it runs.
+MAX_RULES_PER_NODE = 256  # rules whose tests are all the same, in the same order (error 108)
+MAX_BRANCHES_PER_NODE = 128  # 'given: false' tests and ends of 'in'/keyed branches after one node (error 107)
+MAX_TESTS_PER_NODE = 512  # other distinct tests after one node (one more: its compiler never returns)
+MAX_GROUPS_PER_RULE = 14  # and/or groups in one rule's conditions, the wrapper's own 'and' not counted (113)
+MAX_MATCHING_TESTS = 64  # tests that one order satisfies at once, pending in its evaluation stack (error 303)
+
+_LIMITS = {
+    106: f"more than {MAX_TESTS_PER_NODE} different tests follow one condition",
+    107: f"more than {MAX_BRANCHES_PER_NODE} 'given: false' tests or 'in'/keyed branches follow one condition",
+    108: f"more than {MAX_RULES_PER_NODE} rules have the same conditions",
+    113: f"a rule has more than {MAX_GROUPS_PER_RULE} and/or groups in its conditions",
+    303: f"more than {MAX_MATCHING_TESTS} of the policy's tests hold at once",
+}
+_TEST_WORDS = {"$lt": "<", "$lte": "<=", "$gt": ">", "$gte": ">=", "$neq": "!=", "$ex": "given", "$nex": "not given"}
+
+
+def _engine_error(ruleset: str, operation: str, exc: Exception) -> EngineError:
+    """The EngineError for a durable_rules failure: a known limit by name and number, else its type only."""
+    found = re.fullmatch(r"Could not [\w ]+, error code: (\d+)", str(exc)) \
+        if isinstance(exc, _durable.durable_rules_engine.error) else None
+    code = int(found.group(1)) if found else None
+    if code in _LIMITS:
+        return EngineError(ruleset, operation, f"{_LIMITS[code]}: durable_rules' limit (error {code})", code)
+    return EngineError(ruleset, operation, type(exc).__name__)
+
+
+@dataclass
+class _Node:
+    """One test node of durable_rules' tree, shared as its compiler shares them (see MAX_* above)."""
+
+    path: tuple[str, ...]  # the tests leading here, as text
+    tests: dict[tuple, _Node] = field(default_factory=dict)
+    absent: dict[tuple, _Node] = field(default_factory=dict)  # '$nex' tests go to the branch list
+    joins: int = 0  # 'or' branches ending here: each links its own join node into the branch list
+    rules: int = 0
+
+    @property
+    def shown(self) -> str:
+        return ", ".join(self.path) if self.path else "no conditions"
+
+    @property
+    def branches(self) -> int:
+        return len(self.absent) + self.joins
+
+
+def limit_problems(spec: PolicySpec, definition: Mapping[str, dict]) -> list[RuleProblem]:
+    """Every durable_rules size the ruleset would exceed, located at the first rule that goes past it."""
+    problems: dict[tuple[int, int], RuleProblem] = {}  # one per node and limit
+
+    def report(node: object, code: int, rule_id: str, message: str) -> None:
+        rule = spec.rule(rule_id) if rule_id != NO_RULE else spec.ranked_rules()[-1]
+        problems.setdefault((id(node), code), RuleProblem(spec.path, rule.line, rule.col, message, rule.id))
+
+    def branched(node: _Node, rule_id: str) -> None:
+        if node.branches > MAX_BRANCHES_PER_NODE:
+            report(node, 107, rule_id, f"{node.branches} 'in'/keyed-parameter branches and 'given: false' tests "
+                   f"hang on the same conditions ({node.shown}); durable_rules allows at most "
+                   f"{MAX_BRANCHES_PER_NODE} (error 107)")
+
+    def walk(term: dict, parent: _Node, rule_id: str, groups: list[int]) -> _Node:
+        (key, value), = term.items()
+        if key == "$and":
+            groups[0] += 1
+            node = parent
+            for item in value:
+                node = walk(item, node, rule_id, groups)
+            return node
+        if key == "$or":
+            groups[0] += 1
+            for item in value:
+                end = walk(item, parent, rule_id, groups)
+                end.joins += 1
+                branched(end, rule_id)
+            return _Node(parent.path + (f"one of {len(value)} alternatives",))  # a fresh join node per 'or'
+        fact, constant = next(iter(value.items())) if key in _TEST_WORDS else (key, value)
+        table = parent.absent if key == "$nex" else parent.tests
+        test = (fact, key, json.dumps(constant))
+        if test not in table:
+            text = f"{fact} {_TEST_WORDS.get(key, '=')}" + ("" if key in ("$ex", "$nex") else f" {constant!r}")
+            # The state test every rule starts with is the wrapper's, not the user's: not shown.
+            table[test] = _Node(parent.path if term == _NOT_STATE else parent.path + (text,))
+            if key == "$nex":
+                branched(parent, rule_id)
+            elif len(table) > MAX_TESTS_PER_NODE:
+                where = f"follow the same conditions ({parent.shown})" if parent.path else "come first in rules"
+                report(parent, 0, rule_id, f"{len(table)} different tests {where}; durable_rules allows at most "
+                       f"{MAX_TESTS_PER_NODE} (its compiler never returns with more)")
+        return table[test]
+
+    root = _Node(())
+    for rule_id, rule in definition.items():
+        groups = [0]
+        end = walk(rule["all"][0]["m"], root, rule_id, groups)
+        end.rules += 1
+        if end.rules > MAX_RULES_PER_NODE:
+            report(end, 108, rule_id, f"{end.rules} rules have the same conditions ({end.shown}) in the same "
+                   f"order; durable_rules allows at most {MAX_RULES_PER_NODE} (error 108)")
+        groups[0] -= 1  # every rule's conditions are one 'and' with the state test: not the user's
+        if groups[0] > MAX_GROUPS_PER_RULE:
+            report(rule, 113, rule_id, f"its conditions make {groups[0]} and/or groups ('in', 'not_in' and "
+                   f"'between' make one each, a keyed parameter one per key and one more); durable_rules allows at "
+                   f"most {MAX_GROUPS_PER_RULE} (error 113)")
+    return list(problems.values())
+
+
 @dataclass(frozen=True)
 class CompiledPolicy:
     """A policy registered in durable_rules; `match` is the only way facts reach the engine."""
@@ -172,14 +280,18 @@ class CompiledPolicy:
                 # half-built state and abort the process; the next evaluation that succeeds clears it.
                 _host.delete_state(self.ruleset, _SID)
             except Exception as exc:  # raw durable_rules texts embed whole messages: never show them
-                raise EngineError(self.ruleset, "evaluation", type(exc).__name__) from None
+                raise _engine_error(self.ruleset, "evaluation", exc) from None
             fired = tuple(_fired)
         return tuple(rule for rule in fired if rule != NO_RULE)
 
 
 def compile_policy(spec: PolicySpec) -> CompiledPolicy:
-    """Register the policy's ruleset, named by its content hash, and return a handle."""
+    """Register the policy's ruleset, named by its content hash, and return a handle; RuleError (located at a
+    rule) when the ruleset is beyond what durable_rules can build."""
     definition = ruleset_definition(spec)
+    problems = limit_problems(spec, definition)
+    if problems:
+        raise RuleError(problems)
     name = ruleset_name(spec, definition)
     used = spec.read_facts()
     with _lock:
@@ -203,7 +315,7 @@ def _register(spec: PolicySpec, name: str, operation: str, definition: dict | No
     try:
         _host.set_rulesets({name: copy.deepcopy(definition)})  # it mutates what it is given
     except Exception as exc:
-        raise EngineError(name, "compilation", type(exc).__name__) from None
+        raise _engine_error(name, "compilation", exc) from None
     _registered[name] = None
     while len(_registered) > MAX_RULESETS:
         _delete(_registered.popitem(last=False)[0])

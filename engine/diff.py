@@ -13,6 +13,7 @@ import pandas as pd
 from .batch import cell_decisions, evaluate_frame
 from .compiler import CompiledPolicy
 from .decision import outcome
+from .errors import EngineError
 from .model import PolicySpec
 from .space import NOT_GIVEN, Axis, FactSpace
 
@@ -137,7 +138,7 @@ def _winners(compiled: CompiledPolicy, joint: FactSpace, values: dict[str, np.nd
     canonical, inverse = np.unique(space.canonical(ids), return_inverse=True)
     winners = []
     for matched in cells.ask(canonical):
-        rule, _ = outcome(compiled.spec, matched)
+        rule = None if isinstance(matched, EngineError) else outcome(compiled.spec, matched)[0]
         winners.append(None if rule is None else rule.id)
     out[ok] = np.array(winners, dtype=object)[inverse]
     return out
