@@ -13,6 +13,7 @@ import logging
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -276,3 +277,26 @@ def test_a_thousand_what_if_moves_stay_flat_in_memory():
             gc.collect()
             marks[move] = process.memory_info().rss / 2**20
     assert marks[999] - marks[99] < 50, marks
+
+
+def test_policy_digest_sees_what_shapes_answers_and_nothing_else():
+    spec = engine.load().spec
+    key = compiler.policy_digest(spec)
+    status = spec.facts["status"]
+    rule = spec.rules[0]
+    changed = {
+        "value order": replace(spec, facts={**spec.facts, "status": replace(status, values=status.values[::-1])}),
+        "a label": replace(spec, facts={**spec.facts, "status": replace(status, labels={**status.labels,
+                                                                                         "shipped": "Gone"})}),
+        "a parameter": replace(spec, parameters={**spec.parameters, "seller_reply_hours": 47}),
+        "a priority": replace(spec, rules=(replace(rule, priority=rule.priority + 1), *spec.rules[1:])),
+        "a message": replace(spec, rules=(replace(rule, message="other"), *spec.rules[1:])),
+        "the rule order": replace(spec, rules=spec.rules[::-1]),
+        "the version": replace(spec, version="2"),
+        "the hit policy": replace(spec, hit_policy="unique"),
+    }
+    for what, other in changed.items():
+        assert compiler.policy_digest(other) != key, what
+    same = replace(spec, path="elsewhere.yaml", sources=(), examples=(),
+                   rules=tuple(replace(r, line=r.line + 3, examples=()) for r in spec.rules))
+    assert compiler.policy_digest(same) == key
