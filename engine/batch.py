@@ -6,6 +6,8 @@ Bad rows get the per-row reference path's exact error text (they are rare, so it
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .compiler import CompiledPolicy
-from .decision import decide_row, format_value, outcome, render
-from .errors import InputError, OrderError
+from .decision import decide_row, format_value, match, outcome, render
+from .errors import EngineError, InputError, OrderError
 from .facts import elapsed, enum_value, is_blank, normalize, number_value
 from .loader import PLACEHOLDER, PLACEHOLDER_BODY
 from .model import MAX_NUMBER, TIME_UNITS, FactSpec, KeyedParameter, PolicySpec, alias_key
@@ -57,28 +59,45 @@ class CellDecisions:
 
     compiled: CompiledPolicy
     space: FactSpace = field(init=False)
-    matched: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    matched: dict[int, tuple[str, ...] | EngineError] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.space = FactSpace.of(self.compiled.spec)
 
-    def ask(self, canonical_cells: np.ndarray) -> list[tuple[str, ...]]:
-        """Matched rules of each canonical cell, asking durable_rules once per cell not seen before."""
+    def ask(self, canonical_cells: np.ndarray) -> list[tuple[str, ...] | EngineError]:
+        """Matched rules of each canonical cell, asking durable_rules once per cell not seen before; a cell past
+        one of durable_rules' limits gets the EngineError saying so (its rows get that error)."""
         out = []
         for cell in canonical_cells.tolist():
             if cell not in self.matched:
-                self.matched[cell] = self.compiled.match(self.space.facts_of(cell))
+                try:
+                    self.matched[cell] = match(self.compiled, self.space.facts_of(cell))
+                except EngineError as exc:
+                    if exc.code is None:
+                        raise
+                    self.matched[cell] = exc
             out.append(self.matched[cell])
         return out
 
 
-_cells: dict[str, CellDecisions] = {}
+# Cell answers of the policies used last, keyed by their whole content (compiler.policy_digest): the cell ids
+# count enum values by position, so a name or a ruleset (blind to value order) is not enough. A table holds
+# the fact space and a few thousand answers at most (well under 1 MB for the bundled policy).
+MAX_CELL_TABLES = 16
+_cells: OrderedDict[str, CellDecisions] = OrderedDict()
+_cells_lock = threading.Lock()
 
 
 def cell_decisions(compiled: CompiledPolicy) -> CellDecisions:
-    if compiled.ruleset not in _cells:
-        _cells[compiled.ruleset] = CellDecisions(compiled)
-    return _cells[compiled.ruleset]
+    key = compiled.content_key
+    with _cells_lock:
+        table = _cells.get(key)
+        if table is None:
+            table = _cells[key] = CellDecisions(compiled)
+            while len(_cells) > MAX_CELL_TABLES:
+                _cells.popitem(last=False)
+        _cells.move_to_end(key)
+        return table
 
 
 @dataclass
@@ -276,7 +295,7 @@ def _evaluate_cells(compiled, df, columns, as_of, action, rule_id, message, erro
     winners = np.empty(len(canonical), dtype=np.int64)
     reasons = np.empty(len(canonical), dtype=object)
     for k, m in enumerate(cells.ask(np.asarray(canonical, dtype=np.int64))):
-        rule, reasons[k] = outcome(spec, m)
+        rule, reasons[k] = (None, str(m)) if isinstance(m, EngineError) else outcome(spec, m)
         winners[k] = -1 if rule is None else rank[rule.id]
     codes = canonical_codes[codes]
     row_winner = winners[codes]

@@ -2,8 +2,8 @@
 
 durable_rules keeps process-global state that cannot be pickled, so the policy travels to the workers as
 its source: the YAML texts (base, then variants, with their relative layout) and the parameter values.
-Each worker process loads and compiles it once (cached by the source's hash; the compiler reuses rulesets
-by content hash anyway). Every partition goes through the same cell path as the local batch
+Each worker process loads and compiles it once (cached by the source's hash, the last MAX_WORKER_POLICIES;
+the compiler reuses rulesets by content hash anyway). Every partition goes through the same cell path as the local batch
 (`engine.batch.evaluate_frame`), so rows, columns, errors and the summary are those of the local run.
 
 Dask is imported on use: `import engine` never needs it.
@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -103,7 +104,10 @@ def policy_source(policy: Policy) -> PolicySource:
     return PolicySource(files, parameters, spec.path, digest)
 
 
-_compiled: dict[str, CompiledPolicy] = {}
+# Policies compiled in this worker process, keyed by their source's digest (the files and the parameters:
+# everything their answers depend on), the least recently used dropped beyond MAX_WORKER_POLICIES.
+MAX_WORKER_POLICIES = 8
+_compiled: OrderedDict[str, CompiledPolicy] = OrderedDict()
 _compiled_lock = threading.Lock()
 
 
@@ -112,6 +116,7 @@ def compiled_from_source(source: PolicySource) -> CompiledPolicy:
     with _compiled_lock:
         hit = _compiled.get(source.digest)
         if hit is not None:
+            _compiled.move_to_end(source.digest)
             return hit
         with tempfile.TemporaryDirectory(prefix="cancel-rules-policy-") as folder:
             for rel, text in source.files:  # the layout kept, so a variant's relative `extends:` still works
@@ -123,6 +128,8 @@ def compiled_from_source(source: PolicySource) -> CompiledPolicy:
         spec = replace(spec, parameters=dict(source.parameters), path=source.path)
         compiled = compile_policy(spec)
         _compiled[source.digest] = compiled
+        while len(_compiled) > MAX_WORKER_POLICIES:
+            _compiled.popitem(last=False)
         return compiled
 
 

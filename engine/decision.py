@@ -163,11 +163,23 @@ def outcome(spec: PolicySpec, matched: tuple[str, ...]) -> tuple[Rule | None, st
     return spec.rule(matched[0]), None
 
 
+def match(compiled: CompiledPolicy, facts: Mapping[str, Any]) -> tuple[str, ...]:
+    """compiled.match; when the order is past durable_rules' limit, the EngineError says how many rules match."""
+    try:
+        return compiled.match(facts)
+    except EngineError as exc:
+        if exc.code != 303:
+            raise
+        spec = compiled.spec
+        count = sum(all(check(spec, c, facts).passed for c in rule.conditions) for rule in spec.rules)
+        raise EngineError(exc.ruleset, exc.operation, f"order matches {count} rules; {exc.kind}", exc.code) from None
+
+
 def decide(compiled: CompiledPolicy, order: Mapping[str, Any], as_of: datetime) -> Decision:
     """The decision for one order; raises OrderError for bad input."""
     spec = compiled.spec
     facts = normalize(spec, order, as_of)
-    matched = compiled.match(facts)
+    matched = match(compiled, facts)
     results = {rule.id: tuple(check(spec, c, facts) for c in rule.conditions) for rule in spec.rules}
     explained = tuple(r.id for r in spec.ranked_rules() if all(c.passed for c in results[r.id]))
     if explained != matched:  # the explanation must describe what the engine did, never guess
@@ -192,7 +204,13 @@ def decide_row(compiled: CompiledPolicy, order: Mapping[str, Any], as_of: dateti
         facts = normalize(compiled.spec, order, as_of)
     except OrderError as exc:
         return None, None, "", str(exc)
-    winner, error = outcome(compiled.spec, compiled.match(facts))
+    try:
+        matched = match(compiled, facts)
+    except EngineError as exc:
+        if exc.code is None:
+            raise
+        return None, None, "", str(exc)  # past a limit of durable_rules: this row's error, not the batch's
+    winner, error = outcome(compiled.spec, matched)
     if winner is None:
         return None, None, "", error
     return winner.action, winner.id, render(compiled.spec, winner.message, facts), None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,8 +13,11 @@ import pandas as pd
 from .batch import cell_decisions, evaluate_frame
 from .compiler import CompiledPolicy
 from .decision import outcome
+from .errors import EngineError
+from .model import PolicySpec
 from .space import NOT_GIVEN, Axis, FactSpace
 
+_REFUSED = -2  # enum code of a value a policy does not know
 TRANSITION_COLUMNS = ["old_action", "old_rule", "new_action", "new_rule", "cells", "orders", "example"]
 
 
@@ -46,6 +50,8 @@ class PolicyDiff:
 
 
 def _joint_axes(a: FactSpace, b: FactSpace) -> tuple[Axis, ...]:
+    """Axes that cut both policies' cells: enum values of both (a's order, then b's others), numbers cut at both
+    policies' thresholds (and at their ranges' ends where these differ), 'not given' if either allows it."""
     mine = {x.fact: x for x in a.axes}
     theirs = {x.fact: x for x in b.axes}
     order = [x.fact for x in a.axes] + [x.fact for x in b.axes if x.fact not in mine]
@@ -54,13 +60,18 @@ def _joint_axes(a: FactSpace, b: FactSpace) -> tuple[Axis, ...]:
         x, y = mine.get(fact), theirs.get(fact)
         if x is None or y is None:
             axes.append(x or y)
+        elif x.kind != y.kind:
+            raise ValueError(f"fact '{fact}' is an {x.kind} in one policy and a {y.kind} in the other; "
+                             f"they cannot be compared")
         elif x.kind == "enum":
-            if x.values != y.values:
-                raise ValueError(f"the policies give fact '{fact}' different values; they cannot be compared")
-            axes.append(x)
+            axes.append(Axis(fact, "enum", values=x.values + tuple(v for v in y.values if v not in x.values),
+                             optional=x.optional or y.optional))
         else:
-            axes.append(Axis(fact, "number", points=tuple(sorted(set(x.points) | set(y.points))),
-                             low=x.low, high=x.high, optional=x.optional or y.optional))
+            points = set(x.points) | set(y.points)
+            if (x.low, x.high) != (y.low, y.high):  # a value inside one range only is decided by one policy only
+                points |= {p for p in (x.low, x.high, y.low, y.high) if math.isfinite(p)}
+            axes.append(Axis(fact, "number", points=tuple(sorted(points)), low=min(x.low, y.low),
+                             high=max(x.high, y.high), optional=x.optional or y.optional))
     return tuple(axes)
 
 
@@ -76,17 +87,61 @@ def _cell_values(joint: FactSpace, ids: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def _winners(compiled: CompiledPolicy, values: dict[str, np.ndarray]) -> np.ndarray:
-    """Winning rule id (None: no decision) of each joint cell under one policy."""
+def _own_values(spec: PolicySpec, joint: FactSpace, values: dict[str, np.ndarray]
+                ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The joint cells' values as one policy reads them (its own enum codes, its defaults), and the cells it
+    refuses, as it would refuse such an order: a value it does not know, a number outside its range, a required
+    fact not given."""
+    own: dict[str, np.ndarray] = {}
+    bad = np.zeros(len(next(iter(values.values()))) if values else 0, dtype=bool)
+    for axis in joint.axes:
+        fact = spec.facts.get(axis.fact)
+        if fact is None:  # a fact this policy does not declare: an unknown field to it, ignored
+            continue
+        if fact.type != axis.kind:
+            raise ValueError(f"fact '{axis.fact}' is a {fact.type} in one policy and an {axis.kind} in the "
+                             f"other; they cannot be compared")
+        given = values[axis.fact]
+        if axis.kind == "enum":
+            index = {value: i for i, value in enumerate(fact.values)}
+            not_given = NOT_GIVEN if fact.optional else index.get(fact.default, _REFUSED)
+            table = np.array([index.get(value, _REFUSED) for value in axis.values] + [not_given], dtype=np.int64)
+            codes = table[given]  # NOT_GIVEN (-1) picks the last entry
+            bad |= codes == _REFUSED
+            own[axis.fact] = codes
+        else:
+            number = given.copy()
+            blank = np.isnan(number)
+            if fact.default is not None:
+                number[blank] = float(fact.default)
+            elif fact.required:
+                bad |= blank
+            with np.errstate(invalid="ignore"):
+                if fact.min is not None:
+                    bad |= number < fact.min
+                if fact.max is not None:
+                    bad |= number > fact.max
+            own[axis.fact] = number
+    return own, bad
+
+
+def _winners(compiled: CompiledPolicy, joint: FactSpace, values: dict[str, np.ndarray]) -> np.ndarray:
+    """Winning rule id of each joint cell under one policy (None: no decision, or a cell it refuses)."""
+    own, bad = _own_values(compiled.spec, joint, values)
     cells = cell_decisions(compiled)
     space = cells.space
-    ids = space.cell_ids([axis.bins_of(values[axis.fact]) for axis in space.axes])
+    out = np.full(len(bad), None, dtype=object)
+    ok = np.flatnonzero(~bad)
+    if not len(ok):
+        return out
+    ids = space.cell_ids([axis.bins_of(own[axis.fact][ok]) for axis in space.axes])
     canonical, inverse = np.unique(space.canonical(ids), return_inverse=True)
     winners = []
     for matched in cells.ask(canonical):
-        rule, _ = outcome(compiled.spec, matched)
+        rule = None if isinstance(matched, EngineError) else outcome(compiled.spec, matched)[0]
         winners.append(None if rule is None else rule.id)
-    return np.array(winners, dtype=object)[inverse]
+    out[ok] = np.array(winners, dtype=object)[inverse]
+    return out
 
 
 def diff(old: CompiledPolicy, new: CompiledPolicy, orders: pd.DataFrame | None, as_of: datetime) -> PolicyDiff:
@@ -95,7 +150,7 @@ def diff(old: CompiledPolicy, new: CompiledPolicy, orders: pd.DataFrame | None, 
     ids = np.arange(joint.n_cells, dtype=np.int64)
     ids = ids[joint.nonempty(ids)]
     values = _cell_values(joint, ids)
-    before, after = _winners(old, values), _winners(new, values)
+    before, after = _winners(old, joint, values), _winners(new, joint, values)
     changed = before != after
     action = {r.id: r.action for r in (*old.spec.rules, *new.spec.rules)}
     rows: dict[tuple, dict[str, Any]] = {}

@@ -75,10 +75,11 @@ class OrderError(PolicyError):
 class EngineError(PolicyError):
     """durable_rules failed in a way the wrapper could not absorb; its raw text is never shown."""
 
-    def __init__(self, ruleset: str, operation: str, kind: str) -> None:
+    def __init__(self, ruleset: str, operation: str, kind: str, code: int | None = None) -> None:
         self.ruleset = ruleset
         self.operation = operation
         self.kind = kind
+        self.code = code  # durable_rules' error code of a limit it hit (303: one order matches too much)
         super().__init__(str(self))
 
     def __str__(self) -> str:

@@ -74,6 +74,9 @@ def verify(compiled: CompiledPolicy) -> VerifyReport:
     canonical, inverse = np.unique(space.canonical(ids), return_inverse=True)
     asked_before = len(cells.matched)
     matched = cells.ask(canonical)
+    for m in matched:
+        if isinstance(m, EngineError):  # a cell past one of durable_rules' limits: nothing to classify
+            raise EngineError(m.ruleset, "verification", m.kind, m.code)
     python_view = space.matches(canonical)
     ranked = [r.id for r in spec.ranked_rules()]
     for k, m in enumerate(matched):  # the engine and the condition tables must tell the same story
