@@ -42,8 +42,9 @@ def resolve_columns(spec: PolicySpec, columns: list[str], source: str = "input")
     missing = [name for name, fact in spec.facts.items()
                if fact.required and name not in found and fact.from_timestamp not in found]
     if missing:
+        shown = ", ".join(map(str, columns[:20])) + (f", ... ({len(columns)} in all)" if len(columns) > 20 else "")
         raise InputError(source, f"missing required column{'s' if len(missing) > 1 else ''}: "
-                                 f"{', '.join(missing)} (columns found: {', '.join(map(str, columns))})", missing)
+                                 f"{', '.join(missing)} (columns found: {shown})", missing)
     clash = [c for c in columns if str(c) in OUTPUT_COLUMNS]
     if clash:
         raise InputError(source, f"input already has output column{'s' if len(clash) > 1 else ''} "

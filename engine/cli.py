@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .csvio import DEFAULT_CHUNKSIZE, evaluate_csv, read_orders, terminal_progress
+from .csvio import DEFAULT_CHUNKSIZE, evaluate_csv, max_columns_from_env, read_orders, terminal_progress
 from .errors import OrderError, PolicyError
 from .facts import parse_as_of
 from .policy import Policy, diff, load
@@ -47,7 +47,16 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _max_columns(args: argparse.Namespace) -> int:
+    if args.max_columns is None:
+        return max_columns_from_env()
+    if args.max_columns < 1:
+        raise UsageError(f"--max-columns must be a positive integer, got {args.max_columns}")
+    return args.max_columns
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    args.max_columns = _max_columns(args)
     if args.dask is not None:
         try:
             import dask.dataframe  # noqa: F401
@@ -60,7 +69,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     policy = _policy(args)
     as_of = parse_as_of(args.as_of)
     progress = terminal_progress()
-    summary = evaluate_csv(policy.compiled, args.input, args.output, as_of, args.chunksize, progress)
+    summary = evaluate_csv(policy.compiled, args.input, args.output, as_of, args.chunksize, progress,
+                           max_columns=args.max_columns)
     if progress:
         sys.stderr.write("\n")
     print(f"wrote {args.output} (policy {policy.name} {policy.version}, as of {as_of.isoformat()})\n{summary}",
@@ -112,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="orders CSV (UTF-8, with or without BOM)")
     p.add_argument("-o", "--output", required=True, help="output CSV (written only when complete)")
     p.add_argument("--chunksize", type=int, default=DEFAULT_CHUNKSIZE, help="rows per chunk (memory stays flat)")
+    p.add_argument("--max-columns", type=int, default=None, metavar="N",
+                   help="refuse an input with more columns (default: $CANCEL_RULES_MAX_COLUMNS, else 1000)")
     p.add_argument("--dask", nargs="?", const="local", default=None, metavar="SCHEDULER_ADDRESS",
                    help="evaluate on Dask (needs the [dask] extra): on the scheduler at this address, or without "
                         "one on a local cluster of 2 worker processes; IN may then be a glob of CSVs or Parquet")

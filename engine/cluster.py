@@ -33,7 +33,17 @@ import pandas as pd
 
 from .batch import OUTPUT_COLUMNS, evaluate_frame, input_fields, resolve_columns
 from .compiler import CompiledPolicy, compile_policy
-from .csvio import Summary, _header_line, _reason, _write, read_header, terminal_progress
+from .csvio import (
+    DEFAULT_MAX_COLUMNS,
+    Summary,
+    _header_line,
+    _reason,
+    _write,
+    check_repeated,
+    check_width,
+    read_header,
+    terminal_progress,
+)
 from .errors import InputError
 from .facts import parse_as_of
 from .loader import load_spec
@@ -169,7 +179,8 @@ def _parse_block(block: bytes, header: bytes | None, path: str, names: list[str]
     return df
 
 
-def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE) -> tuple[dd.DataFrame, list[str] | None]:
+def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE, max_columns: int = DEFAULT_MAX_COLUMNS
+                     ) -> tuple[dd.DataFrame, list[str] | None]:
     """Orders as a lazy dask frame of text columns (the local reader's conventions) and, for CSV, the header
     exactly as written. Every CSV file must have the same header; headers are checked here, eagerly."""
     import dask.dataframe as dd
@@ -184,6 +195,7 @@ def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE) -> tuple[dd.
         except (OSError, ValueError) as exc:
             raise InputError(path, f"cannot read Parquet: {str(exc).strip().splitlines()[0]}") from None
     header = read_header(Path(files[0]))
+    check_width(header, files[0], max_columns)
     for other in files[1:]:
         if read_header(Path(other)) != header:
             raise InputError(other, f"header differs from {files[0]}'s")
@@ -207,9 +219,7 @@ def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE) -> tuple[dd.
 def check_input(policy: Policy, path: str, header: list[str] | None, columns: list[str]) -> None:
     """What the local path refuses before writing anything: repeated or missing columns, output columns."""
     if header is not None:
-        repeated = sorted({h for h in header if header.count(h) > 1} & set(input_fields(policy.spec)))
-        if repeated:
-            raise InputError(path, f"column {repeated[0]!r} appears more than once", repeated)
+        check_repeated(header, input_fields(policy.spec), path)
     resolve_columns(policy.spec, header if header is not None else columns, path)
 
 
@@ -371,7 +381,7 @@ def run_dask_evaluate(args: Any) -> int:
     as_of = parse_as_of(args.as_of)
     fmt = output_format(args.output, getattr(args, "output_format", None))
     blocksize = getattr(args, "blocksize", None) or DEFAULT_BLOCKSIZE
-    ddf, header = read_orders_dask(args.input, blocksize)
+    ddf, header = read_orders_dask(args.input, blocksize, getattr(args, "max_columns", DEFAULT_MAX_COLUMNS))
     check_input(policy, args.input, header, [str(c) for c in ddf.columns])
     target = Path(args.output)
     check_target(target.absolute(), fmt, args.output)  # refused before a cluster is started

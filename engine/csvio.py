@@ -9,7 +9,7 @@ import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,10 @@ from .compiler import CompiledPolicy
 from .errors import InputError
 
 DEFAULT_CHUNKSIZE = 100_000
+# A CSV wider than this is refused from its header line alone: pandas spends seconds per 100,000 columns
+# before a single row is read, and nothing in a policy reads more than a few dozen.
+DEFAULT_MAX_COLUMNS = 1_000
+ENV_MAX_COLUMNS = "CANCEL_RULES_MAX_COLUMNS"
 
 
 def _reader(source: str | Path | IO, chunksize: int | None):
@@ -32,8 +36,47 @@ def _reader(source: str | Path | IO, chunksize: int | None):
                        index_col=False)
 
 
-def read_orders(source: str | Path | IO) -> pd.DataFrame:
-    """A CSV of orders as text columns (UTF-8 with or without BOM)."""
+def max_columns_from_env(environ: Mapping[str, str] | None = None) -> int:
+    """CANCEL_RULES_MAX_COLUMNS, or the default; raises ValueError naming the variable."""
+    text = (os.environ if environ is None else environ).get(ENV_MAX_COLUMNS, "").strip()
+    if not text:
+        return DEFAULT_MAX_COLUMNS
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{ENV_MAX_COLUMNS} must be a positive integer, got {text!r}")
+    return value
+
+
+def check_width(header: list[str], source: str, max_columns: int) -> None:
+    """Refuse a header wider than max_columns: checked before anything else reads the file."""
+    if len(header) > max_columns:
+        raise InputError(source, f"{len(header):,} columns; at most {max_columns:,} are read "
+                                 f"(--max-columns or {ENV_MAX_COLUMNS})")
+
+
+def check_repeated(header: list[str], fields: list[str], source: str) -> None:
+    """A field the policy reads must be one column: refuse it repeated (pandas would read 'name.1')."""
+    seen: set[str] = set()
+    repeated = set()
+    for name in header:
+        if name in seen:
+            repeated.add(name)
+        seen.add(name)
+    repeated = sorted(repeated & set(fields))
+    if repeated:
+        raise InputError(source, f"column {repeated[0]!r} appears more than once", repeated)
+
+
+def read_orders(source: str | Path | IO, max_columns: int | None = None) -> pd.DataFrame:
+    """A CSV of orders as text columns (UTF-8 with or without BOM); wider than max_columns is refused."""
+    limit = max_columns_from_env() if max_columns is None else max_columns
+    if isinstance(source, (str, Path)):
+        check_width(read_header(Path(source)), str(source), limit)
+    elif source.seekable():
+        check_width(_peek_header(source), str(getattr(source, "name", "input")), limit)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # a row longer than the header
@@ -105,6 +148,20 @@ def _write(out: pd.DataFrame, sink: IO[bytes]) -> None:
     pacsv.write_csv(table, sink, write_options=options)
 
 
+def _peek_header(handle: IO) -> list[str]:
+    """The header row of an open file, which is left where it was."""
+    start = handle.tell()
+    try:
+        text = handle if isinstance(handle, io.TextIOBase) else io.TextIOWrapper(handle, "utf-8-sig", newline="")
+        header = next(csv.reader(text), [])
+        if text is not handle:
+            text.detach()
+    except (UnicodeDecodeError, csv.Error):
+        header = []  # pandas reports it with the file's own words
+    handle.seek(start)
+    return header
+
+
 def read_header(source: Path) -> list[str]:
     """The header row exactly as written (pandas would rename repeated names to 'name.1')."""
     try:
@@ -118,8 +175,8 @@ def read_header(source: Path) -> list[str]:
 
 
 def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Path, as_of: datetime,
-                 chunksize: int = DEFAULT_CHUNKSIZE, progress: Callable[[int, float], None] | None = None
-                 ) -> Summary:
+                 chunksize: int = DEFAULT_CHUNKSIZE, progress: Callable[[int, float], None] | None = None,
+                 max_columns: int = DEFAULT_MAX_COLUMNS) -> Summary:
     """Evaluate every row of source into target; target is replaced only once the whole file is written."""
     started = time.perf_counter()
     source, target = Path(source), Path(target)
@@ -128,9 +185,8 @@ def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Pat
     if not target.parent.is_dir():
         raise InputError(str(target), f"output folder does not exist: {target.parent}")
     header = read_header(source)
-    repeated = sorted({h for h in header if header.count(h) > 1} & set(input_fields(compiled.spec)))
-    if repeated:
-        raise InputError(str(source), f"column {repeated[0]!r} appears more than once", repeated)
+    check_width(header, str(source), max_columns)
+    check_repeated(header, input_fields(compiled.spec), str(source))
     resolve_columns(compiled.spec, header, str(source))  # a missing column stops the run before any output
     size = source.stat().st_size
     summary = Summary()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import dataclasses
 import gc
 import hmac
@@ -30,6 +31,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .csvio import DEFAULT_MAX_COLUMNS, ENV_MAX_COLUMNS
 from .errors import FieldProblem, InputError, OrderError
 from .facts import parse_as_of
 from .model import alias_key
@@ -63,6 +65,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
     cors_origins: tuple[str, ...] = ()
+    max_columns: int = DEFAULT_MAX_COLUMNS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,7 +77,7 @@ class Settings:
         origins = tuple(o.strip() for o in env.get(ENV_CORS_ORIGINS, "").split(",") if o.strip())
         return cls(token=token, max_body_bytes=_positive_int(env, ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES),
                    max_batch_rows=_positive_int(env, ENV_MAX_BATCH_ROWS, DEFAULT_MAX_BATCH_ROWS),
-                   cors_origins=origins)
+                   cors_origins=origins, max_columns=_positive_int(env, ENV_MAX_COLUMNS, DEFAULT_MAX_COLUMNS))
 
 
 def read_token_file(path: str | Path) -> str:
@@ -455,10 +458,14 @@ def _frame_from_json(policy: Policy, shape: OrderShape, rows: Any, limit: int,
     return frame.drop(columns=[c for c in frame.columns if c in DECISION_COLUMNS]), errors
 
 
-def _frame_from_csv(body: bytes, limit: int) -> pd.DataFrame:
+def _frame_from_csv(body: bytes, limit: int, max_columns: int = DEFAULT_MAX_COLUMNS) -> pd.DataFrame:
     if not body.strip():
         raise ApiError(422, "invalid_csv", "the CSV body is empty; it needs a header row",
                        [_problem("body", "empty")])
+    width = _csv_width(body)
+    if width > max_columns:  # from the header line alone: pandas takes seconds over 100,000 columns
+        raise ApiError(413, "too_many_columns", f"the CSV has {width} columns; the limit is {max_columns}",
+                       [_problem("columns", f"at most {max_columns} columns", width)])
     try:
         # index_col=False: a row longer than the header must not shift its fields into an index.
         frame = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False, encoding="utf-8-sig", index_col=False)
@@ -470,6 +477,15 @@ def _frame_from_csv(body: bytes, limit: int) -> pd.DataFrame:
     if len(frame) > limit:
         raise _too_many(limit, len(frame))
     return frame
+
+
+def _csv_width(body: bytes) -> int:
+    """Fields in the CSV body's header row (0 if it is not readable: pandas then says why)."""
+    text = io.TextIOWrapper(io.BytesIO(body), encoding="utf-8-sig", newline="")
+    try:
+        return len(next(csv.reader(text), []))
+    except (UnicodeDecodeError, csv.Error):
+        return 0
 
 
 def _too_many(limit: int, count: int) -> ApiError:
@@ -650,7 +666,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         def work() -> bytes:
             errors: dict[int, str] = {}
             if media == CSV_TYPE:
-                frame = _frame_from_csv(body, settings.max_batch_rows)
+                frame = _frame_from_csv(body, settings.max_batch_rows, settings.max_columns)
             else:
                 frame, errors = _frame_from_json(policy, shape, _parse_json(body), settings.max_batch_rows, when)
             result = _with_errors(_evaluate(policy, frame, when), errors)

@@ -539,3 +539,26 @@ def test_serve_refuses_bad_settings_before_listening(args: list[str], env: dict[
     result = subprocess.run([*_command(), "serve", "--port", str(_free_port()), *args], env=_clean_env(**env),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------- issue 9: wide CSVs, neighbours, unknown fields, formulas
+
+
+def test_a_csv_body_wider_than_the_column_limit_is_413(client: httpx.Client) -> None:
+    names = ["order_id", "status", *(f"x{i}" for i in range(999))]  # 1,001 columns: the default limit is 1,000
+    body = ",".join(names) + "\n" + ",".join(["W1", "shipped", *["v"] * 999]) + "\n"
+    response = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, content=body,
+                           headers={"Content-Type": "text/csv"})
+    assert response.status_code == 413
+    assert response.json()["problems"] == [{"field": "columns", "message": "at most 1000 columns", "value": 1001}]
+    narrow = ",".join(names[:1000]) + "\n" + ",".join(["W1", "shipped", *["v"] * 998]) + "\n"
+    response = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, content=narrow,
+                           headers={"Content-Type": "text/csv"})
+    assert response.status_code == 200 and response.json()[0]["action"] == "contact_seller"
+
+
+def test_the_column_limit_comes_from_the_environment() -> None:
+    assert Settings.from_env({}).max_columns == 1000
+    assert Settings.from_env({"CANCEL_RULES_MAX_COLUMNS": "50"}).max_columns == 50
+    with pytest.raises(ValueError, match="CANCEL_RULES_MAX_COLUMNS must be a positive integer, got '0'"):
+        Settings.from_env({"CANCEL_RULES_MAX_COLUMNS": "0"})

@@ -1,0 +1,106 @@
+"""Hostile CSV files and CLI inputs, each with its exact outcome: exit status, the one line, what is written.
+
+Big inputs are generated here, never committed. Each case is bounded by construction (a limit that stops it
+before the costly part), not by a timer.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+HERE = Path(__file__).parent
+SCRIPT = Path(sys.executable).parent / "cancel-rules"
+AS_OF = "2026-03-01T12:00:00+00:00"
+HEADER = "order_id,status,seller_reply,hours_since_contact"
+DECISION_COLUMNS = ["action", "rule_id", "message", "error", "policy_version"]
+
+
+def run(*args: str, stdin: str | None = None, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CANCEL_RULES_")}
+    return subprocess.run([str(SCRIPT), *args], input=stdin, capture_output=True, text=True, timeout=120,
+                          cwd=cwd or HERE, env={**environ, **env})
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The whole stderr of a refused command: exit 2, nothing on stdout, one line, no traceback."""
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr[:2000]
+    return lines[0]
+
+
+def wide_csv(path: Path, columns: int, repeat: str | None = None) -> Path:
+    """A valid orders CSV with `columns` columns in all (extra ones named x0, x1, ...), one row."""
+    names = HEADER.split(",") + [f"x{i}" for i in range(columns - 4)]
+    if repeat is not None:
+        names[-1] = repeat
+    row = ["W1", "Sent", "no_reply", "50"] + ["v"] * (columns - 4)
+    path.write_text(",".join(names) + "\n" + ",".join(row) + "\n", encoding="utf-8")
+    return path
+
+
+# --- wide files (issue 9, item 4) -------------------------------------------------------------------------
+
+def test_a_csv_wider_than_the_default_limit_is_refused_before_anything_is_written(tmp_path):
+    src, out = wide_csv(tmp_path / "wide.csv", 1_001), tmp_path / "out.csv"
+    line = one_error_line(run("evaluate", str(src), "-o", str(out), "--as-of", AS_OF))
+    assert line == (f"cancel-rules evaluate: {src}: 1,001 columns; at most 1,000 are read "
+                    f"(--max-columns or CANCEL_RULES_MAX_COLUMNS)")
+    assert os.listdir(tmp_path) == ["wide.csv"]
+
+
+def test_a_hundred_thousand_columns_are_refused_from_the_header_alone(tmp_path):
+    # 0.9 MB of header: pandas alone takes seconds over it, and the old repeated-name check minutes.
+    src, out = wide_csv(tmp_path / "wide.csv", 100_000), tmp_path / "out.csv"
+    line = one_error_line(run("evaluate", str(src), "-o", str(out), "--as-of", AS_OF))
+    assert line == (f"cancel-rules evaluate: {src}: 100,000 columns; at most 1,000 are read "
+                    f"(--max-columns or CANCEL_RULES_MAX_COLUMNS)")
+    assert not out.exists()
+
+
+def test_the_column_limit_is_set_by_option_or_environment(tmp_path):
+    src = wide_csv(tmp_path / "orders.csv", 6)
+    out = tmp_path / "out.csv"
+    expected = (f"cancel-rules evaluate: {src}: 6 columns; at most 5 are read "
+                f"(--max-columns or CANCEL_RULES_MAX_COLUMNS)")
+    assert one_error_line(run("evaluate", str(src), "-o", str(out), "--max-columns", "5")) == expected
+    assert one_error_line(run("evaluate", str(src), "-o", str(out), CANCEL_RULES_MAX_COLUMNS="5")) == expected
+    # The option wins over the variable; exactly at the limit is accepted.
+    ok = run("evaluate", str(src), "-o", str(out), "--as-of", AS_OF, "--max-columns", "6",
+             CANCEL_RULES_MAX_COLUMNS="5")
+    assert ok.returncode == 0, ok.stderr
+    assert list(pd.read_csv(out, dtype=str).columns) == [*HEADER.split(","), "x0", "x1", *DECISION_COLUMNS]
+
+
+@pytest.mark.parametrize(("args", "env", "expected"), [
+    (["--max-columns", "0"], {}, "--max-columns must be a positive integer, got 0"),
+    ([], {"CANCEL_RULES_MAX_COLUMNS": "many"}, "CANCEL_RULES_MAX_COLUMNS must be a positive integer, got 'many'"),
+])
+def test_a_bad_column_limit_is_one_line(tmp_path, args, env, expected):
+    src = wide_csv(tmp_path / "orders.csv", 6)
+    line = one_error_line(run("evaluate", str(src), "-o", str(tmp_path / "out.csv"), *args, **env))
+    assert line == f"cancel-rules evaluate: {expected}"
+
+
+def test_a_repeated_column_among_a_hundred_thousand_is_found_in_one_pass(tmp_path):
+    # Allowed this wide on purpose: the repeated-name check itself must stay linear (it was quadratic).
+    src = wide_csv(tmp_path / "wide.csv", 100_000, repeat="status")
+    line = one_error_line(run("evaluate", str(src), "-o", str(tmp_path / "out.csv"), "--max-columns", "100000"))
+    assert line == f"cancel-rules evaluate: {src}: column 'status' appears more than once"
+
+
+def test_a_missing_column_among_many_names_a_bounded_list(tmp_path):
+    names = [f"c{i}" for i in range(900)]
+    src = tmp_path / "no_status.csv"
+    src.write_text(",".join(["order_id", *names]) + "\n" + ",".join(["A"] + ["v"] * 900) + "\n")
+    line = one_error_line(run("evaluate", str(src), "-o", str(tmp_path / "out.csv")))
+    assert line == (f"cancel-rules evaluate: {src}: missing required column: status (columns found: order_id, "
+                    + ", ".join(names[:19]) + ", ... (901 in all))")
