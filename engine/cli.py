@@ -26,6 +26,8 @@ def cmd_decide(args: argparse.Namespace) -> int:
         order = json.loads(sys.stdin.read() if args.json == "-" else args.json)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--json is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # json's decoder recurses once per bracket
+        raise UsageError("--json is not valid JSON: nested too deeply") from None
     if not isinstance(order, dict):
         raise UsageError("--json must be a JSON object of order facts")
     decision = _policy(args).decide(order, as_of=parse_as_of(args.as_of))

@@ -104,3 +104,10 @@ def test_a_missing_column_among_many_names_a_bounded_list(tmp_path):
     line = one_error_line(run("evaluate", str(src), "-o", str(tmp_path / "out.csv")))
     assert line == (f"cancel-rules evaluate: {src}: missing required column: status (columns found: order_id, "
                     + ", ".join(names[:19]) + ", ... (901 in all))")
+
+
+# --- CLI inputs -----------------------------------------------------------------------------------------
+
+def test_json_nested_a_hundred_thousand_deep_is_one_line():
+    line = one_error_line(run("decide", "--json", "-", stdin="[" * 100_000))
+    assert line == "cancel-rules decide: --json is not valid JSON: nested too deeply"
