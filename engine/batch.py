@@ -92,7 +92,38 @@ class _Normalized:
 
 def _missing(raw: Any) -> bool:
     """A blank, or one of pandas' missing markers (in a frame NaN means 'not given')."""
-    return is_blank(raw) or (not isinstance(raw, str) and pd.isna(raw))
+    return is_blank(raw) or _missing_marker(raw)
+
+
+def _missing_marker(value: Any) -> bool:
+    """NaN, None, NA or NaT (a list or a dict is a value, never missing)."""
+    return pd.api.types.is_scalar(value) and not isinstance(value, str) and pd.isna(value)
+
+
+class _Own:
+    """Stands for one unhashable cell in factorize: equal to nothing else, so judged on its own."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _factorize(col: pd.Series) -> tuple[np.ndarray, Any]:
+    """(codes, distinct values) of a column; a cell holding a list or a dict is a distinct value of its own
+    (pandas cannot hash it, and one such cell must not fail the whole batch)."""
+    try:
+        return pd.factorize(col, use_na_sentinel=False)
+    except TypeError:
+        keys = np.empty(len(col), dtype=object)
+        for i, value in enumerate(col.to_numpy(dtype=object)):
+            try:
+                hash(value)
+                keys[i] = value
+            except TypeError:
+                keys[i] = _Own(value)
+        codes, uniques = pd.factorize(keys, use_na_sentinel=False)
+        return codes, [u.value if isinstance(u, _Own) else u for u in uniques]
 
 
 def _blank(col: pd.Series) -> np.ndarray:
@@ -101,7 +132,7 @@ def _blank(col: pd.Series) -> np.ndarray:
 
 
 def _enum_column(fact: FactSpec, col: pd.Series) -> np.ndarray:
-    codes, uniques = pd.factorize(col, use_na_sentinel=False)
+    codes, uniques = _factorize(col)
     index = {v: i for i, v in enumerate(fact.values)}
     table = np.empty(len(uniques) + 1, dtype=np.int64)
     for i, raw in enumerate(uniques):
@@ -126,7 +157,7 @@ def _number_column(fact: FactSpec, col: pd.Series) -> tuple[np.ndarray, np.ndarr
             if fact.max is not None:
                 bad |= values > fact.max
     else:  # text: parse each distinct spelling once, exactly as the per-row path does
-        codes, uniques = pd.factorize(col, use_na_sentinel=False)
+        codes, uniques = _factorize(col)
         parsed = np.full(len(uniques), np.nan)
         unique_blank = np.zeros(len(uniques), dtype=bool)
         unique_bad = np.zeros(len(uniques), dtype=bool)
@@ -172,7 +203,7 @@ def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime) -> tuple[np
         plain[np.flatnonzero(plain)[~parsed]] = False  # invalid dates or future stamps: the per-row words
     rest = np.flatnonzero(~plain)
     if len(rest):
-        codes, uniques = pd.factorize(col.iloc[rest], use_na_sentinel=False)
+        codes, uniques = _factorize(col.iloc[rest])
         parsed_rest = np.full(len(uniques), np.nan)
         unique_bad = np.zeros(len(uniques), dtype=bool)
         for i, raw in enumerate(uniques):
@@ -226,7 +257,7 @@ def _row_orders(df: pd.DataFrame, columns: Mapping[str, str]) -> list[dict[str, 
     """Rows as orders keyed by field name; pandas' missing markers (NaN, None, NA, NaT) mean 'not given'."""
     names = list(columns)
     table = df[[columns[n] for n in names]].to_numpy(dtype=object)
-    return [{n: None if not isinstance(v, str) and pd.isna(v) else v for n, v in zip(names, row)} for row in table]
+    return [{n: None if _missing_marker(v) else v for n, v in zip(names, row)} for row in table]
 
 
 def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, method: str = "cells",

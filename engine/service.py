@@ -334,16 +334,24 @@ class OrderShape:
     def problems(self, order: Mapping[str, Any]) -> list[FieldProblem]:
         return [p for name, value in order.items() if (p := self.problem(name, value)) is not None]
 
-    def bad_cells(self, frame: pd.DataFrame) -> dict[int, list[FieldProblem]]:
-        """Per row position, the problems of values of a wrong JSON type; vectorized over object columns."""
+    def bad_cells(self, frame: pd.DataFrame, records: list[Any]) -> dict[int, list[FieldProblem]]:
+        """Per row position, the problems of values of a wrong JSON type (as sent: `records` are the frame's
+        rows); vectorized over object columns."""
         bad: dict[int, list[FieldProblem]] = {}
         by_key = {alias_key(name): name for name in self.kinds}
         for label in frame.columns:
             # The batch path matches column names as loosely as this (case, spaces): so must the check.
             name = by_key.get(alias_key(str(label)))
-            if name is None or frame[label].dtype != object:
-                continue  # a numeric or string column holds only allowed values
+            if name is None or (pd.api.types.is_string_dtype(frame[label].dtype) and frame[label].dtype != object):
+                continue  # a text column holds only allowed values
             column = frame[label]
+            if column.dtype != object:
+                if self.kinds[name] == "number" and pd.api.types.is_numeric_dtype(column.dtype) \
+                        and not pd.api.types.is_bool_dtype(column.dtype):
+                    continue
+                # pandas made numbers of the values (and floats of integers beside a missing one): judge them as
+                # sent, or a row's answer would depend on its neighbours' types.
+                column = pd.Series([r.get(label) for r in records], index=frame.index, dtype=object)
             types = column.map(type)
             # A key missing from some objects is NaN here: that is "not given", not a float.
             wrong = ~types.isin(self.ALLOWED[self.kinds[name]]) & column.notna()
@@ -445,7 +453,7 @@ def _frame_from_json(policy: Policy, shape: OrderShape, rows: Any, limit: int,
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     if len(frame.columns) == 0:
         frame = pd.DataFrame(index=range(len(records)))
-    for position, problems in shape.bad_cells(frame).items():
+    for position, problems in shape.bad_cells(frame, records).items():
         for problem in problems:
             frame.iat[position, frame.columns.get_loc(problem.field)] = None
         errors[position] = "; ".join(str(p) for p in _problems_with(policy, records[position], problems, as_of))

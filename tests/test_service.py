@@ -562,3 +562,23 @@ def test_the_column_limit_comes_from_the_environment() -> None:
     assert Settings.from_env({"CANCEL_RULES_MAX_COLUMNS": "50"}).max_columns == 50
     with pytest.raises(ValueError, match="CANCEL_RULES_MAX_COLUMNS must be a positive integer, got '0'"):
         Settings.from_env({"CANCEL_RULES_MAX_COLUMNS": "0"})
+
+
+def test_a_batch_row_is_answered_as_alone_whatever_its_neighbours(client: httpx.Client,
+                                                                   policy: engine.Policy) -> None:
+    """An epoch number where a timestamp is meant, next to a number that would decide without it: alone it was
+    decided (pandas made the column numbers, unchecked), beside an ISO text row it was refused."""
+    epoch = {"order_id": "E1", "status": "Closed", "payment_method": "card", "days_since_refund": 3,
+             "refund_started_at": 1767225600}
+    text = {"order_id": "T1", "status": "Closed", "payment_method": "card",
+            "refund_started_at": "2026-02-20T00:00:00Z"}
+    single = client.post("/v1/decisions", params={"as_of": AS_OF}, json=epoch)
+    assert single.status_code == 422
+    assert single.json()["problems"] == [{"field": "refund_started_at", "value": 1767225600,
+                                          "message": "must be an ISO 8601 timestamp, got JSON int"}]
+    alone = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, json=[epoch]).json()
+    mixed = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, json=[text, epoch]).json()
+    want = {"order_id": "E1", "action": None, "rule_id": None, "message": None,
+            "error": "refund_started_at: must be an ISO 8601 timestamp, got JSON int", "policy_version": policy.version}
+    assert alone == [want]
+    assert mixed[1] == want and mixed[0]["action"] == "wait_for_refund"
