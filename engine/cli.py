@@ -72,7 +72,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     as_of = parse_as_of(args.as_of)
     progress = terminal_progress()
     summary = evaluate_csv(policy.compiled, args.input, args.output, as_of, args.chunksize, progress,
-                           max_columns=args.max_columns)
+                           max_columns=args.max_columns, raw=args.raw_csv)
     if progress:
         sys.stderr.write("\n")
     print(f"wrote {args.output} (policy {policy.name} {policy.version}, as of {as_of.isoformat()})\n{summary}",
@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunksize", type=int, default=DEFAULT_CHUNKSIZE, help="rows per chunk (memory stays flat)")
     p.add_argument("--max-columns", type=int, default=None, metavar="N",
                    help="refuse an input with more columns (default: $CANCEL_RULES_MAX_COLUMNS, else 1000)")
+    p.add_argument("--raw-csv", action="store_true",
+                   help="write text cells as they are (by default a cell a spreadsheet would run as a formula, "
+                        "starting with = + - @ tab or CR and not a number, gets a leading ')")
     p.add_argument("--dask", nargs="?", const="local", default=None, metavar="SCHEDULER_ADDRESS",
                    help="evaluate on Dask (needs the [dask] extra): on the scheduler at this address, or without "
                         "one on a local cluster of 2 worker processes; IN may then be a glob of CSVs or Parquet")

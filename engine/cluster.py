@@ -228,7 +228,7 @@ def check_input(policy: Policy, path: str, header: list[str] | None, columns: li
 # overwrites its own part, so every row lands exactly once), a small summary returned to the client.
 
 def _write_part(out: pd.DataFrame, index: int, folder: str, fmt: str, width: int,
-                header: list[str] | None) -> Summary:
+                header: list[str] | None, raw: bool = False) -> Summary:
     name = f"part.{index:0{width}d}.{'parquet' if fmt == 'parquet' else 'csv'}"
     final = Path(folder, name)
     temp = Path(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -242,8 +242,8 @@ def _write_part(out: pd.DataFrame, index: int, folder: str, fmt: str, width: int
             with open(temp, "wb") as sink:
                 if fmt == "csv-folder":
                     names = (header if header is not None else [str(c) for c in out.columns[:-5]])
-                    sink.write(_header_line(list(names) + list(OUTPUT_COLUMNS)))
-                _write(out, sink)
+                    sink.write(_header_line(list(names) + list(OUTPUT_COLUMNS), raw))
+                _write(out, sink, raw)
         os.replace(temp, final)
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -287,11 +287,12 @@ def check_target(target: Path, fmt: str, shown: str) -> None:
 
 
 def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, header: list[str] | None = None,
-               progress: Callable[[int, float], None] | None = None) -> Summary:
+               progress: Callable[[int, float], None] | None = None, raw: bool = False) -> Summary:
     """Compute `out` on the client's cluster into target: a single CSV (parts joined in partition order), a
     folder of CSV parts or of Parquet parts (part.00000.* in partition order). Target appears only complete.
 
-    The target folder must be reachable by the workers under the same path (a shared file system)."""
+    The target folder must be reachable by the workers under the same path (a shared file system). CSV text
+    cells a spreadsheet would run as formulas get a leading ' unless raw."""
     from dask import delayed
     from distributed import as_completed
 
@@ -306,7 +307,7 @@ def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, 
     try:
         parts = out.to_delayed()
         width = max(5, len(str(len(parts) - 1)))
-        tasks = [delayed(_write_part)(part, i, str(staging), fmt, width, header) for i, part in enumerate(parts)]
+        tasks = [delayed(_write_part)(part, i, str(staging), fmt, width, header, raw) for i, part in enumerate(parts)]
         futures = client.compute(tasks)
         rows = done = 0
         for future in as_completed(futures):
@@ -315,7 +316,7 @@ def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, 
             if progress:
                 progress(rows, done / len(futures))
         summary = merge_summaries(client.gather(futures))
-        _finish(staging, target, fmt, header, out, width, len(parts))
+        _finish(staging, target, fmt, header, out, width, len(parts), raw)
     except OSError as exc:  # e.g. a worker on another machine that does not see the output folder
         shutil.rmtree(staging, ignore_errors=True)
         raise InputError(shown, f"cannot write: {exc.strerror or exc} (the output folder must be reachable "
@@ -328,13 +329,13 @@ def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, 
 
 
 def _finish(staging: Path, target: Path, fmt: str, header: list[str] | None, out: dd.DataFrame, width: int,
-            count: int) -> None:
+            count: int, raw: bool = False) -> None:
     if fmt == "csv":
         temp = target.with_name(f".{target.name}.{os.getpid()}.part")
         try:
             with open(temp, "wb") as sink:
                 names = header if header is not None else [str(c) for c in out.columns[:-5]]
-                sink.write(_header_line(list(names) + list(OUTPUT_COLUMNS)))
+                sink.write(_header_line(list(names) + list(OUTPUT_COLUMNS), raw))
                 for i in range(count):
                     with open(staging / f"part.{i:0{width}d}.csv", "rb") as part:
                         shutil.copyfileobj(part, sink, 2**20)
@@ -389,7 +390,7 @@ def run_dask_evaluate(args: Any) -> int:
     progress = terminal_progress()
     with dask_client(args.dask) as client:
         try:
-            summary = write_dask(out, target, fmt, client, header, progress)
+            summary = write_dask(out, target, fmt, client, header, progress, getattr(args, "raw_csv", False))
         except PartitionError as exc:
             raise InputError(exc.path, exc.reason) from None
         workers = len(client.scheduler_info().get("workers", {}))

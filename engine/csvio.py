@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import sys
 import time
 import warnings
@@ -15,8 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .batch import OUTPUT_COLUMNS, evaluate_frame, input_fields, resolve_columns
@@ -28,6 +31,12 @@ DEFAULT_CHUNKSIZE = 100_000
 # before a single row is read, and nothing in a policy reads more than a few dozen.
 DEFAULT_MAX_COLUMNS = 1_000
 ENV_MAX_COLUMNS = "CANCEL_RULES_MAX_COLUMNS"
+# A spreadsheet runs a text cell starting with one of these as a formula (OWASP: CSV injection); such a cell is
+# written with a leading ' unless it is a plain number such as -2 or +1.5e3 (ASCII digits, as RE2 reads \d).
+FORMULA_STARTS = "=+-@\t\r"
+_NUMBER = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+_RISKY_BYTE = np.zeros(256, dtype=bool)
+_RISKY_BYTE[[ord(c) for c in FORMULA_STARTS]] = True
 
 
 def _reader(source: str | Path | IO, chunksize: int | None):
@@ -141,11 +150,82 @@ class Summary:
                 "errors": dict(self.errors), "seconds": self.seconds}
 
 
-def _write(out: pd.DataFrame, sink: IO[bytes]) -> None:
+def defuse(text: str) -> str:
+    """A text cell as a spreadsheet may open it safely: a formula gets a leading ', anything else stays."""
+    if text and text[0] in FORMULA_STARTS and not re.fullmatch(_NUMBER, text):
+        return "'" + text
+    return text
+
+
+def _defuse_strings(arr: pa.Array) -> pa.Array:
+    """defuse over a string array, vectorized: the first byte of every cell is read with numpy, and only an
+    array holding a risky first byte pays for the number check."""
+    data = arr.buffers()[2]
+    if len(arr) == 0 or data is None or data.size == 0:
+        return arr
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+    starts, ends = offsets[arr.offset: arr.offset + len(arr)], offsets[arr.offset + 1: arr.offset + len(arr) + 1]
+    filled = ends > starts
+    risky = np.zeros(len(arr), dtype=bool)
+    risky[filled] = _RISKY_BYTE[np.frombuffer(data, dtype=np.uint8)[starts[filled]]]
+    if arr.null_count:
+        risky &= arr.is_valid().to_numpy(zero_copy_only=False)
+    if not risky.any():
+        return arr
+    number = pc.match_substring_regex(arr, f"^{_NUMBER}$").fill_null(False).to_numpy(zero_copy_only=False)
+    risky &= ~number
+    if not risky.any():
+        return arr
+    quoted = pc.binary_join_element_wise(pa.scalar("'", arr.type), arr, pa.scalar("", arr.type))
+    return pc.if_else(pa.array(risky), quoted, arr)
+
+
+def _defuse_chunk(arr: pa.Array) -> pa.Array:
+    kind = arr.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return _defuse_strings(arr)
+    if pa.types.is_dictionary(kind):  # a categorical column: its few distinct values
+        return pa.DictionaryArray.from_arrays(arr.indices, _defuse_chunk(arr.dictionary))
+    if pa.types.is_string_view(kind):
+        return _defuse_strings(arr.cast(pa.large_string()))
+    return arr  # numbers, timestamps, booleans: written as such, never as formulas
+
+
+def _defused(table: pa.Table) -> pa.Table:
+    for i, column in enumerate(table.columns):
+        chunks = [_defuse_chunk(chunk) for chunk in column.chunks]
+        if any(new is not old for new, old in zip(chunks, column.chunks)):
+            table = table.set_column(i, table.field(i).name, pa.chunked_array(chunks))
+    return table
+
+
+def _write(out: pd.DataFrame, sink: IO[bytes], raw: bool = False) -> None:
+    """The rows of out (no header) as CSV; text cells defused unless raw."""
+    _write_table(pa.Table.from_pandas(out, preserve_index=False), sink, raw)
+
+
+def _write_table(table: pa.Table, sink: IO[bytes], raw: bool) -> None:
     # pyarrow writes CSV several times faster than DataFrame.to_csv; the header is written apart.
-    table = pa.Table.from_pandas(out, preserve_index=False)
     options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-    pacsv.write_csv(table, sink, write_options=options)
+    pacsv.write_csv(table if raw else _defused(table), sink, write_options=options)
+
+
+def frame_csv(frame: pd.DataFrame, raw: bool = False) -> bytes:
+    """A whole frame as CSV text, header first, by the same writer as the files; any object column is taken
+    (a column mixing numbers and text is written as text)."""
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        text = frame.copy()
+        for i, dtype in enumerate(text.dtypes):
+            if pd.api.types.is_object_dtype(dtype):
+                text.isetitem(i, [None if pd.api.types.is_scalar(v) and pd.isna(v) else str(v)
+                                  for v in text.iloc[:, i]])
+        table = pa.Table.from_pandas(text, preserve_index=False)
+    sink = io.BytesIO()
+    sink.write(_header_line([str(c) for c in frame.columns], raw))
+    _write_table(table, sink, raw)
+    return sink.getvalue()
 
 
 def _peek_header(handle: IO) -> list[str]:
@@ -176,8 +256,10 @@ def read_header(source: Path) -> list[str]:
 
 def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Path, as_of: datetime,
                  chunksize: int = DEFAULT_CHUNKSIZE, progress: Callable[[int, float], None] | None = None,
-                 max_columns: int = DEFAULT_MAX_COLUMNS) -> Summary:
-    """Evaluate every row of source into target; target is replaced only once the whole file is written."""
+                 max_columns: int = DEFAULT_MAX_COLUMNS, raw: bool = False) -> Summary:
+    """Evaluate every row of source into target; target is replaced only once the whole file is written.
+
+    Text cells a spreadsheet would run as formulas get a leading ' unless raw."""
     started = time.perf_counter()
     source, target = Path(source), Path(target)
     if chunksize < 1:
@@ -200,11 +282,11 @@ def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Pat
             # A row longer than the header would be cut short (index_col=False) or shift every column
             # (pandas' default): make it an error instead.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            sink.write(_header_line(header + list(OUTPUT_COLUMNS)))
+            sink.write(_header_line(header + list(OUTPUT_COLUMNS), raw))
             for chunk in _reader(handle, chunksize):
                 chunk.index = range(summary.rows, summary.rows + len(chunk))
                 out = evaluate_frame(compiled, chunk, as_of, source=str(source))
-                _write(out, sink)
+                _write(out, sink, raw)
                 summary.add(out, summary.rows + 1)
                 if progress:
                     progress(summary.rows, handle.tell() / size if size else 1.0)
@@ -219,9 +301,9 @@ def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Pat
     return summary
 
 
-def _header_line(names: list[str]) -> bytes:
+def _header_line(names: list[str], raw: bool = False) -> bytes:
     text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerow(names)
+    csv.writer(text, lineterminator="\n").writerow(names if raw else [defuse(n) for n in names])
     return text.getvalue().encode("utf-8")
 
 

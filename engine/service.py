@@ -31,7 +31,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .csvio import DEFAULT_MAX_COLUMNS, ENV_MAX_COLUMNS
+from .csvio import DEFAULT_MAX_COLUMNS, ENV_MAX_COLUMNS, frame_csv
 from .errors import FieldProblem, InputError, OrderError
 from .facts import parse_as_of
 from .model import alias_key
@@ -273,6 +273,17 @@ def _as_of(value: str | None) -> datetime:
         return parse_as_of(value)
     except ValueError as exc:
         raise ApiError(422, "invalid_as_of", str(exc), [_problem("as_of", str(exc), value)]) from None
+
+
+def _flag(request: Request, name: str) -> bool:
+    """A true/false query parameter (absent: false)."""
+    value = request.query_params.get(name)
+    if value is None or value.strip().lower() in ("false", "0", "no", ""):
+        return False
+    if value.strip().lower() in ("true", "1", "yes"):
+        return True
+    message = f"?{name}= takes true or false, got {value[:50]!r}"
+    raise ApiError(422, "invalid_query", message, [_problem(name, message, value[:50])])
 
 
 def _wants_csv(request: Request) -> bool:
@@ -533,12 +544,17 @@ def _batch_json(result: pd.DataFrame) -> bytes:
     return slim.to_json(orient="records", force_ascii=False, default_handler=str).encode()
 
 
-def _batch_csv(result: pd.DataFrame) -> bytes:
-    return result.to_csv(index=False).encode()
+def _batch_csv(result: pd.DataFrame, raw: bool = False) -> bytes:
+    """The rows as CSV by the CLI's writer: text a spreadsheet would run as a formula gets a leading ' unless raw."""
+    return frame_csv(result, raw)
 
 
 # ------------------------------------------------------------------------------------------------ app
 
+RAW_PARAMETER = {
+    "name": "raw", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
+    "description": "CSV answers only: write text cells as they are. By default a text cell a spreadsheet would run "
+                   "as a formula (starting with = + - @ tab or CR, and not a number) gets a leading '."}
 AS_OF_PARAMETER = {
     "name": "as_of", "in": "query", "required": False,
     "description": "Time that elapsed hours/days are counted to (ISO 8601; naive means UTC). Default: now, in UTC.",
@@ -657,7 +673,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
             JSON_TYPE: {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/BatchRow"}}},
             CSV_TYPE: {"schema": {"type": "string"}}}},
             **_errors_doc(400, 406, 413, 415, 422), **common_errors},
-        openapi_extra={"parameters": [AS_OF_PARAMETER], "requestBody": {"required": True, "content": {
+        openapi_extra={"parameters": [AS_OF_PARAMETER, RAW_PARAMETER], "requestBody": {"required": True, "content": {
             # Any item is accepted (a bad one gets an error row, it never fails the batch): anyOf says so.
             JSON_TYPE: {"schema": {"type": "array", "items": {"anyOf": [{"$ref": "#/components/schemas/Order"}, {}]}},
                         "example": [dict(ex) for ex in examples]},
@@ -669,6 +685,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         when = _as_of(request.query_params.get("as_of"))
         media = _require_type(request, (JSON_TYPE, CSV_TYPE))
         as_csv = _wants_csv(request)
+        raw = _flag(request, "raw")
         body = await _read_body(request, settings.max_body_bytes)
 
         def work() -> bytes:
@@ -678,7 +695,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
             else:
                 frame, errors = _frame_from_json(policy, shape, _parse_json(body), settings.max_batch_rows, when)
             result = _with_errors(_evaluate(policy, frame, when), errors)
-            return _batch_csv(result) if as_csv else _batch_json(result)
+            return _batch_csv(result, raw) if as_csv else _batch_json(result)
 
         # Parsing and evaluating a large batch takes tens of milliseconds: off the event loop, and only a few at
         # a time (the engine runs one call at a time anyway; more threads would only hold more frames in memory).

@@ -238,3 +238,27 @@ def test_a_worker_killed_mid_run_still_yields_every_row_once(orders, local, tmp_
         assert pids[0] not in c.run(os.getpid).values()  # that worker process is gone (replaced)
     assert target.read_bytes() == local[0].read_bytes()
     assert summary.rows == ROWS and _body(summary) == local[1]
+
+
+def test_formula_cells_are_defused_in_every_csv_output_unless_raw(client, tmp_path, capsys):
+    src = tmp_path / "in.csv"
+    src.write_text('order_id,status,=note\n"=HYPERLINK(""http://x"",""y"")",Sent,@SUM(A1)\nB2,Sent,-2\n'
+                   "B3,Sent,+cmd|' /C calc'!A0\n")
+    local = tmp_path / "local.csv"
+    assert cli.main(["evaluate", str(src), "-o", str(local), "--as-of", AS_OF]) == 0
+    address = client.scheduler.address
+    for fmt, raw in (("csv", False), ("csv-folder", False), ("csv", True)):
+        target = tmp_path / f"{fmt}-{raw}.out"
+        code = cli.main(["evaluate", str(src), "-o", str(target), "--dask", address, "--as-of", AS_OF,
+                         "--output-format", fmt, *(["--raw-csv"] if raw else [])])
+        assert code == 0, capsys.readouterr().err
+        path = target if fmt == "csv" else target / "part.00000.csv"
+        out = pd.read_csv(path, dtype=str, keep_default_na=False)
+        cells = [*out.columns[:3], *out["order_id"], *out["=note" if raw else "'=note"]]
+        if raw:
+            assert cells == ["order_id", "status", "=note", '=HYPERLINK("http://x","y")', "B2", "B3", "@SUM(A1)",
+                             "-2", "+cmd|' /C calc'!A0"]
+        else:
+            assert cells == ["order_id", "status", "'=note", '\'=HYPERLINK("http://x","y")', "B2", "B3",
+                             "'@SUM(A1)", "-2", "'+cmd|' /C calc'!A0"]
+            assert path.read_bytes() == local.read_bytes()  # the local writer's bytes exactly

@@ -582,3 +582,26 @@ def test_a_batch_row_is_answered_as_alone_whatever_its_neighbours(client: httpx.
             "error": "refund_started_at: must be an ISO 8601 timestamp, got JSON int", "policy_version": policy.version}
     assert alone == [want]
     assert mixed[1] == want and mixed[0]["action"] == "wait_for_refund"
+
+
+def test_batch_csv_answers_defuse_formulas_unless_raw(client: httpx.Client) -> None:
+    body = ('order_id,status,=note\n"=HYPERLINK(""http://x"",""y"")",Sent,@SUM(A1)\nB2,Sent,-2\n'
+            "B3,Sent,+cmd|' /C calc'!A0\n")
+    headers = {"Content-Type": "text/csv", "Accept": "text/csv"}
+    safe = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, content=body, headers=headers)
+    raw = client.post("/v1/decisions/batch", params={"as_of": AS_OF, "raw": "true"}, content=body, headers=headers)
+    for response, quote in ((safe, "'"), (raw, "")):
+        assert response.status_code == 200
+        out = pd.read_csv(io.StringIO(response.text), dtype=str, keep_default_na=False)
+        assert list(out.columns[:3]) == ["order_id", "status", quote + "=note"]
+        assert list(out["order_id"]) == [quote + '=HYPERLINK("http://x","y")', "B2", "B3"]
+        assert list(out[quote + "=note"]) == [quote + "@SUM(A1)", "-2", quote + "+cmd|' /C calc'!A0"]
+        assert list(out["action"]) == ["contact_seller"] * 3
+    # From JSON, numbers stay numbers and texts are defused the same way.
+    orders = [{"order_id": "=1+1", "status": "Sent", "seller_rating": -2}, {"order_id": 7, "status": "Sent"}]
+    answer_csv = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, json=orders,
+                             headers={"Accept": "text/csv"})
+    out = pd.read_csv(io.StringIO(answer_csv.text), dtype=str, keep_default_na=False)
+    assert list(out["order_id"]) == ["'=1+1", "7"]
+    bad = client.post("/v1/decisions/batch", params={"raw": "maybe"}, content=body, headers=headers)
+    assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "raw"

@@ -6,6 +6,7 @@ before the costly part), not by a timer.
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -111,3 +112,50 @@ def test_a_missing_column_among_many_names_a_bounded_list(tmp_path):
 def test_json_nested_a_hundred_thousand_deep_is_one_line():
     line = one_error_line(run("decide", "--json", "-", stdin="[" * 100_000))
     assert line == "cancel-rules decide: --json is not valid JSON: nested too deeply"
+
+
+# --- spreadsheet formulas (issue 9, item 10) ------------------------------------------------------------
+
+FORMULAS = ['=HYPERLINK("http://evil.example","open")', "+cmd|' /C calc'!A0", "@SUM(A1)", "-2+3", "\t=1+1",
+            "\r=1+1", "-", "=", "+"]
+NUMBERS = ["-2", "+5", "-0.5", "-1e3", "-.5", "7"]
+
+
+def formula_csv(path: Path) -> list[list[str]]:
+    """One row per hostile text (in order_id and an extra column) and per number-looking text; the header has a
+    formula too. Returns the rows as written."""
+    rows = [[text, "Sent", "no_reply", "50", text] for text in FORMULAS]
+    rows += [[f"N{i}", "Sent", "no_reply", number, number] for i, number in enumerate(NUMBERS)]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([[*HEADER.split(","), "=note"], *rows])
+    return rows
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))
+
+
+def test_formula_cells_get_a_leading_quote_and_numbers_stay(tmp_path):
+    src, out = tmp_path / "formulas.csv", tmp_path / "out.csv"
+    formula_csv(src)
+    result = run("evaluate", str(src), "-o", str(out), "--as-of", AS_OF)
+    assert result.returncode == 0, result.stderr
+    header, *back = read_rows(out)
+    assert header == [*HEADER.split(","), "'=note", *DECISION_COLUMNS]
+    assert [r[0] for r in back[:len(FORMULAS)]] == ["'" + text for text in FORMULAS]
+    assert [r[4] for r in back[:len(FORMULAS)]] == ["'" + text for text in FORMULAS]
+    assert [r[3:5] for r in back[len(FORMULAS):]] == [[n, n] for n in NUMBERS]
+    assert [r[5] for r in back] == ["open_dispute"] * len(FORMULAS) + ["", "wait_for_seller", "", "", "",
+                                                                        "wait_for_seller"]
+    assert back[len(FORMULAS)][8] == "hours_since_contact: must be >= 0, got -2"
+
+
+def test_raw_csv_writes_every_cell_as_it_came(tmp_path):
+    src, out = tmp_path / "formulas.csv", tmp_path / "out.csv"
+    rows = formula_csv(src)
+    result = run("evaluate", str(src), "-o", str(out), "--as-of", AS_OF, "--raw-csv")
+    assert result.returncode == 0, result.stderr
+    header, *back = read_rows(out)
+    assert header == [*HEADER.split(","), "=note", *DECISION_COLUMNS]
+    assert [r[:5] for r in back] == rows
