@@ -17,20 +17,13 @@ import pandas as pd
 from .compiler import CompiledPolicy
 from .decision import decide_row, format_value, outcome, render
 from .errors import InputError, OrderError
-from .facts import elapsed, enum_value, is_blank, normalize, number_value
+from .facts import elapsed, enum_value, input_fields, is_blank, normalize, number_value
 from .loader import PLACEHOLDER, PLACEHOLDER_BODY
 from .model import MAX_NUMBER, TIME_UNITS, FactSpec, KeyedParameter, PolicySpec, alias_key
 from .space import NOT_GIVEN, FactSpace
 
 OUTPUT_COLUMNS = ("action", "rule_id", "message", "error", "policy_version")
 _BAD = -2  # enum code of a value that is not valid
-
-
-def input_fields(spec: PolicySpec) -> list[str]:
-    """Every column name the policy reads: facts and the timestamps they can be derived from."""
-    names = list(spec.facts)
-    names += [f.from_timestamp for f in spec.facts.values() if f.from_timestamp]
-    return names
 
 
 def resolve_columns(spec: PolicySpec, columns: list[str], source: str = "input") -> dict[str, str]:

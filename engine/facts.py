@@ -43,6 +43,13 @@ def is_blank(value: Any) -> bool:
     return type(value).__name__ in ("NAType", "NaTType")
 
 
+def input_fields(spec: PolicySpec) -> list[str]:
+    """Every field name the policy reads: facts and the timestamps they can be derived from."""
+    names = list(spec.facts)
+    names += [f.from_timestamp for f in spec.facts.values() if f.from_timestamp]
+    return names
+
+
 def enum_value(fact: FactSpec, value: Any) -> tuple[str | None, str | None]:
     """(code, None) or (None, problem message) for one enum input."""
     if not isinstance(value, str):
