@@ -17,7 +17,7 @@ import pandas as pd
 from .compiler import CompiledPolicy
 from .decision import decide_row, format_value, outcome, render
 from .errors import InputError, OrderError
-from .facts import elapsed, enum_value, input_fields, is_blank, normalize, number_value
+from .facts import elapsed, enum_value, input_fields, is_blank, normalize, number_value, unknown_fields
 from .loader import PLACEHOLDER, PLACEHOLDER_BODY
 from .model import MAX_NUMBER, TIME_UNITS, FactSpec, KeyedParameter, PolicySpec, alias_key
 from .space import NOT_GIVEN, FactSpace
@@ -43,6 +43,28 @@ def resolve_columns(spec: PolicySpec, columns: list[str], source: str = "input")
         raise InputError(source, f"input already has output column{'s' if len(clash) > 1 else ''} "
                                  f"{', '.join(map(str, clash))}: rename or drop it first", clash)
     return found
+
+
+def unknown_columns(spec: PolicySpec, columns: list[str]) -> dict[str, str | None]:
+    """Columns the policy does not read (they are kept and echoed), each with the field it is probably a
+    misspelling of, or None. A second column naming a field in other case or spacing is one of them: the first
+    is the one read."""
+    unknown = unknown_fields(spec, [str(c) for c in columns], loose=True)
+    seen: set[str] = set()
+    for col in map(str, columns):
+        key = alias_key(col)
+        if col not in unknown and key in seen:
+            unknown[col] = next(f for f in input_fields(spec) if alias_key(f) == key)
+        seen.add(key)
+    return {col: unknown[col] for col in map(str, columns) if col in unknown}
+
+
+def check_strict_columns(spec: PolicySpec, columns: list[str], source: str = "input") -> None:
+    """Refuse the columns that look like a field the policy reads but are not read (strict mode)."""
+    near = {col: hint for col, hint in unknown_columns(spec, columns).items() if hint}
+    if near:
+        listed = ", ".join(f"{col!r} (did you mean {hint!r}?)" for col, hint in near.items())
+        raise InputError(source, f"unknown column{'s' if len(near) > 1 else ''} {listed}", list(near))
 
 
 @dataclass
@@ -254,12 +276,15 @@ def _row_orders(df: pd.DataFrame, columns: Mapping[str, str]) -> list[dict[str, 
 
 
 def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, method: str = "cells",
-                   source: str = "input") -> pd.DataFrame:
-    """The input rows, in order, with the decision columns added."""
+                   source: str = "input", strict: bool = False) -> pd.DataFrame:
+    """The input rows, in order, with the decision columns added. With strict, a column that looks like a
+    misspelt field is an InputError (other unknown columns are kept and echoed)."""
     if method not in ("cells", "rows"):
         raise ValueError(f"method must be 'cells' or 'rows', got {method!r}")
     spec = compiled.spec
     columns = resolve_columns(spec, list(df.columns), source)
+    if strict:
+        check_strict_columns(spec, list(df.columns), source)
     n = len(df)
     action, rule_id, message, error = (np.empty(n, dtype=object) for _ in range(4))  # all None
     if method == "rows":

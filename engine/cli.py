@@ -30,7 +30,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
         raise UsageError("--json is not valid JSON: nested too deeply") from None
     if not isinstance(order, dict):
         raise UsageError("--json must be a JSON object of order facts")
-    decision = _policy(args).decide(order, as_of=parse_as_of(args.as_of))
+    decision = _policy(args).decide(order, as_of=parse_as_of(args.as_of), strict=args.strict)
     print(decision.explain() if args.text else decision.to_json())
     return 0 if decision.action else 1
 
@@ -72,7 +72,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     as_of = parse_as_of(args.as_of)
     progress = terminal_progress()
     summary = evaluate_csv(policy.compiled, args.input, args.output, as_of, args.chunksize, progress,
-                           max_columns=args.max_columns, raw=args.raw_csv)
+                           max_columns=args.max_columns, raw=args.raw_csv, strict=args.strict)
     if progress:
         sys.stderr.write("\n")
     print(f"wrote {args.output} (policy {policy.name} {policy.version}, as of {as_of.isoformat()})\n{summary}",
@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("decide", cmd_decide, "decide one order given as JSON", as_of=True)
     p.add_argument("--json", required=True, metavar="JSON", help="the order as a JSON object ('-': stdin)")
     p.add_argument("--text", action="store_true", help="print the explanation as text instead of JSON")
+    p.add_argument("--strict", action="store_true",
+                   help="a field the policy does not read is an error (else a warning of the decision)")
     p = command("evaluate", cmd_evaluate, "decide every order of a CSV; writes the rows with decision columns",
                 as_of=True)
     p.add_argument("input", help="orders CSV (UTF-8, with or without BOM)")
@@ -126,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunksize", type=int, default=DEFAULT_CHUNKSIZE, help="rows per chunk (memory stays flat)")
     p.add_argument("--max-columns", type=int, default=None, metavar="N",
                    help="refuse an input with more columns (default: $CANCEL_RULES_MAX_COLUMNS, else 1000)")
+    p.add_argument("--strict", action="store_true",
+                   help="a column that looks like a misspelt field (did you mean ...) is an error, before anything is "
+                        "written (else a warning in the summary; other unknown columns are kept either way)")
     p.add_argument("--raw-csv", action="store_true",
                    help="write text cells as they are (by default a cell a spreadsheet would run as a formula, "
                         "starting with = + - @ tab or CR and not a number, gets a leading ')")

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .batch import OUTPUT_COLUMNS, evaluate_frame, input_fields, resolve_columns
+from .batch import OUTPUT_COLUMNS, check_strict_columns, evaluate_frame, input_fields, resolve_columns, unknown_columns
 from .compiler import CompiledPolicy, compile_policy
 from .csvio import (
     DEFAULT_MAX_COLUMNS,
@@ -133,12 +133,15 @@ def _evaluate_partition(part: pd.DataFrame, source: PolicySource, as_of: datetim
 
 
 def evaluate_dask(policy: Policy, ddf: dd.DataFrame, as_of: str | datetime | None = None,
-                  method: str = "cells", source: str = "input") -> dd.DataFrame:
+                  method: str = "cells", source: str = "input", strict: bool = False) -> dd.DataFrame:
     """`ddf`'s rows with the decision columns added: lazy, `map_partitions` over the cell path, order kept.
 
-    A missing required column raises InputError here, before anything is computed."""
+    A missing required column (or with strict, a misspelt one) raises InputError here, before anything is
+    computed."""
     when = parse_as_of(as_of)
     resolve_columns(policy.spec, [str(c) for c in ddf.columns], source)
+    if strict:
+        check_strict_columns(policy.spec, [str(c) for c in ddf.columns], source)
     meta = evaluate_frame(policy.compiled, ddf._meta, when, method, source=source)
     return ddf.map_partitions(_evaluate_partition, policy_source(policy), when, method, source, meta=meta,
                               align_dataframes=False)
@@ -216,11 +219,15 @@ def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE, max_columns:
     return dd.from_delayed(parts, meta=meta, verify_meta=False), header
 
 
-def check_input(policy: Policy, path: str, header: list[str] | None, columns: list[str]) -> None:
-    """What the local path refuses before writing anything: repeated or missing columns, output columns."""
+def check_input(policy: Policy, path: str, header: list[str] | None, columns: list[str], strict: bool = False
+                ) -> None:
+    """What the local path refuses before writing anything: repeated or missing columns, output columns, and with
+    strict misspelt ones."""
     if header is not None:
         check_repeated(header, input_fields(policy.spec), path)
     resolve_columns(policy.spec, header if header is not None else columns, path)
+    if strict:
+        check_strict_columns(policy.spec, header if header is not None else columns, path)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -383,7 +390,8 @@ def run_dask_evaluate(args: Any) -> int:
     fmt = output_format(args.output, getattr(args, "output_format", None))
     blocksize = getattr(args, "blocksize", None) or DEFAULT_BLOCKSIZE
     ddf, header = read_orders_dask(args.input, blocksize, getattr(args, "max_columns", DEFAULT_MAX_COLUMNS))
-    check_input(policy, args.input, header, [str(c) for c in ddf.columns])
+    strict = getattr(args, "strict", False)
+    check_input(policy, args.input, header, [str(c) for c in ddf.columns], strict)
     target = Path(args.output)
     check_target(target.absolute(), fmt, args.output)  # refused before a cluster is started
     out = evaluate_dask(policy, ddf, as_of, source=args.input)
@@ -391,6 +399,7 @@ def run_dask_evaluate(args: Any) -> int:
     with dask_client(args.dask) as client:
         try:
             summary = write_dask(out, target, fmt, client, header, progress, getattr(args, "raw_csv", False))
+            summary.unknown_columns = unknown_columns(policy.spec, header or [str(c) for c in ddf.columns])
         except PartitionError as exc:
             raise InputError(exc.path, exc.reason) from None
         workers = len(client.scheduler_info().get("workers", {}))

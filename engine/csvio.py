@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .batch import OUTPUT_COLUMNS, evaluate_frame, input_fields, resolve_columns
+from .batch import OUTPUT_COLUMNS, check_strict_columns, evaluate_frame, input_fields, resolve_columns, unknown_columns
 from .compiler import CompiledPolicy
 from .errors import InputError
 
@@ -120,6 +120,7 @@ class Summary:
     errors: Counter = field(default_factory=Counter)
     error_rows: dict[str, list[int]] = field(default_factory=dict)  # reason -> first row numbers (1-based)
     seconds: float = 0.0
+    unknown_columns: dict[str, str | None] = field(default_factory=dict)  # column -> the field it resembles
 
     def add(self, out: pd.DataFrame, first_row: int) -> None:
         self.rows += len(out)
@@ -143,11 +144,17 @@ class Summary:
             for reason, n in self.errors.most_common():
                 rows = ", ".join(map(str, self.error_rows[reason]))
                 lines.append(f"  {n} x {reason} (rows {rows}{', ...' if n > 3 else ''})")
+        if self.unknown_columns:
+            names = list(self.unknown_columns)
+            lines.append("columns not read by the policy, kept as they are: " + ", ".join(names[:20])
+                         + (f", ... ({len(names)} in all)" if len(names) > 20 else ""))
+            lines += [f"warning: column {col!r} is not read by the policy (did you mean {hint!r}?)"
+                      for col, hint in self.unknown_columns.items() if hint]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "actions": dict(self.actions), "rules": dict(self.rules),
-                "errors": dict(self.errors), "seconds": self.seconds}
+                "errors": dict(self.errors), "seconds": self.seconds, "unknown_columns": dict(self.unknown_columns)}
 
 
 def defuse(text: str) -> str:
@@ -256,10 +263,11 @@ def read_header(source: Path) -> list[str]:
 
 def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Path, as_of: datetime,
                  chunksize: int = DEFAULT_CHUNKSIZE, progress: Callable[[int, float], None] | None = None,
-                 max_columns: int = DEFAULT_MAX_COLUMNS, raw: bool = False) -> Summary:
+                 max_columns: int = DEFAULT_MAX_COLUMNS, raw: bool = False, strict: bool = False) -> Summary:
     """Evaluate every row of source into target; target is replaced only once the whole file is written.
 
-    Text cells a spreadsheet would run as formulas get a leading ' unless raw."""
+    Text cells a spreadsheet would run as formulas get a leading ' unless raw. Columns the policy does not read
+    are kept (and listed in the summary); with strict, one that looks like a misspelt field stops the run."""
     started = time.perf_counter()
     source, target = Path(source), Path(target)
     if chunksize < 1:
@@ -270,8 +278,10 @@ def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Pat
     check_width(header, str(source), max_columns)
     check_repeated(header, input_fields(compiled.spec), str(source))
     resolve_columns(compiled.spec, header, str(source))  # a missing column stops the run before any output
+    if strict:
+        check_strict_columns(compiled.spec, header, str(source))
     size = source.stat().st_size
-    summary = Summary()
+    summary = Summary(unknown_columns=unknown_columns(compiled.spec, header))
     temp = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
         sink = open(temp, "wb")

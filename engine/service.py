@@ -31,9 +31,10 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .batch import unknown_columns
 from .csvio import DEFAULT_MAX_COLUMNS, ENV_MAX_COLUMNS, frame_csv
 from .errors import FieldProblem, InputError, OrderError
-from .facts import parse_as_of
+from .facts import parse_as_of, unknown_fields
 from .model import alias_key
 from .policy import EXAMPLES_AS_OF, Policy, load
 
@@ -53,6 +54,8 @@ DEFAULT_MAX_BATCH_ROWS = 100_000
 OPEN_PATHS = frozenset({"/healthz"})
 DECISION_COLUMNS = ("action", "rule_id", "message", "error", "policy_version")
 JSON_TYPE = "application/json"
+WARNINGS_HEADER = "Cancel-Rules-Warnings"  # batch answers: a JSON array of texts, when there is any
+MAX_HEADER_WARNINGS = 20
 CSV_TYPE = "text/csv"
 BATCH_THREADS = 2  # batches evaluated at once per worker process
 
@@ -414,27 +417,27 @@ def _json_kind(value: Any) -> str:
 
 
 def _problems_with(policy: Policy, order: Mapping[str, Any], bad: list[FieldProblem],
-                   as_of: datetime) -> list[FieldProblem]:
+                   as_of: datetime, strict: bool = False) -> list[FieldProblem]:
     """`bad` (values of a wrong JSON type, which never reach the engine) and the engine's problems with the
     other fields."""
     fields = {p.field for p in bad}
     try:
-        policy.decide({k: v for k, v in order.items() if k not in fields}, as_of=as_of)
+        policy.decide({k: v for k, v in order.items() if k not in fields}, as_of=as_of, strict=strict)
     except OrderError as exc:
         return bad + [p for p in exc.problems if p.field not in fields]
     return bad
 
 
-def _decide(policy: Policy, shape: OrderShape, order: Any, as_of: datetime) -> bytes:
+def _decide(policy: Policy, shape: OrderShape, order: Any, as_of: datetime, strict: bool = False) -> bytes:
     if not isinstance(order, dict):
         raise ApiError(422, "invalid_order", f"the body must be a JSON object of order facts, got JSON "
                        f"{_json_kind(order)}", [_problem("body", "must be a JSON object")])
     problems = shape.problems(order)
     if problems:
-        problems = _problems_with(policy, order, problems, as_of)
+        problems = _problems_with(policy, order, problems, as_of, strict)
     else:
         try:
-            return _dumps(policy.decide(order, as_of=as_of))
+            return _dumps(policy.decide(order, as_of=as_of, strict=strict))
         except OrderError as exc:
             problems = exc.problems
     raise ApiError(422, "invalid_order", "invalid order: " + "; ".join(str(p) for p in problems),
@@ -477,6 +480,40 @@ def _frame_from_json(policy: Policy, shape: OrderShape, rows: Any, limit: int,
     return frame.drop(columns=[c for c in frame.columns if c in DECISION_COLUMNS]), errors
 
 
+def _unknown_keys(policy: Policy, shape: OrderShape, rows: list[Any], errors: dict[int, str], as_of: datetime,
+                  strict: bool) -> list[str]:
+    """Warnings for the keys of the JSON orders the policy does not read (from the orders' keys, as the batch
+    reads them); with strict, each order holding one gets /v1/decisions' strict problems as its error."""
+    keys: dict[str, None] = {}
+    for row in rows:
+        if type(row) is dict:
+            keys.update(dict.fromkeys(row))
+    unknown = unknown_fields(policy.spec, keys, loose=True)
+    if strict and unknown:
+        for i, row in enumerate(rows):
+            if type(row) is dict and not unknown.keys().isdisjoint(row):
+                problems = _problems_with(policy, row, shape.problems(row), as_of, strict=True)
+                errors[i] = "; ".join(str(p) for p in problems)
+    ranked = sorted(unknown.items(), key=lambda item: item[1] is None)  # look-alikes first: the header is capped
+    return [f"unknown field {name!r} ignored" + (f" (did you mean {hint!r}?)" if hint else "") for name, hint in ranked]
+
+
+def _unknown_columns(policy: Policy, frame: pd.DataFrame) -> list[str]:
+    """Warnings for the CSV columns that look like a field but are not read (the others are kept and echoed)."""
+    return [f"column {col!r} is not read by the policy (did you mean {hint!r}?)"
+            for col, hint in unknown_columns(policy.spec, list(frame.columns)).items() if hint]
+
+
+def _warnings_header(warnings: list[str]) -> dict[str, str]:
+    """The batch's warnings as a header (ASCII JSON), at most MAX_HEADER_WARNINGS of them."""
+    if not warnings:
+        return {}
+    shown = warnings[:MAX_HEADER_WARNINGS]
+    if len(warnings) > MAX_HEADER_WARNINGS:
+        shown.append(f"... and {len(warnings) - MAX_HEADER_WARNINGS} more")
+    return {WARNINGS_HEADER: json.dumps([w[:300] for w in shown])}
+
+
 def _frame_from_csv(body: bytes, limit: int, max_columns: int = DEFAULT_MAX_COLUMNS) -> pd.DataFrame:
     if not body.strip():
         raise ApiError(422, "invalid_csv", "the CSV body is empty; it needs a header row",
@@ -512,9 +549,9 @@ def _too_many(limit: int, count: int) -> ApiError:
                     [_problem("rows", f"at most {limit} rows", count)])
 
 
-def _evaluate(policy: Policy, frame: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
+def _evaluate(policy: Policy, frame: pd.DataFrame, as_of: datetime, strict: bool = False) -> pd.DataFrame:
     try:
-        return policy.evaluate(frame, as_of=as_of)
+        return policy.evaluate(frame, as_of=as_of, strict=strict)
     except InputError as exc:
         fields = exc.columns or ["body"]
         raise ApiError(422, "invalid_batch", str(exc.message), [_problem(c, exc.message) for c in fields]) from None
@@ -551,6 +588,11 @@ def _batch_csv(result: pd.DataFrame, raw: bool = False) -> bytes:
 
 # ------------------------------------------------------------------------------------------------ app
 
+STRICT_PARAMETER = {
+    "name": "strict", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
+    "description": "A field the policy does not read is an error: 422 for one order or a CSV column that looks like "
+                   "a misspelt field, the order's error in a JSON batch. Without it each is a warning: in the "
+                   f"decision's `warnings`, or in the batch answer's `{WARNINGS_HEADER}` header (a JSON array)."}
 RAW_PARAMETER = {
     "name": "raw", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
     "description": "CSV answers only: write text cells as they are. By default a text cell a spreadsheet would run "
@@ -649,7 +691,8 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
                          "content": {JSON_TYPE: {"schema": {"$ref": "#/components/schemas/Decision"},
                                                  **({"example": example_decision} if example_decision else {})}}},
                    **_errors_doc(400, 413, 415, 422), **common_errors},
-        openapi_extra={"parameters": [AS_OF_PARAMETER], "requestBody": {"required": True, "content": {JSON_TYPE: {
+        openapi_extra={"parameters": [AS_OF_PARAMETER, STRICT_PARAMETER],
+                       "requestBody": {"required": True, "content": {JSON_TYPE: {
             "schema": {"$ref": "#/components/schemas/Order"},
             "examples": {f"example{i + 1}": {"summary": f"order {ex.get('order_id', i + 1)}", "value": dict(ex)}
                          for i, ex in enumerate(examples)}}}}},
@@ -658,9 +701,10 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         # as_of is read here, not declared as a FastAPI parameter: that skips per-request dependency solving.
         when = _as_of(request.query_params.get("as_of"))
         _require_type(request, (JSON_TYPE,))
+        strict = _flag(request, "strict")
         order = _parse_json(await _read_body(request, settings.max_body_bytes))
         # One decision takes well under a millisecond: running it inline is cheaper than a thread hop.
-        return Response(_decide(policy, shape, order, when), media_type=JSON_TYPE)
+        return Response(_decide(policy, shape, order, when, strict), media_type=JSON_TYPE)
 
     @app.post(
         "/v1/decisions/batch", summary="Decide a batch of orders", tags=["decisions"],
@@ -673,7 +717,8 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
             JSON_TYPE: {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/BatchRow"}}},
             CSV_TYPE: {"schema": {"type": "string"}}}},
             **_errors_doc(400, 406, 413, 415, 422), **common_errors},
-        openapi_extra={"parameters": [AS_OF_PARAMETER, RAW_PARAMETER], "requestBody": {"required": True, "content": {
+        openapi_extra={"parameters": [AS_OF_PARAMETER, STRICT_PARAMETER, RAW_PARAMETER],
+                       "requestBody": {"required": True, "content": {
             # Any item is accepted (a bad one gets an error row, it never fails the batch): anyOf says so.
             JSON_TYPE: {"schema": {"type": "array", "items": {"anyOf": [{"$ref": "#/components/schemas/Order"}, {}]}},
                         "example": [dict(ex) for ex in examples]},
@@ -685,23 +730,27 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         when = _as_of(request.query_params.get("as_of"))
         media = _require_type(request, (JSON_TYPE, CSV_TYPE))
         as_csv = _wants_csv(request)
-        raw = _flag(request, "raw")
+        raw, strict = _flag(request, "raw"), _flag(request, "strict")
         body = await _read_body(request, settings.max_body_bytes)
 
-        def work() -> bytes:
+        def work() -> tuple[bytes, list[str]]:
             errors: dict[int, str] = {}
             if media == CSV_TYPE:
                 frame = _frame_from_csv(body, settings.max_batch_rows, settings.max_columns)
+                warnings = _unknown_columns(policy, frame)
             else:
-                frame, errors = _frame_from_json(policy, shape, _parse_json(body), settings.max_batch_rows, when)
-            result = _with_errors(_evaluate(policy, frame, when), errors)
-            return _batch_csv(result, raw) if as_csv else _batch_json(result)
+                rows = _parse_json(body)
+                frame, errors = _frame_from_json(policy, shape, rows, settings.max_batch_rows, when)
+                warnings = _unknown_keys(policy, shape, rows, errors, when, strict)
+            # Strict CSV refuses a misspelt column (422); strict JSON gave each order holding one its error.
+            result = _with_errors(_evaluate(policy, frame, when, strict and media == CSV_TYPE), errors)
+            return (_batch_csv(result, raw) if as_csv else _batch_json(result)), warnings
 
         # Parsing and evaluating a large batch takes tens of milliseconds: off the event loop, and only a few at
         # a time (the engine runs one call at a time anyway; more threads would only hold more frames in memory).
         async with batch_slots:
-            body_out = await run_in_threadpool(work)
-        return Response(body_out, media_type=CSV_TYPE if as_csv else JSON_TYPE)
+            body_out, warnings = await run_in_threadpool(work)
+        return Response(body_out, media_type=CSV_TYPE if as_csv else JSON_TYPE, headers=_warnings_header(warnings))
 
     @app.get("/v1/policy", summary="The policy: facts schema, parameters, rules, version", tags=["policy"],
              responses={200: {"description": "The policy as data.", "content": {JSON_TYPE: {"schema": {
@@ -748,7 +797,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
     if settings.cors_origins:
         # Added last, so outermost: a browser's preflight carries no token and must be answered before auth.
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"])
+                           allow_headers=["Authorization", "Content-Type"], expose_headers=[WARNINGS_HEADER])
     return app
 
 

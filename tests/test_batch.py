@@ -951,3 +951,25 @@ def test_vectorized_timestamps_read_like_the_per_row_parser_at_the_window(stamp)
         assert cells["action"].iat[0] == "open_dispute"
     if stamp == "2026-11-24T12:00:00.000001Z":
         assert cells["action"].iat[0] == "wait_for_seller"
+
+
+# --- unknown columns (issue 9, item 9) -----------------------------------------------------------------------
+
+def test_unknown_columns_are_kept_and_a_misspelt_one_is_refused_under_strict():
+    from engine.batch import unknown_columns
+
+    p = policy("default")
+    df = pd.DataFrame({"order_id": ["U1"], "status": ["Sent"], "seller_reply": ["no_reply"],
+                       "hours_since_contakt": [50], "note": ["call"], "STATUS": ["Closed"], "paid": ["yes"]})
+    assert unknown_columns(p.spec, list(df.columns)) == {"hours_since_contakt": "hours_since_contact", "note": None,
+                                                         "STATUS": "status", "paid": None}
+    out = p.evaluate(df, as_of=AS_OF)
+    assert list(out.columns) == [*df.columns, *OUTPUT] and out["note"][0] == "call"
+    assert out["action"][0] == p.decide({"order_id": "U1", "status": "Sent", "seller_reply": "no_reply"},
+                                        as_of=AS_OF).action
+    with pytest.raises(engine.InputError) as info:
+        p.evaluate(df, as_of=AS_OF, strict=True)
+    assert str(info.value) == ("input: unknown columns 'hours_since_contakt' (did you mean 'hours_since_contact'?), "
+                               "'STATUS' (did you mean 'status'?)")
+    assert info.value.columns == ["hours_since_contakt", "STATUS"]
+    assert p.evaluate(df[["order_id", "status", "note", "paid"]], as_of=AS_OF, strict=True)["note"][0] == "call"

@@ -422,7 +422,9 @@ def test_openapi_documents_examples_as_of_and_auth(client: httpx.Client, policy:
     examples = decide["requestBody"]["content"]["application/json"]["examples"]
     for example in examples.values():  # every documented example is a valid order
         assert expected(policy, example["value"])[0] == 200
-    assert [p["name"] for p in decide["parameters"]] == ["as_of"]
+    assert [p["name"] for p in decide["parameters"]] == ["as_of", "strict"]
+    batch = doc["paths"]["/v1/decisions/batch"]["post"]
+    assert [p["name"] for p in batch["parameters"]] == ["as_of", "strict", "raw"]
     assert {"400", "401", "413", "415", "422", "500"} <= set(decide["responses"])
     assert "text/csv" in doc["paths"]["/v1/decisions/batch"]["post"]["requestBody"]["content"]
     assert decide["security"] == [{"bearer": []}] and "security" not in doc["paths"]["/healthz"]["get"]
@@ -605,3 +607,53 @@ def test_batch_csv_answers_defuse_formulas_unless_raw(client: httpx.Client) -> N
     assert list(out["order_id"]) == ["'=1+1", "7"]
     bad = client.post("/v1/decisions/batch", params={"raw": "maybe"}, content=body, headers=headers)
     assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "raw"
+
+
+TYPO_ORDER = {"order_id": "U1", "status": "Sent", "seller_reply": "no_reply", "hours_since_contakt": 50}
+TYPO_WARNING = "unknown field 'hours_since_contakt' ignored (did you mean 'hours_since_contact'?)"
+
+
+def test_decisions_warn_of_unknown_fields_and_strict_refuses_them(client: httpx.Client,
+                                                                  policy: engine.Policy) -> None:
+    response = client.post("/v1/decisions", params={"as_of": AS_OF}, json=TYPO_ORDER)
+    assert response.status_code == 200
+    assert response.json() == json.loads(policy.decide(TYPO_ORDER, as_of=AS_OF).to_json())
+    assert response.json()["warnings"] == [TYPO_WARNING]
+    strict = client.post("/v1/decisions", params={"as_of": AS_OF, "strict": "true"},
+                         json={**TYPO_ORDER, "status": ["Sent"]})
+    assert strict.status_code == 422
+    assert strict.json()["problems"] == [
+        {"field": "status", "message": "must be text, got JSON array", "value": ["Sent"]},
+        {"field": "hours_since_contakt", "message": "unknown field (did you mean 'hours_since_contact'?)",
+         "value": 50}]
+
+
+def test_batches_report_unknown_fields_in_a_header_and_strict_refuses_them(client: httpx.Client,
+                                                                           policy: engine.Policy) -> None:
+    plain = {"order_id": "P1", "status": "Sent", "note": "kept"}
+    response = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, json=[plain, TYPO_ORDER])
+    assert response.status_code == 200
+    assert json.loads(response.headers["cancel-rules-warnings"]) == [TYPO_WARNING, "unknown field 'note' ignored"]
+    assert [r["action"] for r in response.json()] == [policy.decide(o, as_of=AS_OF).action for o in (plain, TYPO_ORDER)]
+    strict = client.post("/v1/decisions/batch", params={"as_of": AS_OF, "strict": "true"},
+                         json=[{"order_id": "P2", "status": "Sent"}, TYPO_ORDER])
+    rows = strict.json()
+    assert strict.status_code == 200 and rows[0]["action"] == "contact_seller"
+    assert (rows[1]["action"], rows[1]["error"]) == (
+        None, "hours_since_contakt: unknown field (did you mean 'hours_since_contact'?)")
+    clean = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, json=[{"order_id": "P3", "status": "Sent"}])
+    assert "cancel-rules-warnings" not in clean.headers
+
+    csv_body = "order_id,status,seller_reply,hours_since_contakt,note\nU1,Sent,no_reply,50,x\n"
+    headers = {"Content-Type": "text/csv", "Accept": "text/csv"}
+    response = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, content=csv_body, headers=headers)
+    assert response.status_code == 200
+    assert json.loads(response.headers["cancel-rules-warnings"]) == [
+        "column 'hours_since_contakt' is not read by the policy (did you mean 'hours_since_contact'?)"]
+    assert pd.read_csv(io.StringIO(response.text), dtype=str)["note"][0] == "x"  # kept and echoed
+    strict = client.post("/v1/decisions/batch", params={"as_of": AS_OF, "strict": "1"}, content=csv_body,
+                         headers=headers)
+    assert strict.status_code == 422
+    assert strict.json()["problems"][0]["field"] == "hours_since_contakt"
+    assert strict.json()["message"] == ("unknown column 'hours_since_contakt' (did you mean "
+                                        "'hours_since_contact'?)")

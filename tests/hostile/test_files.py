@@ -7,6 +7,7 @@ before the costly part), not by a timer.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -159,3 +160,38 @@ def test_raw_csv_writes_every_cell_as_it_came(tmp_path):
     header, *back = read_rows(out)
     assert header == [*HEADER.split(","), "=note", *DECISION_COLUMNS]
     assert [r[:5] for r in back] == rows
+
+
+# --- unknown fields and columns (issue 9, item 9) -------------------------------------------------------
+
+TYPO = '{"order_id": "U1", "status": "Sent", "seller_reply": "no_reply", "hours_since_contakt": 50}'
+
+
+def test_decide_warns_of_an_unknown_field_and_strict_refuses_it():
+    result = run("decide", "--json", TYPO, "--as-of", AS_OF)
+    assert result.returncode == 0 and result.stderr == ""
+    decision = json.loads(result.stdout)
+    assert decision["warnings"] == ["unknown field 'hours_since_contakt' ignored (did you mean 'hours_since_contact'?)"]
+    line = one_error_line(run("decide", "--json", TYPO, "--as-of", AS_OF, "--strict"))
+    assert line == ("cancel-rules decide: invalid order: hours_since_contakt: unknown field "
+                    "(did you mean 'hours_since_contact'?)")
+
+
+def test_evaluate_keeps_unknown_columns_warns_of_near_misses_and_strict_refuses_them(tmp_path):
+    src, out = tmp_path / "orders.csv", tmp_path / "out.csv"
+    src.write_text("order_id,status,seller_reply,hours_since_contakt,note,Status\nU1,Sent,no_reply,50,call,Closed\n")
+    result = run("evaluate", str(src), "-o", str(out), "--as-of", AS_OF)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "columns not read by the policy, kept as they are: hours_since_contakt, note, Status" in lines
+    assert "warning: column 'hours_since_contakt' is not read by the policy (did you mean " \
+           "'hours_since_contact'?)" in lines
+    assert "warning: column 'Status' is not read by the policy (did you mean 'status'?)" in lines
+    back = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert list(back.columns[:6]) == ["order_id", "status", "seller_reply", "hours_since_contakt", "note", "Status"]
+    assert list(back.iloc[0, :6]) == ["U1", "Sent", "no_reply", "50", "call", "Closed"]
+    out.unlink()
+    line = one_error_line(run("evaluate", str(src), "-o", str(out), "--as-of", AS_OF, "--strict"))
+    assert line == (f"cancel-rules evaluate: {src}: unknown columns 'hours_since_contakt' (did you mean "
+                    f"'hours_since_contact'?), 'Status' (did you mean 'status'?)")
+    assert sorted(os.listdir(tmp_path)) == ["orders.csv"]
