@@ -199,11 +199,15 @@ def _defuse_chunk(arr: pa.Array) -> pa.Array:
 
 
 def _defused(table: pa.Table) -> pa.Table:
-    for i, column in enumerate(table.columns):
-        chunks = [_defuse_chunk(chunk) for chunk in column.chunks]
-        if any(new is not old for new, old in zip(chunks, column.chunks)):
-            table = table.set_column(i, table.field(i).name, pa.chunked_array(chunks))
-    return table
+    columns, changed = [], False
+    for column in table.columns:
+        chunks = column.chunks  # fresh wrappers at each access: compared with these very objects
+        defused = [_defuse_chunk(chunk) for chunk in chunks]
+        if any(new is not old for new, old in zip(defused, chunks)):
+            column, changed = pa.chunked_array(defused), True
+        columns.append(column)
+    # One new table at the end: replacing columns one at a time copies the schema each time (quadratic).
+    return pa.Table.from_arrays(columns, names=table.column_names) if changed else table
 
 
 def _write(out: pd.DataFrame, sink: IO[bytes], raw: bool = False) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from engine import cli
+
 HERE = Path(__file__).parent
 SCRIPT = Path(sys.executable).parent / "cancel-rules"
 AS_OF = "2026-03-01T12:00:00+00:00"
@@ -57,6 +59,14 @@ def test_a_csv_wider_than_the_default_limit_is_refused_before_anything_is_writte
     assert line == (f"cancel-rules evaluate: {src}: 1,001 columns; at most 1,000 are read "
                     f"(--max-columns or CANCEL_RULES_MAX_COLUMNS)")
     assert os.listdir(tmp_path) == ["wide.csv"]
+
+
+def test_a_csv_exactly_at_the_limit_is_evaluated_every_cell_kept(tmp_path, capsys):
+    src, out = wide_csv(tmp_path / "wide.csv", 1_000), tmp_path / "out.csv"
+    assert cli.main(["evaluate", str(src), "-o", str(out), "--as-of", AS_OF]) == 0, capsys.readouterr().err
+    header, row = read_rows(out)
+    assert header == src.read_text().splitlines()[0].split(",") + DECISION_COLUMNS
+    assert row[:1_000] == src.read_text().splitlines()[1].split(",") and row[1_000] == "open_dispute"
 
 
 def test_a_hundred_thousand_columns_are_refused_from_the_header_alone(tmp_path):
@@ -195,3 +205,53 @@ def test_evaluate_keeps_unknown_columns_warns_of_near_misses_and_strict_refuses_
     assert line == (f"cancel-rules evaluate: {src}: unknown columns 'hours_since_contakt' (did you mean "
                     f"'hours_since_contact'?), 'Status' (did you mean 'status'?)")
     assert sorted(os.listdir(tmp_path)) == ["orders.csv"]
+
+
+# --- malformed and odd files: the exact outcome of each (in process: the same main() as the script) ---------
+
+REFUSED = {  # file bytes -> the one line after "cancel-rules evaluate: <path>: "
+    "empty": (b"", "the file is empty (no header row)"),
+    "bom_only": (b"\xef\xbb\xbf", "the file is empty (no header row)"),
+    "not_utf8": (b"order_id,status\nA1,Sent\xff\n", "not UTF-8 text (byte 23)"),
+    "long_row": (b"order_id,status\nA1,Sent,extra\n", "malformed CSV: a row has more fields than the header"),
+    "open_quote": (b'order_id,status\n"A1,Sent\n',
+                   "malformed CSV: Error tokenizing data. C error: EOF inside string starting at row 1"),
+    "output_column": (b"order_id,status,action\nA1,Sent,x\n",
+                      "input already has output column action: rename or drop it first"),
+    "huge_header_field": (b"order_id,status," + b"x" * 200_000 + b"\nA1,Sent,v\n",
+                          "malformed CSV: field larger than field limit (131072)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_malformed_files_are_refused_with_one_line_and_nothing_written(tmp_path, capsys, name):
+    data, reason = REFUSED[name]
+    src = tmp_path / f"{name}.csv"
+    src.write_bytes(data)
+    assert cli.main(["evaluate", str(src), "-o", str(tmp_path / "out.csv"), "--as-of", AS_OF]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == f"cancel-rules evaluate: {src}: {reason}\n"
+    assert os.listdir(tmp_path) == [src.name]
+
+
+ACCEPTED = {  # file bytes -> (output rows as read back, the error of the row or "" if decided)
+    "nul_in_a_value": (b"order_id,status\nA1,Se\x00nt\n", [["A1", "Se\x00nt"]],
+                       "status: unknown value 'Se\\x00nt' (did you mean 'Sent'?)"),
+    "crlf": (b"order_id,status\r\nA1,Sent\r\n", [["A1", "Sent"]], ""),
+    "five_mb_cell": (b"order_id,status,note\nA1,Sent," + b"y" * 5_000_000 + b"\n", [["A1", "Sent", "y" * 5_000_000]],
+                     ""),
+    "quoted_newline_in_header": (b'order_id,status,"a\nb"\nA1,Sent,v\n', [["A1", "Sent", "v"]], ""),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTED))
+def test_odd_but_valid_files_keep_every_cell(tmp_path, capsys, name):
+    data, rows, error = ACCEPTED[name]
+    src, out = tmp_path / f"{name}.csv", tmp_path / "out.csv"
+    src.write_bytes(data)
+    assert cli.main(["evaluate", str(src), "-o", str(out), "--as-of", AS_OF]) == 0
+    assert capsys.readouterr().out == ""
+    back = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert list(back.columns[-5:]) == DECISION_COLUMNS and len(back.columns) == len(rows[0]) + 5
+    assert back.iloc[:, :-5].to_numpy().tolist() == rows
+    assert back["error"][0] == error and (back["action"][0] == "") == bool(error)
