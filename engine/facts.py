@@ -19,6 +19,7 @@ from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec, alias_key
 # or 'paid' (0.73 to 'paid_at') are columns of their own.
 FIELD_CUTOFF = 0.8
 VALUE_CUTOFF = 0.6
+HINTED = 1_000  # unknown names given a hint, per call: as many as a CSV may have columns by default
 
 
 def parse_as_of(value: str | datetime | None) -> datetime:
@@ -78,11 +79,12 @@ def closest(text: str, spellings: tuple[str, ...], cutoff: float) -> str | None:
 def unknown_fields(spec: PolicySpec, names: Iterable[str], loose: bool = False) -> dict[str, str | None]:
     """The names the policy does not read, each with the field it is probably a misspelling of (or None).
 
-    Exact names, as an order dict is read; loose=True matches case and separators, as a header is read."""
+    Exact names, as an order dict is read; loose=True matches case and separators, as a header is read. Only
+    the first HINTED unknown names are compared (difflib): an order with thousands of keys stays cheap."""
     fields = tuple(input_fields(spec))
     known = {alias_key(f) for f in fields} if loose else set(fields)
-    return {name: closest(str(name), fields, FIELD_CUTOFF) for name in names
-            if (alias_key(str(name)) if loose else name) not in known}
+    unknown = [name for name in names if (alias_key(str(name)) if loose else name) not in known]
+    return {name: closest(str(name), fields, FIELD_CUTOFF) if i < HINTED else None for i, name in enumerate(unknown)}
 
 
 def _hint_text(hint: str | None) -> str:

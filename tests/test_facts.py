@@ -232,3 +232,12 @@ def test_strict_makes_unknown_fields_errors_with_the_others():
     decision = policy.decide(order, as_of=AS_OF, strict=True)  # a timestamp a fact derives from is a field too
     assert decision == policy.decide(order, as_of=AS_OF)
     assert decision.warnings == () and decision.action == "wait_for_seller"
+
+
+def test_only_the_first_thousand_unknown_names_are_compared_for_a_hint(spec):
+    from engine.facts import HINTED, unknown_fields
+
+    names = ["status" + "_" * k for k in range(1, HINTED + 6)]  # each folds to "status ": a look-alike
+    hints = unknown_fields(spec, names)
+    assert list(hints) == names
+    assert [hints[n] for n in names[HINTED - 1: HINTED + 1]] == ["status", None]
