@@ -262,3 +262,17 @@ def test_formula_cells_are_defused_in_every_csv_output_unless_raw(client, tmp_pa
             assert cells == ["order_id", "status", "'=note", '\'=HYPERLINK("http://x","y")', "B2", "B3",
                              "'@SUM(A1)", "-2", "'+cmd|' /C calc'!A0"]
             assert path.read_bytes() == local.read_bytes()  # the local writer's bytes exactly
+
+
+def test_wide_or_misspelt_headers_are_refused_before_a_cluster_starts(tmp_path, capsys):
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(["order_id", "status", *(f"x{i}" for i in range(999))]) + "\nA1,Sent" + ",v" * 999 + "\n")
+    typo = tmp_path / "typo.csv"
+    typo.write_text("order_id,status,hours_since_contakt\nA1,Sent,50\n")
+    for src, extra, reason in ((wide, [], "1,001 columns; at most 1,000 are read (--max-columns or "
+                                            "CANCEL_RULES_MAX_COLUMNS)"),
+                               (typo, ["--strict"], "unknown column 'hours_since_contakt' (did you mean "
+                                                    "'hours_since_contact'?)")):
+        code = cli.main(["evaluate", str(src), "-o", str(tmp_path / "out.csv"), "--dask", "--as-of", AS_OF, *extra])
+        assert code == 2 and capsys.readouterr().err == f"cancel-rules evaluate: {src}: {reason}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["typo.csv", "wide.csv"]

@@ -7,6 +7,7 @@ before the costly part), not by a timer.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
@@ -255,3 +256,12 @@ def test_odd_but_valid_files_keep_every_cell(tmp_path, capsys, name):
     assert list(back.columns[-5:]) == DECISION_COLUMNS and len(back.columns) == len(rows[0]) + 5
     assert back.iloc[:, :-5].to_numpy().tolist() == rows
     assert back["error"][0] == error and (back["action"][0] == "") == bool(error)
+
+
+def test_read_orders_refuses_a_wide_file_or_upload_from_its_header():
+    import engine
+
+    data = ",".join(["order_id", "status", *(f"x{i}" for i in range(999))]).encode() + b"\n"
+    with pytest.raises(engine.InputError, match="1,001 columns; at most 1,000 are read"):
+        engine.read_orders(io.BytesIO(data))  # an upload in the notebook
+    assert len(engine.read_orders(io.BytesIO(data), max_columns=1_001).columns) == 1_001
