@@ -476,7 +476,7 @@ def decide_alone(p: engine.Policy, order: dict, as_of=AS_OF) -> tuple:
 
 
 @pytest.mark.parametrize("column", MIXED_COLUMNS)
-@settings(max_examples=60, deadline=None, phases=NO_SHRINK,
+@settings(max_examples=40, deadline=None, phases=NO_SHRINK,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_each_row_is_decided_as_if_alone_whatever_its_neighbours_hold(column, data):
