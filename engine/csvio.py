@@ -165,22 +165,22 @@ def defuse(text: str) -> str:
 
 
 def _defuse_strings(arr: pa.Array) -> pa.Array:
-    """defuse over a string array, vectorized: the first byte of every cell is read with numpy, and only an
-    array holding a risky first byte pays for the number check."""
+    """defuse over a string array, vectorized: the first byte of every cell is read with numpy, and only the
+    cells starting with a risky byte are checked for being numbers."""
     data = arr.buffers()[2]
     if len(arr) == 0 or data is None or data.size == 0:
         return arr
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32)
     starts, ends = offsets[arr.offset: arr.offset + len(arr)], offsets[arr.offset + 1: arr.offset + len(arr) + 1]
-    filled = ends > starts
-    risky = np.zeros(len(arr), dtype=bool)
-    risky[filled] = _RISKY_BYTE[np.frombuffer(data, dtype=np.uint8)[starts[filled]]]
-    if arr.null_count:
-        risky &= arr.is_valid().to_numpy(zero_copy_only=False)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    risky = _RISKY_BYTE[buffer[np.minimum(starts, buffer.size - 1)]] & (ends > starts)  # an empty cell is safe
     if not risky.any():
         return arr
-    number = pc.match_substring_regex(arr, f"^{_NUMBER}$").fill_null(False).to_numpy(zero_copy_only=False)
-    risky &= ~number
+    if arr.null_count:
+        risky &= arr.is_valid().to_numpy(zero_copy_only=False)
+    cells = np.flatnonzero(risky)
+    number = pc.match_substring_regex(arr.take(pa.array(cells)), f"^{_NUMBER}$").fill_null(False)
+    risky[cells[number.to_numpy(zero_copy_only=False)]] = False
     if not risky.any():
         return arr
     quoted = pc.binary_join_element_wise(pa.scalar("'", arr.type), arr, pa.scalar("", arr.type))
