@@ -19,20 +19,13 @@ import pandas as pd
 from .compiler import CompiledPolicy
 from .decision import decide_row, format_value, match, outcome, render
 from .errors import EngineError, InputError, OrderError
-from .facts import elapsed, enum_value, is_blank, normalize, number_value
+from .facts import elapsed, enum_value, input_fields, is_blank, normalize, number_value, unknown_fields
 from .loader import PLACEHOLDER, PLACEHOLDER_BODY
 from .model import MAX_NUMBER, TIME_UNITS, FactSpec, KeyedParameter, PolicySpec, alias_key
 from .space import NOT_GIVEN, FactSpace
 
 OUTPUT_COLUMNS = ("action", "rule_id", "message", "error", "policy_version")
 _BAD = -2  # enum code of a value that is not valid
-
-
-def input_fields(spec: PolicySpec) -> list[str]:
-    """Every column name the policy reads: facts and the timestamps they can be derived from."""
-    names = list(spec.facts)
-    names += [f.from_timestamp for f in spec.facts.values() if f.from_timestamp]
-    return names
 
 
 def resolve_columns(spec: PolicySpec, columns: list[str], source: str = "input") -> dict[str, str]:
@@ -44,13 +37,36 @@ def resolve_columns(spec: PolicySpec, columns: list[str], source: str = "input")
     missing = [name for name, fact in spec.facts.items()
                if fact.required and name not in found and fact.from_timestamp not in found]
     if missing:
+        shown = ", ".join(map(str, columns[:20])) + (f", ... ({len(columns)} in all)" if len(columns) > 20 else "")
         raise InputError(source, f"missing required column{'s' if len(missing) > 1 else ''}: "
-                                 f"{', '.join(missing)} (columns found: {', '.join(map(str, columns))})", missing)
+                                 f"{', '.join(missing)} (columns found: {shown})", missing)
     clash = [c for c in columns if str(c) in OUTPUT_COLUMNS]
     if clash:
         raise InputError(source, f"input already has output column{'s' if len(clash) > 1 else ''} "
                                  f"{', '.join(map(str, clash))}: rename or drop it first", clash)
     return found
+
+
+def unknown_columns(spec: PolicySpec, columns: list[str]) -> dict[str, str | None]:
+    """Columns the policy does not read (they are kept and echoed), each with the field it is probably a
+    misspelling of, or None. A second column naming a field in other case or spacing is one of them: the first
+    is the one read."""
+    unknown = unknown_fields(spec, [str(c) for c in columns], loose=True)
+    seen: set[str] = set()
+    for col in map(str, columns):
+        key = alias_key(col)
+        if col not in unknown and key in seen:
+            unknown[col] = next(f for f in input_fields(spec) if alias_key(f) == key)
+        seen.add(key)
+    return {col: unknown[col] for col in map(str, columns) if col in unknown}
+
+
+def check_strict_columns(spec: PolicySpec, columns: list[str], source: str = "input") -> None:
+    """Refuse the columns that look like a field the policy reads but are not read (strict mode)."""
+    near = {col: hint for col, hint in unknown_columns(spec, columns).items() if hint}
+    if near:
+        listed = ", ".join(f"{col!r} (did you mean {hint!r}?)" for col, hint in near.items())
+        raise InputError(source, f"unknown column{'s' if len(near) > 1 else ''} {listed}", list(near))
 
 
 @dataclass
@@ -110,7 +126,38 @@ class _Normalized:
 
 def _missing(raw: Any) -> bool:
     """A blank, or one of pandas' missing markers (in a frame NaN means 'not given')."""
-    return is_blank(raw) or (not isinstance(raw, str) and pd.isna(raw))
+    return is_blank(raw) or _missing_marker(raw)
+
+
+def _missing_marker(value: Any) -> bool:
+    """NaN, None, NA or NaT (a list or a dict is a value, never missing)."""
+    return pd.api.types.is_scalar(value) and not isinstance(value, str) and pd.isna(value)
+
+
+class _Own:
+    """Stands for one unhashable cell in factorize: equal to nothing else, so judged on its own."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _factorize(col: pd.Series) -> tuple[np.ndarray, Any]:
+    """(codes, distinct values) of a column; a cell holding a list or a dict is a distinct value of its own
+    (pandas cannot hash it, and one such cell must not fail the whole batch)."""
+    try:
+        return pd.factorize(col, use_na_sentinel=False)
+    except TypeError:
+        keys = np.empty(len(col), dtype=object)
+        for i, value in enumerate(col.to_numpy(dtype=object)):
+            try:
+                hash(value)
+                keys[i] = value
+            except TypeError:
+                keys[i] = _Own(value)
+        codes, uniques = pd.factorize(keys, use_na_sentinel=False)
+        return codes, [u.value if isinstance(u, _Own) else u for u in uniques]
 
 
 def _blank(col: pd.Series) -> np.ndarray:
@@ -119,7 +166,7 @@ def _blank(col: pd.Series) -> np.ndarray:
 
 
 def _enum_column(fact: FactSpec, col: pd.Series) -> np.ndarray:
-    codes, uniques = pd.factorize(col, use_na_sentinel=False)
+    codes, uniques = _factorize(col)
     index = {v: i for i, v in enumerate(fact.values)}
     table = np.empty(len(uniques) + 1, dtype=np.int64)
     for i, raw in enumerate(uniques):
@@ -144,7 +191,7 @@ def _number_column(fact: FactSpec, col: pd.Series) -> tuple[np.ndarray, np.ndarr
             if fact.max is not None:
                 bad |= values > fact.max
     else:  # text: parse each distinct spelling once, exactly as the per-row path does
-        codes, uniques = pd.factorize(col, use_na_sentinel=False)
+        codes, uniques = _factorize(col)
         parsed = np.full(len(uniques), np.nan)
         unique_blank = np.zeros(len(uniques), dtype=bool)
         unique_bad = np.zeros(len(uniques), dtype=bool)
@@ -190,7 +237,7 @@ def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime) -> tuple[np
         plain[np.flatnonzero(plain)[~parsed]] = False  # invalid dates or future stamps: the per-row words
     rest = np.flatnonzero(~plain)
     if len(rest):
-        codes, uniques = pd.factorize(col.iloc[rest], use_na_sentinel=False)
+        codes, uniques = _factorize(col.iloc[rest])
         parsed_rest = np.full(len(uniques), np.nan)
         unique_bad = np.zeros(len(uniques), dtype=bool)
         for i, raw in enumerate(uniques):
@@ -244,16 +291,19 @@ def _row_orders(df: pd.DataFrame, columns: Mapping[str, str]) -> list[dict[str, 
     """Rows as orders keyed by field name; pandas' missing markers (NaN, None, NA, NaT) mean 'not given'."""
     names = list(columns)
     table = df[[columns[n] for n in names]].to_numpy(dtype=object)
-    return [{n: None if not isinstance(v, str) and pd.isna(v) else v for n, v in zip(names, row)} for row in table]
+    return [{n: None if _missing_marker(v) else v for n, v in zip(names, row)} for row in table]
 
 
 def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, method: str = "cells",
-                   source: str = "input") -> pd.DataFrame:
-    """The input rows, in order, with the decision columns added."""
+                   source: str = "input", strict: bool = False) -> pd.DataFrame:
+    """The input rows, in order, with the decision columns added. With strict, a column that looks like a
+    misspelt field is an InputError (other unknown columns are kept and echoed)."""
     if method not in ("cells", "rows"):
         raise ValueError(f"method must be 'cells' or 'rows', got {method!r}")
     spec = compiled.spec
     columns = resolve_columns(spec, list(df.columns), source)
+    if strict:
+        check_strict_columns(spec, list(df.columns), source)
     n = len(df)
     action, rule_id, message, error = (np.empty(n, dtype=object) for _ in range(4))  # all None
     if method == "rows":

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from .csvio import DEFAULT_CHUNKSIZE, evaluate_csv, read_orders, terminal_progress
+from .csvio import DEFAULT_CHUNKSIZE, evaluate_csv, max_columns_from_env, read_orders, terminal_progress
 from .errors import OrderError, PolicyError
 from .facts import parse_as_of
 from .policy import Policy, diff, load
@@ -64,9 +64,11 @@ def cmd_decide(args: argparse.Namespace) -> int:
         order = json.loads(sys.stdin.read() if args.json == "-" else args.json)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--json is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # json's decoder recurses once per bracket
+        raise UsageError("--json is not valid JSON: nested too deeply") from None
     if not isinstance(order, dict):
         raise UsageError("--json must be a JSON object of order facts")
-    decision = _policy(args).decide(order, as_of=parse_as_of(args.as_of))
+    decision = _policy(args).decide(order, as_of=parse_as_of(args.as_of), strict=args.strict)
     print(decision.explain() if args.text else decision.to_json())
     return 0 if decision.action else 1
 
@@ -85,7 +87,16 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _max_columns(args: argparse.Namespace) -> int:
+    if args.max_columns is None:
+        return max_columns_from_env()
+    if args.max_columns < 1:
+        raise UsageError(f"--max-columns must be a positive integer, got {args.max_columns}")
+    return args.max_columns
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    args.max_columns = _max_columns(args)
     if args.dask is not None:
         try:
             import dask.dataframe  # noqa: F401
@@ -99,7 +110,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     as_of = parse_as_of(args.as_of)
     progress = terminal_progress()
     try:
-        summary = evaluate_csv(policy.compiled, args.input, args.output, as_of, args.chunksize, progress)
+        summary = evaluate_csv(policy.compiled, args.input, args.output, as_of, args.chunksize, progress,
+                               max_columns=args.max_columns, raw=args.raw_csv, strict=args.strict)
     finally:
         if progress:  # the bar's line ends before the summary or the error
             sys.stderr.write("\n")
@@ -147,11 +159,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("decide", cmd_decide, "decide one order given as JSON", as_of=True)
     p.add_argument("--json", required=True, metavar="JSON", help="the order as a JSON object ('-': stdin)")
     p.add_argument("--text", action="store_true", help="print the explanation as text instead of JSON")
+    p.add_argument("--strict", action="store_true",
+                   help="a field the policy does not read is an error (else a warning of the decision)")
     p = command("evaluate", cmd_evaluate, "decide every order of a CSV; writes the rows with decision columns",
                 as_of=True)
     p.add_argument("input", help="orders CSV (UTF-8, with or without BOM)")
     p.add_argument("-o", "--output", required=True, help="output CSV (written only when complete)")
     p.add_argument("--chunksize", type=int, default=DEFAULT_CHUNKSIZE, help="rows per chunk (memory stays flat)")
+    p.add_argument("--max-columns", type=int, default=None, metavar="N",
+                   help="refuse an input with more columns (default: $CANCEL_RULES_MAX_COLUMNS, else 1000)")
+    p.add_argument("--strict", action="store_true",
+                   help="a column that looks like a misspelt field (did you mean ...) is an error, before anything is "
+                        "written (else a warning in the summary; other unknown columns are kept either way)")
+    p.add_argument("--raw-csv", action="store_true",
+                   help="write text cells as they are (by default a cell a spreadsheet would run as a formula, "
+                        "starting with = + - @ tab or CR and not a number, gets a leading ')")
     p.add_argument("--dask", nargs="?", const="local", default=None, metavar="SCHEDULER_ADDRESS",
                    help="evaluate on Dask (needs the [dask] extra): on the scheduler at this address, or without "
                         "one on a local cluster of 2 worker processes; IN may then be a glob of CSVs or Parquet")

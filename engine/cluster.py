@@ -33,14 +33,17 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .batch import OUTPUT_COLUMNS, evaluate_frame, input_fields, resolve_columns
+from .batch import OUTPUT_COLUMNS, check_strict_columns, evaluate_frame, input_fields, resolve_columns, unknown_columns
 from .compiler import CompiledPolicy, compile_policy
 from .csvio import (
+    DEFAULT_MAX_COLUMNS,
     Summary,
     _header_line,
     _reason,
     _write,
     _write_reason,
+    check_repeated,
+    check_width,
     read_header,
     remove_stale,
     remove_temp,
@@ -142,12 +145,15 @@ def _evaluate_partition(part: pd.DataFrame, source: PolicySource, as_of: datetim
 
 
 def evaluate_dask(policy: Policy, ddf: dd.DataFrame, as_of: str | datetime | None = None,
-                  method: str = "cells", source: str = "input") -> dd.DataFrame:
+                  method: str = "cells", source: str = "input", strict: bool = False) -> dd.DataFrame:
     """`ddf`'s rows with the decision columns added: lazy, `map_partitions` over the cell path, order kept.
 
-    A missing required column raises InputError here, before anything is computed."""
+    A missing required column (or with strict, a misspelt one) raises InputError here, before anything is
+    computed."""
     when = parse_as_of(as_of)
     resolve_columns(policy.spec, [str(c) for c in ddf.columns], source)
+    if strict:
+        check_strict_columns(policy.spec, [str(c) for c in ddf.columns], source)
     meta = evaluate_frame(policy.compiled, ddf._meta, when, method, source=source)
     return ddf.map_partitions(_evaluate_partition, policy_source(policy), when, method, source, meta=meta,
                               align_dataframes=False)
@@ -255,7 +261,8 @@ def record_blocks(path: str, blocksize: int) -> tuple[int, list[tuple[int, int]]
     return header_end, list(zip(starts, [*starts[1:], size]))
 
 
-def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE) -> tuple[dd.DataFrame, list[str] | None]:
+def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE, max_columns: int = DEFAULT_MAX_COLUMNS
+                     ) -> tuple[dd.DataFrame, list[str] | None]:
     """Orders as a lazy dask frame of text columns (the local reader's conventions) and, for CSV, the header
     exactly as written. Every CSV file must have the same header; headers are checked here, eagerly."""
     import dask.dataframe as dd
@@ -269,6 +276,7 @@ def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE) -> tuple[dd.
         except (OSError, ValueError) as exc:
             raise InputError(path, f"cannot read Parquet: {str(exc).strip().splitlines()[0]}") from None
     header = read_header(Path(files[0]))
+    check_width(header, files[0], max_columns)
     for other in files[1:]:
         if read_header(Path(other)) != header:
             raise InputError(other, f"header differs from {files[0]}'s")
@@ -288,13 +296,15 @@ def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE) -> tuple[dd.
     return dd.from_delayed(parts, meta=meta, verify_meta=False), header
 
 
-def check_input(policy: Policy, path: str, header: list[str] | None, columns: list[str]) -> None:
-    """What the local path refuses before writing anything: repeated or missing columns, output columns."""
+def check_input(policy: Policy, path: str, header: list[str] | None, columns: list[str], strict: bool = False
+                ) -> None:
+    """What the local path refuses before writing anything: repeated or missing columns, output columns, and with
+    strict misspelt ones."""
     if header is not None:
-        repeated = sorted({h for h in header if header.count(h) > 1} & set(input_fields(policy.spec)))
-        if repeated:
-            raise InputError(path, f"column {repeated[0]!r} appears more than once", repeated)
+        check_repeated(header, input_fields(policy.spec), path)
     resolve_columns(policy.spec, header if header is not None else columns, path)
+    if strict:
+        check_strict_columns(policy.spec, header if header is not None else columns, path)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -302,7 +312,7 @@ def check_input(policy: Policy, path: str, header: list[str] | None, columns: li
 # overwrites its own part, so every row lands exactly once), a small summary returned to the client.
 
 def _write_part(out: pd.DataFrame, index: int, folder: str, fmt: str, width: int,
-                header: list[str] | None) -> Summary:
+                header: list[str] | None, raw: bool = False) -> Summary:
     name = f"part.{index:0{width}d}.{'parquet' if fmt == 'parquet' else 'csv'}"
     final = Path(folder, name)
     temp = Path(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -316,8 +326,8 @@ def _write_part(out: pd.DataFrame, index: int, folder: str, fmt: str, width: int
             with open(temp, "wb") as sink:
                 if fmt == "csv-folder":
                     names = (header if header is not None else [str(c) for c in out.columns[:-5]])
-                    sink.write(_header_line(list(names) + list(OUTPUT_COLUMNS)))
-                _write(out, sink)
+                    sink.write(_header_line(list(names) + list(OUTPUT_COLUMNS), raw))
+                _write(out, sink, raw)
         os.replace(temp, final)
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -361,11 +371,12 @@ def check_target(target: Path, fmt: str, shown: str) -> None:
 
 
 def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, header: list[str] | None = None,
-               progress: Callable[[int, float], None] | None = None) -> Summary:
+               progress: Callable[[int, float], None] | None = None, raw: bool = False) -> Summary:
     """Compute `out` on the client's cluster into target: a single CSV (parts joined in partition order), a
     folder of CSV parts or of Parquet parts (part.00000.* in partition order). Target appears only complete.
 
-    The target folder must be reachable by the workers under the same path (a shared file system)."""
+    The target folder must be reachable by the workers under the same path (a shared file system). CSV text
+    cells a spreadsheet would run as formulas get a leading ' unless raw."""
     from dask import delayed
     from distributed import as_completed
 
@@ -381,7 +392,7 @@ def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, 
     try:
         parts = out.to_delayed()
         width = max(5, len(str(len(parts) - 1)))
-        tasks = [delayed(_write_part)(part, i, str(staging), fmt, width, header) for i, part in enumerate(parts)]
+        tasks = [delayed(_write_part)(part, i, str(staging), fmt, width, header, raw) for i, part in enumerate(parts)]
         futures = client.compute(tasks)
         rows = done = 0
         for future in as_completed(futures):
@@ -390,7 +401,7 @@ def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, 
             if progress:
                 progress(rows, done / len(futures))
         summary = merge_summaries(client.gather(futures))
-        _finish(staging, target, fmt, header, out, width, len(parts))
+        _finish(staging, target, fmt, header, out, width, len(parts), raw)
     except OSError as exc:  # e.g. a worker on another machine that does not see the output folder
         remove_temp(staging)
         raise InputError(shown, f"cannot write: {exc.strerror or exc} (the output folder must be reachable "
@@ -403,13 +414,13 @@ def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, 
 
 
 def _finish(staging: Path, target: Path, fmt: str, header: list[str] | None, out: dd.DataFrame, width: int,
-            count: int) -> None:
+            count: int, raw: bool = False) -> None:
     if fmt == "csv":
         temp = temp_path(target, "part")
         try:
             with open(temp, "wb") as sink:
                 names = header if header is not None else [str(c) for c in out.columns[:-5]]
-                sink.write(_header_line(list(names) + list(OUTPUT_COLUMNS)))
+                sink.write(_header_line(list(names) + list(OUTPUT_COLUMNS), raw))
                 for i in range(count):
                     with open(staging / f"part.{i:0{width}d}.csv", "rb") as part:
                         shutil.copyfileobj(part, sink, 2**20)
@@ -466,15 +477,17 @@ def run_dask_evaluate(args: Any) -> int:
     as_of = parse_as_of(args.as_of)
     fmt = output_format(args.output, getattr(args, "output_format", None))
     blocksize = getattr(args, "blocksize", None) or DEFAULT_BLOCKSIZE
-    ddf, header = read_orders_dask(args.input, blocksize)
-    check_input(policy, args.input, header, [str(c) for c in ddf.columns])
+    ddf, header = read_orders_dask(args.input, blocksize, getattr(args, "max_columns", DEFAULT_MAX_COLUMNS))
+    strict = getattr(args, "strict", False)
+    check_input(policy, args.input, header, [str(c) for c in ddf.columns], strict)
     target = Path(args.output)
     check_target(target.absolute(), fmt, args.output)  # refused before a cluster is started
     out = evaluate_dask(policy, ddf, as_of, source=args.input)
     progress = terminal_progress()
     with dask_client(args.dask) as client:
         try:
-            summary = write_dask(out, target, fmt, client, header, progress)
+            summary = write_dask(out, target, fmt, client, header, progress, getattr(args, "raw_csv", False))
+            summary.unknown_columns = unknown_columns(policy.spec, header or [str(c) for c in ddf.columns])
         except PartitionError as exc:
             raise InputError(exc.path, exc.reason) from None
         finally:

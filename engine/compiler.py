@@ -264,7 +264,8 @@ def limit_problems(spec: PolicySpec, definition: Mapping[str, dict]) -> list[Rul
         table = parent.absent if key == "$nex" else parent.tests
         test = (fact, key, json.dumps(constant))
         if test not in table:
-            text = f"{user_name.get(fact, fact)} {_TEST_WORDS.get(key, '=')}" + ("" if key in ("$ex", "$nex") else f" {constant!r}")
+            text = f"{user_name.get(fact, fact)} {_TEST_WORDS.get(key, '=')}" \
+                + ("" if key in ("$ex", "$nex") else f" {constant!r}")
             # The state test every rule starts with is the wrapper's, not the user's: not shown.
             table[test] = _Node(parent.path if term == _NOT_STATE else parent.path + (text,))
             if key == "$nex":

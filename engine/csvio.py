@@ -13,21 +13,33 @@ import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .batch import OUTPUT_COLUMNS, evaluate_frame, input_fields, resolve_columns
+from .batch import OUTPUT_COLUMNS, check_strict_columns, evaluate_frame, input_fields, resolve_columns, unknown_columns
 from .compiler import CompiledPolicy
 from .errors import InputError
 
 DEFAULT_CHUNKSIZE = 100_000
+# A CSV wider than this is refused from its header line alone: pandas spends seconds per 100,000 columns
+# before a single row is read, and nothing in a policy reads more than a few dozen.
+DEFAULT_MAX_COLUMNS = 1_000
+ENV_MAX_COLUMNS = "CANCEL_RULES_MAX_COLUMNS"
+# A spreadsheet runs a text cell starting with one of these as a formula (OWASP: CSV injection); such a cell is
+# written with a leading ' unless it is a plain number such as -2 or +1.5e3 (ASCII digits, as RE2 reads \d).
+FORMULA_STARTS = "=+-@\t\r"
+_NUMBER = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+_RISKY_BYTE = np.zeros(256, dtype=bool)
+_RISKY_BYTE[[ord(c) for c in FORMULA_STARTS]] = True
 
 
 def _reader(source: str | Path | IO, chunksize: int | None):
@@ -36,8 +48,47 @@ def _reader(source: str | Path | IO, chunksize: int | None):
                        index_col=False)
 
 
-def read_orders(source: str | Path | IO) -> pd.DataFrame:
-    """A CSV of orders as text columns (UTF-8 with or without BOM)."""
+def max_columns_from_env(environ: Mapping[str, str] | None = None) -> int:
+    """CANCEL_RULES_MAX_COLUMNS, or the default; raises ValueError naming the variable."""
+    text = (os.environ if environ is None else environ).get(ENV_MAX_COLUMNS, "").strip()
+    if not text:
+        return DEFAULT_MAX_COLUMNS
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{ENV_MAX_COLUMNS} must be a positive integer, got {text!r}")
+    return value
+
+
+def check_width(header: list[str], source: str, max_columns: int) -> None:
+    """Refuse a header wider than max_columns: checked before anything else reads the file."""
+    if len(header) > max_columns:
+        raise InputError(source, f"{len(header):,} columns; at most {max_columns:,} are read "
+                                 f"(--max-columns or {ENV_MAX_COLUMNS})")
+
+
+def check_repeated(header: list[str], fields: list[str], source: str) -> None:
+    """A field the policy reads must be one column: refuse it repeated (pandas would read 'name.1')."""
+    seen: set[str] = set()
+    repeated = set()
+    for name in header:
+        if name in seen:
+            repeated.add(name)
+        seen.add(name)
+    repeated = sorted(repeated & set(fields))
+    if repeated:
+        raise InputError(source, f"column {repeated[0]!r} appears more than once", repeated)
+
+
+def read_orders(source: str | Path | IO, max_columns: int | None = None) -> pd.DataFrame:
+    """A CSV of orders as text columns (UTF-8 with or without BOM); wider than max_columns is refused."""
+    limit = max_columns_from_env() if max_columns is None else max_columns
+    if isinstance(source, (str, Path)):
+        check_width(read_header(Path(source)), str(source), limit)
+    elif source.seekable():
+        check_width(_peek_header(source), str(getattr(source, "name", "input")), limit)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # a row longer than the header
@@ -72,6 +123,7 @@ class Summary:
     errors: Counter = field(default_factory=Counter)
     error_rows: dict[str, list[int]] = field(default_factory=dict)  # reason -> first row numbers (1-based)
     seconds: float = 0.0
+    unknown_columns: dict[str, str | None] = field(default_factory=dict)  # column -> the field it resembles
 
     def add(self, out: pd.DataFrame, first_row: int) -> None:
         self.rows += len(out)
@@ -95,18 +147,113 @@ class Summary:
             for reason, n in self.errors.most_common():
                 rows = ", ".join(map(str, self.error_rows[reason]))
                 lines.append(f"  {n} x {reason} (rows {rows}{', ...' if n > 3 else ''})")
+        if self.unknown_columns:
+            names = list(self.unknown_columns)
+            lines.append("columns not read by the policy, kept as they are: " + ", ".join(names[:20])
+                         + (f", ... ({len(names)} in all)" if len(names) > 20 else ""))
+            lines += [f"warning: column {col!r} is not read by the policy (did you mean {hint!r}?)"
+                      for col, hint in self.unknown_columns.items() if hint]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "actions": dict(self.actions), "rules": dict(self.rules),
-                "errors": dict(self.errors), "seconds": self.seconds}
+                "errors": dict(self.errors), "seconds": self.seconds, "unknown_columns": dict(self.unknown_columns)}
 
 
-def _write(out: pd.DataFrame, sink: IO[bytes]) -> None:
+def defuse(text: str) -> str:
+    """A text cell as a spreadsheet may open it safely: a formula gets a leading ', anything else stays."""
+    if text and text[0] in FORMULA_STARTS and not re.fullmatch(_NUMBER, text):
+        return "'" + text
+    return text
+
+
+def _defuse_strings(arr: pa.Array) -> pa.Array:
+    """defuse over a string array, vectorized: the first byte of every cell is read with numpy, and only the
+    cells starting with a risky byte are checked for being numbers."""
+    data = arr.buffers()[2]
+    if len(arr) == 0 or data is None or data.size == 0:
+        return arr
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+    starts, ends = offsets[arr.offset: arr.offset + len(arr)], offsets[arr.offset + 1: arr.offset + len(arr) + 1]
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    risky = _RISKY_BYTE[buffer[np.minimum(starts, buffer.size - 1)]] & (ends > starts)  # an empty cell is safe
+    if not risky.any():
+        return arr
+    if arr.null_count:
+        risky &= arr.is_valid().to_numpy(zero_copy_only=False)
+    cells = np.flatnonzero(risky)
+    number = pc.match_substring_regex(arr.take(pa.array(cells)), f"^{_NUMBER}$").fill_null(False)
+    risky[cells[number.to_numpy(zero_copy_only=False)]] = False
+    if not risky.any():
+        return arr
+    quoted = pc.binary_join_element_wise(pa.scalar("'", arr.type), arr, pa.scalar("", arr.type))
+    return pc.if_else(pa.array(risky), quoted, arr)
+
+
+def _defuse_chunk(arr: pa.Array) -> pa.Array:
+    kind = arr.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return _defuse_strings(arr)
+    if pa.types.is_dictionary(kind):  # a categorical column: its few distinct values
+        return pa.DictionaryArray.from_arrays(arr.indices, _defuse_chunk(arr.dictionary))
+    if pa.types.is_string_view(kind):
+        return _defuse_strings(arr.cast(pa.large_string()))
+    return arr  # numbers, timestamps, booleans: written as such, never as formulas
+
+
+def _defused(table: pa.Table) -> pa.Table:
+    columns, changed = [], False
+    for column in table.columns:
+        chunks = column.chunks  # fresh wrappers at each access: compared with these very objects
+        defused = [_defuse_chunk(chunk) for chunk in chunks]
+        if any(new is not old for new, old in zip(defused, chunks)):
+            column, changed = pa.chunked_array(defused), True
+        columns.append(column)
+    # One new table at the end: replacing columns one at a time copies the schema each time (quadratic).
+    return pa.Table.from_arrays(columns, names=table.column_names) if changed else table
+
+
+def _write(out: pd.DataFrame, sink: IO[bytes], raw: bool = False) -> None:
+    """The rows of out (no header) as CSV; text cells defused unless raw."""
+    _write_table(pa.Table.from_pandas(out, preserve_index=False), sink, raw)
+
+
+def _write_table(table: pa.Table, sink: IO[bytes], raw: bool) -> None:
     # pyarrow writes CSV several times faster than DataFrame.to_csv; the header is written apart.
-    table = pa.Table.from_pandas(out, preserve_index=False)
     options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-    pacsv.write_csv(table, sink, write_options=options)
+    pacsv.write_csv(table if raw else _defused(table), sink, write_options=options)
+
+
+def frame_csv(frame: pd.DataFrame, raw: bool = False) -> bytes:
+    """A whole frame as CSV text, header first, by the same writer as the files; any object column is taken
+    (a column mixing numbers and text is written as text)."""
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # mixed types, or an int past 64 bits
+        text = frame.copy()
+        for i, dtype in enumerate(text.dtypes):
+            if pd.api.types.is_object_dtype(dtype):
+                text.isetitem(i, [None if pd.api.types.is_scalar(v) and pd.isna(v) else str(v)
+                                  for v in text.iloc[:, i]])
+        table = pa.Table.from_pandas(text, preserve_index=False)
+    sink = io.BytesIO()
+    sink.write(_header_line([str(c) for c in frame.columns], raw))
+    _write_table(table, sink, raw)
+    return sink.getvalue()
+
+
+def _peek_header(handle: IO) -> list[str]:
+    """The header row of an open file, which is left where it was."""
+    start = handle.tell()
+    try:
+        text = handle if isinstance(handle, io.TextIOBase) else io.TextIOWrapper(handle, "utf-8-sig", newline="")
+        header = next(csv.reader(text), [])
+        if text is not handle:
+            text.detach()
+    except (UnicodeDecodeError, csv.Error):
+        header = []  # pandas reports it with the file's own words
+    handle.seek(start)
+    return header
 
 
 def read_header(source: Path) -> list[str]:
@@ -122,9 +269,12 @@ def read_header(source: Path) -> list[str]:
 
 
 def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Path, as_of: datetime,
-                 chunksize: int = DEFAULT_CHUNKSIZE, progress: Callable[[int, float], None] | None = None
-                 ) -> Summary:
-    """Evaluate every row of source into target; target is replaced only once the whole file is written."""
+                 chunksize: int = DEFAULT_CHUNKSIZE, progress: Callable[[int, float], None] | None = None,
+                 max_columns: int = DEFAULT_MAX_COLUMNS, raw: bool = False, strict: bool = False) -> Summary:
+    """Evaluate every row of source into target; target is replaced only once the whole file is written.
+
+    Text cells a spreadsheet would run as formulas get a leading ' unless raw. Columns the policy does not read
+    are kept (and listed in the summary); with strict, one that looks like a misspelt field stops the run."""
     started = time.perf_counter()
     source, target = Path(source), Path(target)
     if chunksize < 1:
@@ -132,12 +282,13 @@ def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Pat
     if not target.parent.is_dir():
         raise InputError(str(target), f"output folder does not exist: {target.parent}")
     header = read_header(source)
-    repeated = sorted({h for h in header if header.count(h) > 1} & set(input_fields(compiled.spec)))
-    if repeated:
-        raise InputError(str(source), f"column {repeated[0]!r} appears more than once", repeated)
+    check_width(header, str(source), max_columns)
+    check_repeated(header, input_fields(compiled.spec), str(source))
     resolve_columns(compiled.spec, header, str(source))  # a missing column stops the run before any output
+    if strict:
+        check_strict_columns(compiled.spec, header, str(source))
     size = source.stat().st_size
-    summary = Summary()
+    summary = Summary(unknown_columns=unknown_columns(compiled.spec, header))
     remove_stale(target)
     temp = temp_path(target, "part")
     try:
@@ -149,11 +300,11 @@ def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Pat
             # A row longer than the header would be cut short (index_col=False) or shift every column
             # (pandas' default): make it an error instead.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            sink.write(_header_line(header + list(OUTPUT_COLUMNS)))
+            sink.write(_header_line(header + list(OUTPUT_COLUMNS), raw))
             for chunk in _chunks(handle, chunksize, source):
                 chunk.index = range(summary.rows, summary.rows + len(chunk))
                 out = evaluate_frame(compiled, chunk, as_of, source=str(source))
-                _write(out, sink)
+                _write(out, sink, raw)
                 summary.add(out, summary.rows + 1)
                 if progress:
                     progress(summary.rows, handle.tell() / size if size else 1.0)
@@ -183,9 +334,9 @@ def _chunks(handle: IO[bytes], chunksize: int, source: Path) -> Iterator[pd.Data
         raise InputError(str(source), _reason(exc)) from None
 
 
-def _header_line(names: list[str]) -> bytes:
+def _header_line(names: list[str], raw: bool = False) -> bytes:
     text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerow(names)
+    csv.writer(text, lineterminator="\n").writerow(names if raw else [defuse(n) for n in names])
     return text.getvalue().encode("utf-8")
 
 

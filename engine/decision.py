@@ -12,7 +12,7 @@ from typing import Any
 
 from .compiler import CompiledPolicy
 from .errors import EngineError, OrderError
-from .facts import normalize
+from .facts import normalize, unknown_field_warnings
 from .loader import PLACEHOLDER, PLACEHOLDER_BODY
 from .model import Condition, ParamRef, PolicySpec, Rule
 
@@ -72,7 +72,8 @@ class Decision:
     def explain(self) -> str:
         """The decision as plain text: action, rule, every condition, and the rules that did not match."""
         if self.error:
-            return f"order {self.order_id}: no decision: {self.error}"
+            return "\n".join([f"order {self.order_id}: no decision: {self.error}",
+                              *(f"  warning: {w}" for w in self.warnings)])
         lines = [f"order {self.order_id}: {self.action} (rule {self.rule_id}, policy {self.policy_version})",
                  f"  {self.message}", *(f"  {c}" for c in self.conditions)]
         lines += [f"  warning: {w}" for w in self.warnings]
@@ -175,10 +176,13 @@ def match(compiled: CompiledPolicy, facts: Mapping[str, Any]) -> tuple[str, ...]
         raise EngineError(exc.ruleset, exc.operation, f"order matches {count} rules; {exc.kind}", exc.code) from None
 
 
-def decide(compiled: CompiledPolicy, order: Mapping[str, Any], as_of: datetime) -> Decision:
-    """The decision for one order; raises OrderError for bad input."""
+def decide(compiled: CompiledPolicy, order: Mapping[str, Any], as_of: datetime, strict: bool = False) -> Decision:
+    """The decision for one order; raises OrderError for bad input (with strict, for a field the policy does not
+    read too; else each such field is a warning)."""
     spec = compiled.spec
-    facts = normalize(spec, order, as_of)
+    facts = normalize(spec, order, as_of, strict)
+    # The order's own warnings come before the rule's: both are what a reader must see beside the answer.
+    unknown = unknown_field_warnings(spec, order)
     matched = match(compiled, facts)
     results = {rule.id: tuple(check(spec, c, facts) for c in rule.conditions) for rule in spec.rules}
     explained = tuple(r.id for r in spec.ranked_rules() if all(c.passed for c in results[r.id]))
@@ -190,11 +194,11 @@ def decide(compiled: CompiledPolicy, order: Mapping[str, Any], as_of: datetime) 
     ranked = spec.ranked_rules()
     if winner is None:
         return Decision(action=None, rule_id=None, message="", error=error, also_matched=matched,
-                        why_not=_why_not(spec, ranked, results), **base)
+                        why_not=_why_not(spec, ranked, results), warnings=unknown, **base)
     higher = ranked[: ranked.index(winner)]
     return Decision(action=winner.action, rule_id=winner.id, message=render(spec, winner.message, facts),
                     conditions=results[winner.id], also_matched=matched[1:],
-                    why_not=_why_not(spec, higher, results), warnings=winner.warnings, **base)
+                    why_not=_why_not(spec, higher, results), warnings=unknown + winner.warnings, **base)
 
 
 def decide_row(compiled: CompiledPolicy, order: Mapping[str, Any], as_of: datetime

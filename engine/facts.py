@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from .errors import FieldProblem, OrderError
-from .loader import did_you_mean
 from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec, alias_key
+
+# How alike (difflib ratio, after folding case and separators) a field name must be to a field the policy
+# reads to count as a misspelling of it: 'hours_since_contakt' (0.95) is, 'order_date' (0.78 to 'order_id')
+# or 'paid' (0.73 to 'paid_at') are columns of their own.
+FIELD_CUTOFF = 0.8
+VALUE_CUTOFF = 0.6
+HINTED = 1_000  # unknown names given a hint, per call: as many as a CSV may have columns by default
 
 
 def parse_as_of(value: str | datetime | None) -> datetime:
@@ -43,14 +51,70 @@ def is_blank(value: Any) -> bool:
     return type(value).__name__ in ("NAType", "NaTType")
 
 
+def input_fields(spec: PolicySpec) -> list[str]:
+    """Every field name the policy reads: facts and the timestamps they can be derived from."""
+    names = list(spec.facts)
+    names += [f.from_timestamp for f in spec.facts.values() if f.from_timestamp]
+    return names
+
+
+@functools.lru_cache(maxsize=64)  # one entry per fact (or field list) asked about: a few per policy
+def _folded(spellings: tuple[str, ...]) -> dict[str, str]:
+    folded: dict[str, str] = {}
+    for spelling in spellings:
+        folded.setdefault(alias_key(spelling), spelling)  # of spellings that fold alike, the first is shown
+    return folded
+
+
+def closest(text: str, spellings: tuple[str, ...], cutoff: float) -> str | None:
+    """The spelling most like text, compared with case, spaces, '_' and '-' folded; None if none is close."""
+    # A ratio of 0.6 or more needs the text within 7/3 of a spelling's length: a far longer one matches nothing,
+    # and neither difflib (it indexes every character) nor the cache should ever hold a 9 MB value.
+    key = alias_key(text)
+    if not spellings or len(key) > 3 * max(map(len, spellings)):
+        return None
+    return _closest(key, spellings, cutoff)
+
+
+# Keyed by the text and every candidate spelling, so a changed policy never gets an old hint; 4,096 entries
+# keep a batch full of one typo from running difflib once per row.
+@functools.lru_cache(maxsize=4096)
+def _closest(key: str, spellings: tuple[str, ...], cutoff: float) -> str | None:
+    folded = _folded(spellings)
+    found = difflib.get_close_matches(key, folded, n=1, cutoff=cutoff)
+    return folded[found[0]] if found else None
+
+
+def unknown_fields(spec: PolicySpec, names: Iterable[str], loose: bool = False) -> dict[str, str | None]:
+    """The names the policy does not read, each with the field it is probably a misspelling of (or None).
+
+    Exact names, as an order dict is read; loose=True matches case and separators, as a header is read. Only
+    the first HINTED unknown names are compared (difflib): an order with thousands of keys stays cheap."""
+    fields = tuple(input_fields(spec))
+    known = {alias_key(f) for f in fields} if loose else set(fields)
+    unknown = [name for name in names if (alias_key(str(name)) if loose else name) not in known]
+    return {name: closest(str(name), fields, FIELD_CUTOFF) if i < HINTED else None for i, name in enumerate(unknown)}
+
+
+def _hint_text(hint: str | None) -> str:
+    return f" (did you mean {hint!r}?)" if hint else ""
+
+
+def unknown_field_warnings(spec: PolicySpec, order: Mapping[str, Any]) -> tuple[str, ...]:
+    """One warning per field of the order the policy does not read."""
+    return tuple(f"unknown field {name!r} ignored{_hint_text(hint)}"
+                 for name, hint in unknown_fields(spec, order).items())
+
+
 def enum_value(fact: FactSpec, value: Any) -> tuple[str | None, str | None]:
     """(code, None) or (None, problem message) for one enum input."""
     if not isinstance(value, str):
         return None, f"must be text, got {value!r}"
     code = fact.aliases.get(alias_key(value))
     if code is None:
-        hint = did_you_mean(value, [*fact.values, *fact.labels.values()])
-        return None, f"unknown value {value!r}" + (f" (did you mean '{hint}'?)" if hint else "")
+        # Codes first, then labels, then the (folded) aliases: a hint names a spelling that is accepted.
+        hint = closest(value, (*fact.values, *fact.labels.values(), *fact.aliases), VALUE_CUTOFF)
+        return None, f"unknown value {value!r}{_hint_text(hint)}"
     return code, None
 
 
@@ -97,8 +161,9 @@ def elapsed(fact: FactSpec, value: Any, as_of: datetime) -> tuple[float | None, 
     return amount, None
 
 
-def normalize(spec: PolicySpec, order: Mapping[str, Any], as_of: datetime) -> dict[str, Any]:
-    """Canonical facts of one order; raises OrderError naming every bad field. Not-given facts are absent."""
+def normalize(spec: PolicySpec, order: Mapping[str, Any], as_of: datetime, strict: bool = False) -> dict[str, Any]:
+    """Canonical facts of one order; raises OrderError naming every bad field (with strict, every field the
+    policy does not read too). Not-given facts are absent."""
     facts: dict[str, Any] = {}
     problems: list[FieldProblem] = []
     for name, fact in spec.facts.items():
@@ -121,6 +186,9 @@ def normalize(spec: PolicySpec, order: Mapping[str, Any], as_of: datetime) -> di
             problems.append(FieldProblem(field, raw, problem))
         elif value is not None:
             facts[name] = value
+    if strict:
+        problems += [FieldProblem(name, order[name], f"unknown field{_hint_text(hint)}")
+                     for name, hint in unknown_fields(spec, order).items()]
     if problems:
         order_id = order.get("order_id")
         raise OrderError(problems, None if is_blank(order_id) else str(order_id))

@@ -38,21 +38,24 @@ class Policy:
     def version(self) -> str:
         return self.spec.version
 
-    def decide(self, order: Mapping[str, Any], as_of: str | datetime | None = None) -> Decision:
-        """Decide one order; raises OrderError naming every bad field."""
-        return decide(self.compiled, order, parse_as_of(as_of))
+    def decide(self, order: Mapping[str, Any], as_of: str | datetime | None = None, strict: bool = False
+               ) -> Decision:
+        """Decide one order; raises OrderError naming every bad field. A field the policy does not read is a
+        warning of the decision (with did-you-mean), or with strict one of the errors."""
+        return decide(self.compiled, order, parse_as_of(as_of), strict)
 
-    def evaluate(self, df: pd.DataFrame, as_of: str | datetime | None = None, method: str = "cells"
-                 ) -> pd.DataFrame:
+    def evaluate(self, df: pd.DataFrame, as_of: str | datetime | None = None, method: str = "cells",
+                 strict: bool = False) -> pd.DataFrame:
         """The rows of df, in order, with action, rule_id, message, error and policy_version added.
 
         method="cells" asks the engine once per distinct cell; method="rows" once per row (the reference).
+        Columns the policy does not read are kept; with strict, one that looks like a misspelt field raises.
         A dask DataFrame gives a lazy dask DataFrame (engine.cluster: the policy travels as its YAML source)."""
         if type(df).__module__.split(".")[0] in ("dask", "dask_expr"):
             from .cluster import evaluate_dask  # dask is an optional extra: imported only when given its frame
 
-            return evaluate_dask(self, df, as_of, method)
-        return evaluate_frame(self.compiled, df, parse_as_of(as_of), method)
+            return evaluate_dask(self, df, as_of, method, strict=strict)
+        return evaluate_frame(self.compiled, df, parse_as_of(as_of), method, strict=strict)
 
     def verify(self) -> VerifyReport:
         """Gaps, unreachable rules and overlaps over the whole fact space, asked of durable_rules."""

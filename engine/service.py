@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import dataclasses
 import errno
 import gc
@@ -34,9 +35,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .batch import input_fields, resolve_columns
+from .batch import resolve_columns, unknown_columns
+from .csvio import DEFAULT_MAX_COLUMNS, ENV_MAX_COLUMNS, frame_csv
 from .errors import FieldProblem, InputError, OrderError
-from .facts import parse_as_of
+from .facts import input_fields, parse_as_of, unknown_fields
 from .model import alias_key
 from .policy import EXAMPLES_AS_OF, Policy, load
 
@@ -71,6 +73,8 @@ OPEN_PATHS = frozenset({"/healthz"})
 DECISION_COLUMNS = ("action", "rule_id", "message", "error", "policy_version")
 ID = "order_id"  # the field echoed with every batch row
 JSON_TYPE = "application/json"
+WARNINGS_HEADER = "Cancel-Rules-Warnings"  # batch answers: a JSON array of texts, when there is any
+MAX_HEADER_WARNINGS = 20
 CSV_TYPE = "text/csv"
 BATCH_THREADS = 2  # batches evaluated at once per worker process
 
@@ -88,6 +92,7 @@ class Settings:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     send_timeout: float = DEFAULT_SEND_TIMEOUT
+    max_columns: int = DEFAULT_MAX_COLUMNS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -100,7 +105,8 @@ class Settings:
                    keepalive_timeout=_seconds(env, ENV_KEEPALIVE_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT),
                    header_timeout=_seconds(env, ENV_HEADER_TIMEOUT, DEFAULT_HEADER_TIMEOUT),
                    body_timeout=_seconds(env, ENV_BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT),
-                   send_timeout=_seconds(env, ENV_SEND_TIMEOUT, DEFAULT_SEND_TIMEOUT))
+                   send_timeout=_seconds(env, ENV_SEND_TIMEOUT, DEFAULT_SEND_TIMEOUT),
+                   max_columns=_positive_int(env, ENV_MAX_COLUMNS, DEFAULT_MAX_COLUMNS))
 
 
 def _token(env: Mapping[str, str]) -> str | None:
@@ -409,6 +415,17 @@ def _as_of(value: str | None) -> datetime:
         raise ApiError(422, "invalid_as_of", str(exc), [_problem("as_of", str(exc), value)]) from None
 
 
+def _flag(request: Request, name: str) -> bool:
+    """A true/false query parameter (absent: false)."""
+    value = request.query_params.get(name)
+    if value is None or value.strip().lower() in ("false", "0", "no", ""):
+        return False
+    if value.strip().lower() in ("true", "1", "yes"):
+        return True
+    message = f"?{name}= takes true or false, got {value[:50]!r}"
+    raise ApiError(422, "invalid_query", message, [_problem(name, message, value[:50])])
+
+
 def _wants_csv(request: Request) -> bool:
     """Content negotiation for the batch answer: CSV only when the client prefers it to JSON."""
     accept = request.headers.get("accept", "").strip()
@@ -556,34 +573,39 @@ def _json_kind(value: Any) -> str:
 
 
 def _problems_with(policy: Policy, order: Mapping[str, Any], bad: list[FieldProblem],
-                   as_of: datetime) -> list[FieldProblem]:
+                   as_of: datetime, strict: bool = False) -> list[FieldProblem]:
     """`bad` (values the engine must not see) and the engine's problems with the other fields, each clipped."""
     fields = {p.field for p in bad}
     try:
-        policy.decide({k: v for k, v in order.items() if k not in fields}, as_of=as_of)
+        policy.decide({k: v for k, v in order.items() if k not in fields}, as_of=as_of, strict=strict)
     except OrderError as exc:
         return [_clipped(p) for p in bad + [p for p in exc.problems if p.field not in fields]]
     return [_clipped(p) for p in bad]
 
 
-def _decide(policy: Policy, shape: OrderShape, order: Any, as_of: datetime, text: bool) -> bytes:
+def _decide(policy: Policy, shape: OrderShape, order: Any, as_of: datetime, text: bool, strict: bool = False
+            ) -> bytes:
     if not isinstance(order, dict):
         raise ApiError(422, "invalid_order", f"the body must be a JSON object of order facts, got JSON "
                        f"{_json_kind(order)}", [_problem("body", "must be a JSON object")])
-    fields, ignored = shape.read(order)
-    # Keys naming no field go on to the engine as they came (they are not read); the fields under their own names,
-    # so that a row of a batch and the same order alone read the same values.
-    order = {**fields, **{key: order[key] for key in ignored}}
+    order, fields = _as_read(shape, order)
     problems = shape.problems(fields, text)
     if problems:
-        problems = _problems_with(policy, fields, problems, as_of)
+        problems = _problems_with(policy, order, problems, as_of, strict)
     else:
         try:
-            return _dumps(policy.decide(order, as_of=as_of))
+            return _dumps(policy.decide(order, as_of=as_of, strict=strict))
         except OrderError as exc:
             problems = [_clipped(p) for p in exc.problems]
     raise ApiError(422, "invalid_order", "invalid order: " + "; ".join(str(p) for p in problems),
                    _order_problems(problems))
+
+
+def _as_read(shape: OrderShape, order: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the order as the engine gets it, its fields): the fields under their own names, so that a row of a batch
+    and the same order alone read the same values, and keys naming no field as they came (warned, not read)."""
+    fields, ignored = shape.read(order)
+    return {**fields, **{key: order[key] for key in ignored}}, fields
 
 
 # ----------------------------------------------------------------------------------------------- batch
@@ -649,10 +671,49 @@ def _frame_from_json(policy: Policy, shape: OrderShape, rows: Any, limit: int, a
     return JsonBatch(frame, errors, ids, ignored)
 
 
-def _frame_from_csv(body: bytes, limit: int) -> pd.DataFrame:
+def _unknown_keys(policy: Policy, shape: OrderShape, rows: list[Any], errors: dict[int, str], as_of: datetime,
+                  strict: bool, text: bool = False) -> list[str]:
+    """Warnings for the keys of the JSON orders the policy does not read (from the orders' keys, as the batch
+    reads them); with strict, each order holding one gets /v1/decisions' strict problems as its error."""
+    keys: dict[str, None] = {}
+    for row in rows:
+        if type(row) is dict:
+            keys.update(dict.fromkeys(row))
+    unknown = unknown_fields(policy.spec, keys, loose=True)
+    if strict and unknown:
+        for i, row in enumerate(rows):
+            if type(row) is dict and not unknown.keys().isdisjoint(row):
+                order, fields = _as_read(shape, row)
+                problems = _problems_with(policy, order, shape.problems(fields, text), as_of, strict=True)
+                errors[i] = "; ".join(str(p) for p in problems)
+    ranked = sorted(unknown.items(), key=lambda item: item[1] is None)  # look-alikes first: the header is capped
+    return [f"unknown field {name!r} ignored" + (f" (did you mean {hint!r}?)" if hint else "") for name, hint in ranked]
+
+
+def _unknown_columns(policy: Policy, frame: pd.DataFrame) -> list[str]:
+    """Warnings for the CSV columns that look like a field but are not read (the others are kept and echoed)."""
+    return [f"column {col!r} is not read by the policy (did you mean {hint!r}?)"
+            for col, hint in unknown_columns(policy.spec, list(frame.columns)).items() if hint]
+
+
+def _warnings_header(warnings: list[str]) -> dict[str, str]:
+    """The batch's warnings as a header (ASCII JSON), at most MAX_HEADER_WARNINGS of them."""
+    if not warnings:
+        return {}
+    shown = warnings[:MAX_HEADER_WARNINGS]
+    if len(warnings) > MAX_HEADER_WARNINGS:
+        shown.append(f"... and {len(warnings) - MAX_HEADER_WARNINGS} more")
+    return {WARNINGS_HEADER: json.dumps([w[:300] for w in shown])}
+
+
+def _frame_from_csv(body: bytes, limit: int, max_columns: int = DEFAULT_MAX_COLUMNS) -> pd.DataFrame:
     if not body.strip():
         raise ApiError(422, "invalid_csv", "the CSV body is empty; it needs a header row",
                        [_problem("body", "empty")])
+    width = _csv_width(body)
+    if width > max_columns:  # from the header line alone: pandas takes seconds over 100,000 columns
+        raise ApiError(413, "too_many_columns", f"the CSV has {width} columns; the limit is {max_columns}",
+                       [_problem("columns", f"at most {max_columns} columns", width)])
     try:
         # A first row longer than the header would lose its extra fields (pandas reads them as an index, or with
         # index_col=False drops them with a warning); read as data, the header is one row more and pandas refuses
@@ -670,14 +731,23 @@ def _frame_from_csv(body: bytes, limit: int) -> pd.DataFrame:
     return frame
 
 
+def _csv_width(body: bytes) -> int:
+    """Fields in the CSV body's header row (0 if it is not readable: pandas then says why)."""
+    text = io.TextIOWrapper(io.BytesIO(body), encoding="utf-8-sig", newline="")
+    try:
+        return len(next(csv.reader(text), []))
+    except (UnicodeDecodeError, csv.Error):
+        return 0
+
+
 def _too_many(limit: int, count: int) -> ApiError:
     return ApiError(413, "too_many_rows", f"the batch has {count} rows; the limit is {limit}",
                     [_problem("rows", f"at most {limit} rows", count)])
 
 
-def _evaluate(policy: Policy, frame: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
+def _evaluate(policy: Policy, frame: pd.DataFrame, as_of: datetime, strict: bool = False) -> pd.DataFrame:
     try:
-        return policy.evaluate(frame, as_of=as_of)
+        return policy.evaluate(frame, as_of=as_of, strict=strict)
     except InputError as exc:
         fields = exc.columns or ["body"]
         raise ApiError(422, "invalid_batch", str(exc.message), [_problem(c, exc.message) for c in fields]) from None
@@ -734,12 +804,22 @@ def _clip_errors(policy: Policy, result: pd.DataFrame, orders: Callable[[int], M
     return result
 
 
-def _batch_csv(result: pd.DataFrame) -> bytes:
-    return result.to_csv(index=False).encode()
+def _batch_csv(result: pd.DataFrame, raw: bool = False) -> bytes:
+    """The rows as CSV by the CLI's writer: text a spreadsheet would run as a formula gets a leading ' unless raw."""
+    return frame_csv(result, raw)
 
 
 # ------------------------------------------------------------------------------------------------ app
 
+STRICT_PARAMETER = {
+    "name": "strict", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
+    "description": "A field the policy does not read is an error: 422 for one order or a CSV column that looks like "
+                   "a misspelt field, the order's error in a JSON batch. Without it each is a warning: in the "
+                   f"decision's `warnings`, or in the batch answer's `{WARNINGS_HEADER}` header (a JSON array)."}
+RAW_PARAMETER = {
+    "name": "raw", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
+    "description": "CSV answers only: write text cells as they are. By default a text cell a spreadsheet would run "
+                   "as a formula (starting with = + - @ tab or CR, and not a number) gets a leading '."}
 AS_OF_PARAMETER = {
     "name": "as_of", "in": "query", "required": False,
     "description": "Time that elapsed hours/days are counted to (ISO 8601; naive means UTC). Default: now, in UTC.",
@@ -834,7 +914,8 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
                          "content": {JSON_TYPE: {"schema": {"$ref": "#/components/schemas/Decision"},
                                                  **({"example": example_decision} if example_decision else {})}}},
                    **_errors_doc(400, 413, 415, 422), **common_errors},
-        openapi_extra={"parameters": [AS_OF_PARAMETER], "requestBody": {"required": True, "content": {JSON_TYPE: {
+        openapi_extra={"parameters": [AS_OF_PARAMETER, STRICT_PARAMETER],
+                       "requestBody": {"required": True, "content": {JSON_TYPE: {
             "schema": {"$ref": "#/components/schemas/Order"},
             "examples": {f"example{i + 1}": {"summary": f"order {ex.get('order_id', i + 1)}", "value": dict(ex)}
                          for i, ex in enumerate(examples)}}}}},
@@ -843,9 +924,10 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         # as_of is read here, not declared as a FastAPI parameter: that skips per-request dependency solving.
         when = _as_of(request.query_params.get("as_of"))
         _require_type(request, (JSON_TYPE,))
+        strict = _flag(request, "strict")
         body = await _read_body(request, settings.max_body_bytes)
         # One decision takes well under a millisecond: running it inline is cheaper than a thread hop.
-        return Response(_decide(policy, shape, _parse_json(body), when, _may_hold_surrogates(body)),
+        return Response(_decide(policy, shape, _parse_json(body), when, _may_hold_surrogates(body), strict),
                         media_type=JSON_TYPE)
 
     @app.post(
@@ -859,7 +941,8 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
             JSON_TYPE: {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/BatchRow"}}},
             CSV_TYPE: {"schema": {"type": "string"}}}},
             **_errors_doc(400, 406, 413, 415, 422), **common_errors},
-        openapi_extra={"parameters": [AS_OF_PARAMETER], "requestBody": {"required": True, "content": {
+        openapi_extra={"parameters": [AS_OF_PARAMETER, STRICT_PARAMETER, RAW_PARAMETER],
+                       "requestBody": {"required": True, "content": {
             # Any item is accepted (a bad one gets an error row, it never fails the batch): anyOf says so.
             JSON_TYPE: {"schema": {"type": "array", "items": {"anyOf": [{"$ref": "#/components/schemas/Order"}, {}]}},
                         "example": [dict(ex) for ex in examples]},
@@ -871,27 +954,33 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         when = _as_of(request.query_params.get("as_of"))
         media = _require_type(request, (JSON_TYPE, CSV_TYPE))
         as_csv = _wants_csv(request)
+        raw, strict = _flag(request, "raw"), _flag(request, "strict")
         body = await _read_body(request, settings.max_body_bytes)
 
-        def work() -> bytes:
+        def work() -> tuple[bytes, list[str]]:
             if media == CSV_TYPE:
-                frame = _frame_from_csv(body, settings.max_batch_rows)
-                result = _evaluate(policy, frame, when)
+                frame = _frame_from_csv(body, settings.max_batch_rows, settings.max_columns)
+                warnings = _unknown_columns(policy, frame)
+                # Strict CSV refuses a column that looks like a misspelt field (422).
+                result = _evaluate(policy, frame, when, strict)
                 columns = resolve_columns(policy.spec, list(frame.columns))  # as the engine read them
                 result = _clip_errors(policy, result, lambda i: {n: frame[c].iat[i] for n, c in columns.items()}, when)
-                return _batch_csv(result) if as_csv else _batch_json(result)
+                return (_batch_csv(result, raw) if as_csv else _batch_json(result)), warnings
             rows = _parse_json(body)
-            batch = _frame_from_json(policy, shape, rows, settings.max_batch_rows, when, _may_hold_surrogates(body))
+            text = _may_hold_surrogates(body)
+            batch = _frame_from_json(policy, shape, rows, settings.max_batch_rows, when, text)
+            # Strict JSON gives each order holding an unknown key /v1/decisions' strict problems as its error.
+            warnings = _unknown_keys(policy, shape, rows, batch.errors, when, strict, text)
             result = _clip_errors(policy, _evaluate(policy, batch.frame, when),
                                   lambda i: shape.read(rows[i])[0] if type(rows[i]) is dict else {}, when)
             result = _with_errors(result, batch.errors)
-            return _batch_csv(result) if as_csv else _batch_json(result, batch.ids)
+            return (_batch_csv(result, raw) if as_csv else _batch_json(result, batch.ids)), warnings
 
         # Parsing and evaluating a large batch takes tens of milliseconds: off the event loop, and only a few at
         # a time (the engine runs one call at a time anyway; more threads would only hold more frames in memory).
         async with batch_slots:
-            body_out = await run_in_threadpool(work)
-        return Response(body_out, media_type=CSV_TYPE if as_csv else JSON_TYPE)
+            body_out, warnings = await run_in_threadpool(work)
+        return Response(body_out, media_type=CSV_TYPE if as_csv else JSON_TYPE, headers=_warnings_header(warnings))
 
     @app.get("/v1/policy", summary="The policy: facts schema, parameters, rules, version", tags=["policy"],
              responses={200: {"description": "The policy as data.", "content": {JSON_TYPE: {"schema": {
@@ -938,7 +1027,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
     if settings.cors_origins:
         # Added last, so outermost: a browser's preflight carries no token and must be answered before auth.
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"])
+                           allow_headers=["Authorization", "Content-Type"], expose_headers=[WARNINGS_HEADER])
     if settings.allowed_hosts:
         # Outermost: a request for another host is refused before anything else looks at it.
         app.add_middleware(AllowedHosts, hosts=settings.allowed_hosts)

@@ -436,6 +436,80 @@ def test_equal_instants_of_different_types_are_each_read_as_the_reference_reads_
     assert_paths_agree(policy("default"), df)
 
 
+MIXED_BASES = [  # orders whose answer reads the column under test
+    {"order_id": "M", "status": "Closed", "payment_method": "card"},
+    {"order_id": "M", "status": "Sent", "seller_reply": "no_reply"},
+    {"order_id": "M", "status": "payment_verifying"},
+]
+MIXED_COLUMNS = ["refund_started_at", "days_since_refund", "contacted_at", "hours_since_contact", "paid_at",
+                 "status", "payment_method", "seller_rating", "order_id"]
+
+
+def mixed_values() -> st.SearchStrategy:
+    """What one object column of a user's frame may hold: numbers, epoch numbers, texts, datetimes, blanks."""
+    instants = st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2027, 1, 1))
+    zones = st.sampled_from([None, UTC, PLUS2])
+    aware = st.builds(lambda t, z: t if z is None else t.replace(tzinfo=z), instants, zones)
+    return st.one_of(
+        st.none(), st.just(pd.NaT), st.just(pd.NA), st.just(float("nan")), st.booleans(),
+        st.integers(-10, 10**10), st.floats(allow_nan=False, width=64), st.integers(2**62, 2**70),
+        st.sampled_from([1767225600, 1767225600.0, 1.7672256e9, np.int64(1767225600), np.float64(48.0), 3, 3.0]),
+        aware, aware.map(pd.Timestamp), instants.map(np.datetime64), instants.map(lambda t: t.date()),
+        aware.map(lambda t: t.isoformat()), aware.map(lambda t: t.isoformat(sep=" ", timespec="minutes")),
+        st.sampled_from(["", " ", "48", " 50 ", "1e3", "-1", "NaN", "inf", "Closed", "Sent", "card", "shipped",
+                         "2026-11-24", "2026-13-01", "2026-11-24T25:00:00Z", "1767225600", "teleported"]),
+        st.text(max_size=8), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.none(),
+                                                                                  max_size=1),
+    )
+
+
+def decide_alone(p: engine.Policy, order: dict, as_of=AS_OF) -> tuple:
+    """(action, rule_id, message, error) of Policy.decide on one order, a missing marker read as 'not given'
+    (in a frame NaN means not given; in a single order it is an error)."""
+    order = {k: None if pd.api.types.is_scalar(v) and not isinstance(v, str) and pd.isna(v) else v
+             for k, v in order.items()}
+    try:
+        d = p.decide(order, as_of=as_of)
+    except engine.OrderError as exc:
+        return None, None, None, str(exc)
+    return d.action, d.rule_id, d.message or None, d.error
+
+
+@pytest.mark.parametrize("column", MIXED_COLUMNS)
+@settings(max_examples=40, deadline=None, phases=NO_SHRINK,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_each_row_is_decided_as_if_alone_whatever_its_neighbours_hold(column, data):
+    """Mixed types in one object column: every row's answer is Policy.decide's on that row alone."""
+    p = policy("default")
+    orders = []
+    for _ in range(data.draw(st.integers(1, 6), label="rows")):
+        order = dict(data.draw(st.sampled_from(MIXED_BASES), label="base"))
+        order[column] = data.draw(mixed_values(), label=column)
+        orders.append(order)
+    names = list(dict.fromkeys(k for o in orders for k in o))
+    df = pd.DataFrame({k: pd.Series([o.get(k) for o in orders], dtype=object) for k in names})
+    for method in ("cells", "rows"):
+        out = p.evaluate(df, as_of=AS_OF, method=method)
+        assert len(out) == len(orders)
+        for i, order in enumerate(orders):
+            got = tuple(plain(out[c].iloc[i]) for c in DECISION)
+            assert got == decide_alone(p, order), (method, i, order)
+
+
+def test_a_list_or_a_dict_in_a_cell_is_that_rows_error_only():
+    p = policy("default")
+    orders = [{"order_id": "L1", "status": ["Sent"], "seller_reply": "no_reply", "hours_since_contact": 50},
+              {"order_id": "L2", "status": "Sent", "seller_reply": {"a": 1}, "hours_since_contact": [50]},
+              {"order_id": "L3", "status": "Sent", "seller_reply": "no_reply", "hours_since_contact": 50}]
+    df = pd.DataFrame({k: pd.Series([o[k] for o in orders], dtype=object) for k in orders[0]})
+    out = p.evaluate(df, as_of=AS_OF)
+    assert list(out["error"]) == ["status: must be text, got ['Sent']",
+                                  "seller_reply: must be text, got {'a': 1}; hours_since_contact: not a number: [50]",
+                                  None]
+    assert list(out["action"]) == [None, None, "open_dispute"]
+
+
 def test_a_rule_without_a_message_has_no_message_on_both_paths():
     p = policy("empty_bin")  # rule 'fresh' has no message
     df = pd.DataFrame({"order_id": ["A", "B"], "status": ["open", "closed"], "age": ["0", "1"]})
@@ -877,3 +951,25 @@ def test_vectorized_timestamps_read_like_the_per_row_parser_at_the_window(stamp)
         assert cells["action"].iat[0] == "open_dispute"
     if stamp == "2026-11-24T12:00:00.000001Z":
         assert cells["action"].iat[0] == "wait_for_seller"
+
+
+# --- unknown columns (issue 9, item 9) -----------------------------------------------------------------------
+
+def test_unknown_columns_are_kept_and_a_misspelt_one_is_refused_under_strict():
+    from engine.batch import unknown_columns
+
+    p = policy("default")
+    df = pd.DataFrame({"order_id": ["U1"], "status": ["Sent"], "seller_reply": ["no_reply"],
+                       "hours_since_contakt": [50], "note": ["call"], "STATUS": ["Closed"], "paid": ["yes"]})
+    assert unknown_columns(p.spec, list(df.columns)) == {"hours_since_contakt": "hours_since_contact", "note": None,
+                                                         "STATUS": "status", "paid": None}
+    out = p.evaluate(df, as_of=AS_OF)
+    assert list(out.columns) == [*df.columns, *OUTPUT] and out["note"][0] == "call"
+    assert out["action"][0] == p.decide({"order_id": "U1", "status": "Sent", "seller_reply": "no_reply"},
+                                        as_of=AS_OF).action
+    with pytest.raises(engine.InputError) as info:
+        p.evaluate(df, as_of=AS_OF, strict=True)
+    assert str(info.value) == ("input: unknown columns 'hours_since_contakt' (did you mean 'hours_since_contact'?), "
+                               "'STATUS' (did you mean 'status'?)")
+    assert info.value.columns == ["hours_since_contakt", "STATUS"]
+    assert p.evaluate(df[["order_id", "status", "note", "paid"]], as_of=AS_OF, strict=True)["note"][0] == "call"

@@ -350,3 +350,41 @@ def test_ctrl_c_with_a_local_cluster_is_one_line(orders, tmp_path):
     # The workers get the signal too and exit on their own; give them the moment their shutdown takes.
     _, alive = psutil.wait_procs(workers, timeout=30)
     assert not [w for w in alive if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_formula_cells_are_defused_in_every_csv_output_unless_raw(client, tmp_path, capsys):
+    src = tmp_path / "in.csv"
+    src.write_text('order_id,status,=note\n"=HYPERLINK(""http://x"",""y"")",Sent,@SUM(A1)\nB2,Sent,-2\n'
+                   "B3,Sent,+cmd|' /C calc'!A0\n")
+    local = tmp_path / "local.csv"
+    assert cli.main(["evaluate", str(src), "-o", str(local), "--as-of", AS_OF]) == 0
+    address = client.scheduler.address
+    for fmt, raw in (("csv", False), ("csv-folder", False), ("csv", True)):
+        target = tmp_path / f"{fmt}-{raw}.out"
+        code = cli.main(["evaluate", str(src), "-o", str(target), "--dask", address, "--as-of", AS_OF,
+                         "--output-format", fmt, *(["--raw-csv"] if raw else [])])
+        assert code == 0, capsys.readouterr().err
+        path = target if fmt == "csv" else target / "part.00000.csv"
+        out = pd.read_csv(path, dtype=str, keep_default_na=False)
+        cells = [*out.columns[:3], *out["order_id"], *out["=note" if raw else "'=note"]]
+        if raw:
+            assert cells == ["order_id", "status", "=note", '=HYPERLINK("http://x","y")', "B2", "B3", "@SUM(A1)",
+                             "-2", "+cmd|' /C calc'!A0"]
+        else:
+            assert cells == ["order_id", "status", "'=note", '\'=HYPERLINK("http://x","y")', "B2", "B3",
+                             "'@SUM(A1)", "-2", "'+cmd|' /C calc'!A0"]
+            assert path.read_bytes() == local.read_bytes()  # the local writer's bytes exactly
+
+
+def test_wide_or_misspelt_headers_are_refused_before_a_cluster_starts(tmp_path, capsys):
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(["order_id", "status", *(f"x{i}" for i in range(999))]) + "\nA1,Sent" + ",v" * 999 + "\n")
+    typo = tmp_path / "typo.csv"
+    typo.write_text("order_id,status,hours_since_contakt\nA1,Sent,50\n")
+    for src, extra, reason in ((wide, [], "1,001 columns; at most 1,000 are read (--max-columns or "
+                                            "CANCEL_RULES_MAX_COLUMNS)"),
+                               (typo, ["--strict"], "unknown column 'hours_since_contakt' (did you mean "
+                                                    "'hours_since_contact'?)")):
+        code = cli.main(["evaluate", str(src), "-o", str(tmp_path / "out.csv"), "--dask", "--as-of", AS_OF, *extra])
+        assert code == 2 and capsys.readouterr().err == f"cancel-rules evaluate: {src}: {reason}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["typo.csv", "wide.csv"]

@@ -193,3 +193,51 @@ def test_decide_raises_order_error_and_the_next_order_is_unaffected():
         policy.decide({"order_id": "X", "status": "shiped", "seller_reply": "no_reply"}, as_of=AS_OF)
     decision = policy.decide({"order_id": "Y", "status": "Sent"}, as_of=AS_OF)
     assert (decision.action, decision.rule_id) == ("contact_seller", "contact_seller_to_cancel")
+
+
+# --- unknown fields and value hints (issue 9, item 9) -------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "hint"), [
+    ("SHIPED", "shipped"), ("In Transt", "in transit"), ("awaiting shipmnt", "awaiting_shipment"),
+    ("Dispute in progres", "Dispute in progress"), ("cancelld", "cancelled"), ("CLOSD", "Closed"),
+])
+def test_value_hints_fold_case_and_consider_aliases(spec, value, hint):
+    assert problems(spec, status=value) == [f"status: unknown value {value!r} (did you mean {hint!r}?)"]
+
+
+def test_unknown_fields_are_warned_with_did_you_mean():
+    policy = engine.load()
+    order = {"order_id": "U1", "status": "Sent", "seller_reply": "no_reply", "hours_since_contakt": 50,
+             "note": "call back", "Status": "Closed"}
+    decision = policy.decide(order, as_of=AS_OF)
+    assert decision.action == policy.decide({k: order[k] for k in ("order_id", "status", "seller_reply")},
+                                            as_of=AS_OF).action  # as if the hours were not given: now said
+    assert decision.warnings == (
+        "unknown field 'hours_since_contakt' ignored (did you mean 'hours_since_contact'?)",
+        "unknown field 'note' ignored",
+        "unknown field 'Status' ignored (did you mean 'status'?)",
+    )
+    assert "  warning: unknown field 'note' ignored" in decision.explain()
+
+
+def test_strict_makes_unknown_fields_errors_with_the_others():
+    policy = engine.load()
+    with pytest.raises(OrderError) as info:
+        policy.decide({"order_id": "U2", "status": "Snet", "hours_since_contakt": 50}, as_of=AS_OF, strict=True)
+    assert str(info.value) == ("status: unknown value 'Snet' (did you mean 'Sent'?); "
+                               "hours_since_contakt: unknown field (did you mean 'hours_since_contact'?)")
+    assert info.value.fields == ["status", "hours_since_contakt"]
+    assert info.value.order_id == "U2"
+    order = {"order_id": "U3", "status": "Sent", "seller_reply": "no_reply", "contacted_at": "2025-12-31T00:00:00Z"}
+    decision = policy.decide(order, as_of=AS_OF, strict=True)  # a timestamp a fact derives from is a field too
+    assert decision == policy.decide(order, as_of=AS_OF)
+    assert decision.warnings == () and decision.action == "wait_for_seller"
+
+
+def test_only_the_first_thousand_unknown_names_are_compared_for_a_hint(spec):
+    from engine.facts import HINTED, unknown_fields
+
+    names = ["status" + "_" * k for k in range(1, HINTED + 6)]  # each folds to "status ": a look-alike
+    hints = unknown_fields(spec, names)
+    assert list(hints) == names
+    assert [hints[n] for n in names[HINTED - 1: HINTED + 1]] == ["status", None]

@@ -435,7 +435,9 @@ def test_openapi_documents_examples_as_of_and_auth(client: httpx.Client, policy:
     examples = decide["requestBody"]["content"]["application/json"]["examples"]
     for example in examples.values():  # every documented example is a valid order
         assert expected(policy, example["value"])[0] == 200
-    assert [p["name"] for p in decide["parameters"]] == ["as_of"]
+    assert [p["name"] for p in decide["parameters"]] == ["as_of", "strict"]
+    batch = doc["paths"]["/v1/decisions/batch"]["post"]
+    assert [p["name"] for p in batch["parameters"]] == ["as_of", "strict", "raw"]
     assert {"400", "401", "413", "415", "422", "500"} <= set(decide["responses"])
     assert "text/csv" in doc["paths"]["/v1/decisions/batch"]["post"]["requestBody"]["content"]
     assert decide["security"] == [{"bearer": []}] and "security" not in doc["paths"]["/healthz"]["get"]
@@ -948,3 +950,119 @@ def test_each_batch_row_equals_the_decision_on_that_row_alone(client: httpx.Clie
 
 
 DECISION_KEYS = ("action", "rule_id", "message", "error", "policy_version")
+
+
+# ------------------------------------------- issue 9: wide CSVs, neighbours, unknown fields, formulas
+
+
+def test_a_csv_body_wider_than_the_column_limit_is_413(client: httpx.Client) -> None:
+    names = ["order_id", "status", *(f"x{i}" for i in range(999))]  # 1,001 columns: the default limit is 1,000
+    body = ",".join(names) + "\n" + ",".join(["W1", "shipped", *["v"] * 999]) + "\n"
+    response = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, content=body,
+                           headers={"Content-Type": "text/csv"})
+    assert response.status_code == 413
+    assert response.json()["problems"] == [{"field": "columns", "message": "at most 1000 columns", "value": 1001}]
+    narrow = ",".join(names[:1000]) + "\n" + ",".join(["W1", "shipped", *["v"] * 998]) + "\n"
+    response = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, content=narrow,
+                           headers={"Content-Type": "text/csv"})
+    assert response.status_code == 200 and response.json()[0]["action"] == "contact_seller"
+
+
+def test_the_column_limit_comes_from_the_environment() -> None:
+    assert Settings.from_env({}).max_columns == 1000
+    assert Settings.from_env({"CANCEL_RULES_MAX_COLUMNS": "50"}).max_columns == 50
+    with pytest.raises(ValueError, match="CANCEL_RULES_MAX_COLUMNS must be a positive integer, got '0'"):
+        Settings.from_env({"CANCEL_RULES_MAX_COLUMNS": "0"})
+
+
+def test_a_batch_row_is_answered_as_alone_whatever_its_neighbours(client: httpx.Client,
+                                                                   policy: engine.Policy) -> None:
+    """An epoch number where a timestamp is meant, next to a number that would decide without it: alone it was
+    decided (pandas made the column numbers, unchecked), beside an ISO text row it was refused."""
+    epoch = {"order_id": "E1", "status": "Closed", "payment_method": "card", "days_since_refund": 3,
+             "refund_started_at": 1767225600}
+    text = {"order_id": "T1", "status": "Closed", "payment_method": "card",
+            "refund_started_at": "2026-02-20T00:00:00Z"}
+    single = client.post("/v1/decisions", params={"as_of": AS_OF}, json=epoch)
+    assert single.status_code == 422
+    assert single.json()["problems"] == [{"field": "refund_started_at", "value": 1767225600,
+                                          "message": "must be an ISO 8601 timestamp, got JSON int"}]
+    alone = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, json=[epoch]).json()
+    mixed = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, json=[text, epoch]).json()
+    want = {"order_id": "E1", "action": None, "rule_id": None, "message": None,
+            "error": "refund_started_at: must be an ISO 8601 timestamp, got JSON int", "policy_version": policy.version}
+    assert alone == [want]
+    assert mixed[1] == want and mixed[0]["action"] == "wait_for_refund"
+
+
+def test_batch_csv_answers_defuse_formulas_unless_raw(client: httpx.Client) -> None:
+    body = ('order_id,status,=note\n"=HYPERLINK(""http://x"",""y"")",Sent,@SUM(A1)\nB2,Sent,-2\n'
+            "B3,Sent,+cmd|' /C calc'!A0\n")
+    headers = {"Content-Type": "text/csv", "Accept": "text/csv"}
+    safe = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, content=body, headers=headers)
+    raw = client.post("/v1/decisions/batch", params={"as_of": AS_OF, "raw": "true"}, content=body, headers=headers)
+    for response, quote in ((safe, "'"), (raw, "")):
+        assert response.status_code == 200
+        out = pd.read_csv(io.StringIO(response.text), dtype=str, keep_default_na=False)
+        assert list(out.columns[:3]) == ["order_id", "status", quote + "=note"]
+        assert list(out["order_id"]) == [quote + '=HYPERLINK("http://x","y")', "B2", "B3"]
+        assert list(out[quote + "=note"]) == [quote + "@SUM(A1)", "-2", quote + "+cmd|' /C calc'!A0"]
+        assert list(out["action"]) == ["contact_seller"] * 3
+    # From JSON, numbers stay numbers and texts are defused the same way.
+    orders = [{"order_id": "=1+1", "status": "Sent", "seller_rating": -2}, {"order_id": 7, "status": "Sent"}]
+    answer_csv = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, json=orders,
+                             headers={"Accept": "text/csv"})
+    out = pd.read_csv(io.StringIO(answer_csv.text), dtype=str, keep_default_na=False)
+    assert list(out["order_id"]) == ["'=1+1", "7"]
+    bad = client.post("/v1/decisions/batch", params={"raw": "maybe"}, content=body, headers=headers)
+    assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "raw"
+
+
+TYPO_ORDER = {"order_id": "U1", "status": "Sent", "seller_reply": "no_reply", "hours_since_contakt": 50}
+TYPO_WARNING = "unknown field 'hours_since_contakt' ignored (did you mean 'hours_since_contact'?)"
+
+
+def test_decisions_warn_of_unknown_fields_and_strict_refuses_them(client: httpx.Client,
+                                                                  policy: engine.Policy) -> None:
+    response = client.post("/v1/decisions", params={"as_of": AS_OF}, json=TYPO_ORDER)
+    assert response.status_code == 200
+    assert response.json() == json.loads(policy.decide(TYPO_ORDER, as_of=AS_OF).to_json())
+    assert response.json()["warnings"] == [TYPO_WARNING]
+    strict = client.post("/v1/decisions", params={"as_of": AS_OF, "strict": "true"},
+                         json={**TYPO_ORDER, "status": ["Sent"]})
+    assert strict.status_code == 422
+    assert strict.json()["problems"] == [
+        {"field": "status", "message": "must be text, got JSON array", "value": ["Sent"]},
+        {"field": "hours_since_contakt", "message": "unknown field (did you mean 'hours_since_contact'?)",
+         "value": 50}]
+
+
+def test_batches_report_unknown_fields_in_a_header_and_strict_refuses_them(client: httpx.Client,
+                                                                           policy: engine.Policy) -> None:
+    plain = {"order_id": "P1", "status": "Sent", "note": "kept"}
+    response = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, json=[plain, TYPO_ORDER])
+    assert response.status_code == 200
+    assert json.loads(response.headers["cancel-rules-warnings"]) == [TYPO_WARNING, "unknown field 'note' ignored"]
+    assert [r["action"] for r in response.json()] == [policy.decide(o, as_of=AS_OF).action for o in (plain, TYPO_ORDER)]
+    strict = client.post("/v1/decisions/batch", params={"as_of": AS_OF, "strict": "true"},
+                         json=[{"order_id": "P2", "status": "Sent"}, TYPO_ORDER])
+    rows = strict.json()
+    assert strict.status_code == 200 and rows[0]["action"] == "contact_seller"
+    assert (rows[1]["action"], rows[1]["error"]) == (
+        None, "hours_since_contakt: unknown field (did you mean 'hours_since_contact'?)")
+    clean = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, json=[{"order_id": "P3", "status": "Sent"}])
+    assert "cancel-rules-warnings" not in clean.headers
+
+    csv_body = "order_id,status,seller_reply,hours_since_contakt,note\nU1,Sent,no_reply,50,x\n"
+    headers = {"Content-Type": "text/csv", "Accept": "text/csv"}
+    response = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, content=csv_body, headers=headers)
+    assert response.status_code == 200
+    assert json.loads(response.headers["cancel-rules-warnings"]) == [
+        "column 'hours_since_contakt' is not read by the policy (did you mean 'hours_since_contact'?)"]
+    assert pd.read_csv(io.StringIO(response.text), dtype=str)["note"][0] == "x"  # kept and echoed
+    strict = client.post("/v1/decisions/batch", params={"as_of": AS_OF, "strict": "1"}, content=csv_body,
+                         headers=headers)
+    assert strict.status_code == 422
+    assert strict.json()["problems"][0]["field"] == "hours_since_contakt"
+    assert strict.json()["message"] == ("unknown column 'hours_since_contakt' (did you mean "
+                                        "'hours_since_contact'?)")
