@@ -136,7 +136,7 @@ GROWTH_FACTS = tuple(_LANES)
 GROWTH_LANES = tuple(lane.rule for lanes in _LANES.values() for lane in lanes)
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # libyaml's emitter: 1,000 rules in a second
     def ignore_aliases(self, data: Any) -> bool:  # a shared dict is written out each time, never as &id001
         return True
 
