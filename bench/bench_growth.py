@@ -12,12 +12,13 @@ Families (engine.synthetic):
 Per size: rules, thresholds, cells, canonical cells, load+compile time (parse, compile, example checks), verify time
 and peak RSS, batch time on --rows orders held as typed facts (cold: the first call in a fresh process, which asks
 the engine for every distinct cell; warm: the same frame again), and the base check (with --exact also over every
-cell, through engine.diff). Each measure runs in its own
+cell, through engine.diff, with --measures ...,diff). Each measure runs in its own
 process under --timeout and an address-space cap (--mem-gb), so a crash, a hang or a huge allocation prints as
 "fails: <reason>" instead of stalling or swapping the machine.
 
 Usage: python bench/bench_growth.py [--family growth,marketplace,limits] [--levels 0-8] [--countries 1,10,50]
-       [--rows 1000000] [--mem-gb 10] [--timeout 900] [--max-verify-cells N] [--exact] [--quick]
+       [--rows 1000000] [--mem-gb 10] [--timeout 900] [--max-verify-cells N] [--measures load,verify,batch,diff]
+       [--quick]
 """
 
 from __future__ import annotations
@@ -269,7 +270,9 @@ def run_size(label: str, policy: Path, args: argparse.Namespace, countries: int 
         row["verify"] = row["batch"] = row["check"] = "not run: the policy does not load"
         row["canonical"] = None
         return row
-    if args.max_verify_cells and (row["cells"] or 0) > args.max_verify_cells:
+    if "verify" not in args.measures:
+        verify = {"ok": False, "skipped": True, "reason": "not asked"}
+    elif args.max_verify_cells and (row["cells"] or 0) > args.max_verify_cells:
         verify = {"ok": False, "skipped": True, "reason": f"skipped: more than {args.max_verify_cells:,} cells"}
     else:
         verify = measure("verify", common, args.timeout, args.mem_gb)
@@ -285,7 +288,8 @@ def run_size(label: str, policy: Path, args: argparse.Namespace, countries: int 
         row["verify"] = f"{_fails(verify)} (after {verify['wall_s']:.0f} s, peak {verify['peak_rss_mb']:,.0f} MB)"
     print(f"{label}: verify {row['verify']}; {_f(row['canonical'])} canonical cells", flush=True)
     extra = ["--rows", str(args.rows)] + (["--countries", str(countries)] if countries else [])
-    batch = measure("batch", common + extra, args.timeout, args.mem_gb)
+    batch = measure("batch", common + extra, args.timeout, args.mem_gb) if "batch" in args.measures else \
+        {"ok": False, "skipped": True, "reason": "not asked"}
     if batch["ok"]:
         row["batch"] = (f"{batch['cold_s']:.2f} s cold ({batch['rows'] / batch['cold_s']:,.0f}/s, "
                         f"{batch['engine_cells']:,} cells asked), {batch['warm_s']:.2f} s warm "
@@ -299,19 +303,22 @@ def run_size(label: str, policy: Path, args: argparse.Namespace, countries: int 
             row["check"] = (f"{batch['checked'] - batch['differ']:,}/{batch['checked']:,} orders keep the bundled "
                             f"action+message ({batch['added_rule_rows']:,} decided by added rules)")
         row["batch_ok"] = batch["differ"] == 0
+    elif batch.get("skipped"):
+        row["batch"], row["check"] = batch["reason"], ""
     else:
         row["batch"] = f"{_fails(batch)} (after {batch['wall_s']:.0f} s, peak {batch['peak_rss_mb']:,.0f} MB)"
         row["check"] = "not run"
     print(f"{label}: batch {row['batch']}; {row['check']}", flush=True)
-    if args.exact and not countries:
+    if "diff" in args.measures and not countries:
         diff = measure("diff", common, args.timeout, args.mem_gb)
+        sep = "; " if row["check"] else ""
         if diff["ok"]:
-            row["check"] += (f"; every cell: {diff['action_changed_cells']:,} of {diff['diff_cells']:,} change "
+            row["check"] += (f"{sep}every cell: {diff['action_changed_cells']:,} of {diff['diff_cells']:,} change "
                              f"action ({diff['rule_changed_cells']:,} change rule; engine.diff "
                              f"{diff['diff_s']:.1f} s, {diff['diff_rss_mb']:,.0f} MB)")
             row["batch_ok"] = row.get("batch_ok", True) and diff["action_changed_cells"] == 0
         else:
-            row["check"] += f"; every cell: {_fails(diff)} (after {diff['wall_s']:.0f} s)"
+            row["check"] += f"{sep}every cell: {_fails(diff)} (after {diff['wall_s']:.0f} s)"
         print(f"{label}: {row['check']}", flush=True)
     return row
 
@@ -377,8 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mem-gb", type=float, default=10.0, help="address-space cap of each measure")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per measure")
     parser.add_argument("--max-verify-cells", type=int, default=0, help="skip verify above this many cells (0: never)")
-    parser.add_argument("--exact", action="store_true",
-                        help="also check every cell of each growth level against the bundled policy (engine.diff)")
+    parser.add_argument("--measures", default="load,verify,batch",
+                        help="comma-separated: load (always), verify, batch, diff (every cell of a growth level "
+                             "against the bundled policy, through engine.diff)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: levels 0,1; 1 country; 20,000 rows; no verify above 5 M cells")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
@@ -396,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.family == parser.get_default("family"):
             args.family = "growth,marketplace"
     families = [f.strip() for f in args.family.split(",")]
+    args.measures = {m.strip() for m in args.measures.split(",")}
+    if args.measures - {"load", "verify", "batch", "diff"}:
+        parser.error(f"unknown measure {', '.join(sorted(args.measures - {'load', 'verify', 'batch', 'diff'}))}")
     unknown = set(families) - {"growth", "marketplace", "limits"}
     if unknown:
         parser.error(f"unknown family {', '.join(sorted(unknown))} (growth, marketplace, limits)")
