@@ -1,0 +1,394 @@
+"""Read one ZEN decision-table cell (a unary test, or an expression on `$`) and what it accepts, exactly.
+
+Only comparisons of the column's value with constants are read: =, !=, <, <=, >, >=, lists, ranges, null checks,
+joined by and / or / not (and ZEN's commas). Anything else (a function, another field, arithmetic, a template
+string) is refused with a CellError naming it. The cell is then evaluated as ZEN does, errors included (ZEN
+raises on `null >= 24`, and a table skips a row whose cell raises), at one value per stretch between the cell's
+constants, so what it accepts is known exactly, not guessed from its shape.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Any
+
+from .operators import ZEN_DECIMAL_PLACES, Interval, Numbers, merged
+
+COMPARE = ("==", "!=", "<", "<=", ">", ">=")
+FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+TOKEN = re.compile(r"""\s*(?:
+    (?P<string>'[^']*'|"[^"]*"|`[^`]*`)
+  | (?P<number>\d[\d_]*(?:\.\d[\d_]*)?(?:[eE][+-]?\d+)?)
+  | (?P<range>\.\.)
+  | (?P<op>==|!=|<=|>=|<|>|\+|-|\*|/|%|\^|,|\(|\)|\[|\]|\$|\?\?|\?|:|\.|!)
+  | (?P<word>[A-Za-z_]\w*)
+  | (?P<other>\S))""", re.X)
+ERROR = "error"  # ZEN raised: a table skips the row
+
+
+class CellError(ValueError):
+    """A cell this rule language cannot express; the message says what in it."""
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out, pos = [], 0
+    while pos < len(text):
+        match = TOKEN.match(text, pos)
+        if match is None or match.end() == pos:  # only trailing spaces are left
+            break
+        kind = match.lastgroup
+        out.append((kind, match.group(kind)))
+        pos = match.end()
+    return out
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokens(text)
+        self.pos = 0
+
+    def peek(self, offset: int = 0) -> tuple[str, str] | None:
+        i = self.pos + offset
+        return self.tokens[i] if i < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str]:
+        token = self.peek()
+        if token is None:
+            raise CellError("the cell ends too early")
+        self.pos += 1
+        return token
+
+    def at(self, *values: str) -> bool:
+        token = self.peek()
+        return token is not None and token[0] in ("op", "word", "range") and token[1] in values
+
+    def expect(self, value: str) -> None:
+        token = self.peek()
+        if token is None or token[1] != value:
+            raise CellError(f"expected '{value}' {self.where()}")
+        self.pos += 1
+
+    def where(self) -> str:
+        token = self.peek()
+        return f"at '{token[1]}'" if token else "at the end"
+
+    def done(self) -> None:
+        if self.peek() is not None:
+            raise CellError(f"cannot read the cell {self.where()}")
+
+    # --- literals -------------------------------------------------------------------------------------------
+
+    def literal(self) -> Any:
+        kind, value = self.peek() or ("", "")
+        if kind == "op" and value == "(":
+            self.take()
+            inner = self.literal()
+            self.expect(")")
+            return inner
+        if kind == "op" and value == "-":
+            self.take()
+            number = self.literal()
+            if not isinstance(number, float):
+                raise CellError(f"'-' applies to numbers only {self.where()}")
+            return -number
+        if kind == "number":
+            self.take()
+            return _number(value)
+        if kind == "string":
+            text = self.string()
+            while self.at("+"):
+                self.take()
+                if (self.peek() or ("",))[0] != "string":
+                    raise CellError(f"'+' joins text only {self.where()}: arithmetic is not a comparison")
+                text += self.string()
+            return text
+        if kind == "word" and value == "null":
+            self.take()
+            return None
+        if kind == "word" and value in ("true", "false"):
+            raise CellError(f"'{value}': this rule language has no true/false facts")
+        raise self.refusal()
+
+    def string(self) -> str:
+        _, value = self.take()
+        if value.startswith("`") and "${" in value:
+            raise CellError(f"the template string {value} computes its text: only constants can be compared")
+        return value[1:-1]
+
+    def refusal(self) -> CellError:
+        """Why the token here cannot be read as a comparison with a constant."""
+        token = self.peek()
+        if token is None:
+            return CellError("the cell ends where a value was expected")
+        kind, value = token
+        following = self.peek(1)
+        if kind == "word" and following is not None and following[1] == "(":
+            return CellError(f"'{value}(...)' is a function: only comparisons with constants can be read")
+        if kind == "word":
+            return CellError(f"'{value}' names a field or variable: only constants can be compared")
+        if kind == "op" and value == "$":
+            return CellError("'$' on the right of a comparison: compare '$' with a constant")
+        return CellError(f"'{value}' is not a constant")
+
+    def interval(self) -> tuple:
+        opener = self.take()[1]
+        low = self.literal()
+        self.expect("..")
+        high = self.literal()
+        closer = self.take()[1]
+        if opener == "]" or closer == "[":  # ZEN reads ']1..5[' as the numbers outside (1..5)
+            raise CellError(f"the range {opener}..{closer} with outward brackets is ambiguous: write (a..b) or "
+                            "a test on '$'")
+        if closer not in ("]", ")"):
+            raise CellError(f"a range ends with ']' or ')', not '{closer}'")
+        if not isinstance(low, float) or not isinstance(high, float):
+            raise CellError("a range's bounds must be numbers")
+        return ("range", low, opener == "[", high, closer == "]")
+
+    def is_interval(self) -> bool:
+        """A range starts here: an opening mark, a number (maybe negative), then '..'."""
+        if not self.at("[", "(", "]"):
+            return False
+        i = 1 + (self.peek(1) is not None and self.peek(1)[1] == "-")
+        number, dots = self.peek(i), self.peek(i + 1)
+        return number is not None and number[0] == "number" and dots is not None and dots[0] == "range"
+
+    # --- unary tests: `'a', 'b'`, `>= 5`, `[1..5]`, `> 0 and < 10` --------------------------------------
+
+    def unary(self) -> tuple:
+        items = [self.unary_and()]
+        while self.at(",", "or"):
+            self.take()
+            items.append(self.unary_and())
+        return items[0] if len(items) == 1 else ("or", items)
+
+    def unary_and(self) -> tuple:
+        items = [self.unary_atom()]
+        while self.at("and"):
+            self.take()
+            items.append(self.unary_atom())
+        return items[0] if len(items) == 1 else ("and", items)
+
+    def unary_atom(self) -> tuple:
+        if self.is_interval():
+            return self.interval()
+        if self.at(*COMPARE):
+            op = self.take()[1]
+            return ("cmp", op, self.literal())
+        if self.at("not"):
+            raise CellError("'not(...)' is not read in a unary test: write it on '$', e.g. not ($ in [...])")
+        return ("cmp", "==", self.literal())
+
+    # --- expressions on `$`: `$ != null and $ >= 24`, `$ not in ['a']`, `not ($ in [1..5])` -------------
+
+    def expression(self) -> tuple:
+        items = [self.conjunction()]
+        while self.at("or"):
+            self.take()
+            items.append(self.conjunction())
+        return items[0] if len(items) == 1 else ("or", items)
+
+    def conjunction(self) -> tuple:
+        items = [self.negation()]
+        while self.at("and"):
+            self.take()
+            items.append(self.negation())
+        return items[0] if len(items) == 1 else ("and", items)
+
+    def negation(self) -> tuple:
+        if self.at("not"):
+            self.take()
+            return ("not", self.negation())
+        if self.at("(") and not self._literal_in_parens():
+            self.take()
+            inner = self.expression()
+            self.expect(")")
+            return inner
+        return self.comparison()
+
+    def _literal_in_parens(self) -> bool:
+        """'(' opens a constant (e.g. ('it' + "'s")) rather than a sub-expression: no '$' before its ')'."""
+        depth = 0
+        for _, value in self.tokens[self.pos:]:
+            if value == "$":
+                return False
+            depth += value == "("
+            depth -= value == ")"
+            if depth == 0:
+                return True
+        return True
+
+    def comparison(self) -> tuple:
+        if self.at("$"):
+            self.take()
+            if self.at(*COMPARE):
+                op = self.take()[1]
+                value = self.literal()
+                self._no_arithmetic_after()
+                return ("cmp", op, value)
+            negate = False
+            if self.at("not"):
+                self.take()
+                negate = True
+            if self.at("in"):
+                self.take()
+                node = self.interval() if self.is_interval() else self.list()
+                return ("not", node) if negate else node
+            raise self._after_dollar()
+        value = self.literal()
+        if self.at(*COMPARE):
+            op = self.take()[1]
+            if not self.at("$"):
+                raise CellError(f"a comparison of two constants {self.where()}: compare '$' with a constant")
+            self.take()
+            return ("cmp", FLIP[op], value)
+        raise CellError(f"a constant alone {self.where()}: in an expression cell, compare '$' with it")
+
+    def _no_arithmetic_after(self) -> None:
+        if self.at("+", "-", "*", "/", "%", "^", "??", "?"):
+            raise CellError(f"'{self.peek()[1]}' computes a value: only comparisons with constants can be read")
+
+    def _after_dollar(self) -> CellError:
+        token = self.peek()
+        if token is None:
+            return CellError("'$' alone is not a test: compare it with a constant")
+        if token[1] in ("+", "-", "*", "/", "%", "^"):
+            return CellError(f"'$ {token[1]} ...' computes a value: only comparisons with constants can be read")
+        if token[1] == ".":
+            return CellError("'$.' reads a member of the value: only the value itself can be compared")
+        return CellError(f"cannot read '$' followed by '{token[1]}'")
+
+    def list(self) -> tuple:
+        self.expect("[")
+        items = []
+        while not self.at("]"):
+            items.append(self.literal())
+            if not self.at("]"):
+                self.expect(",")
+        self.take()
+        return ("in", items)
+
+
+def _number(text: str) -> float:
+    """A number literal read as the double our engine compares, refused unless ZEN's decimal is that double."""
+    clean = text.replace("_", "")
+    try:
+        exact = Decimal(clean)
+    except InvalidOperation:
+        raise CellError(f"'{text}' is not a number") from None
+    value = float(exact)
+    if not math.isfinite(value) or Decimal(repr(value)) != exact:
+        raise CellError(f"the number {text} is not exactly a double (our engine would compare another number)")
+    if exact != 0 and exact.as_tuple().exponent < -ZEN_DECIMAL_PLACES:
+        raise CellError(f"the number {text} has more than {ZEN_DECIMAL_PLACES} decimal places")
+    return value
+
+
+def parse(text: str) -> tuple | None:
+    """The test a cell makes (None for an empty cell: any value, given or not)."""
+    if not text.strip():
+        return None
+    parser = _Parser(text)
+    other = next((v for k, v in parser.tokens if k == "other"), None)
+    if other is not None:
+        raise CellError(f"'{other}' is not part of a comparison")
+    has_dollar = any(k == "op" and v == "$" for k, v in parser.tokens)
+    node = parser.expression() if has_dollar else parser.unary()
+    parser.done()
+    return node
+
+
+def evaluate(node: tuple, x: Any) -> bool | str:
+    """ZEN's answer for value x (a number, a text or None): True, False or ERROR."""
+    kind = node[0]
+    if kind in ("or", "and"):
+        stop = kind == "or"
+        for item in node[1]:
+            answer = evaluate(item, x)
+            if answer == ERROR or answer is stop:
+                return answer
+        return not stop
+    if kind == "not":
+        answer = evaluate(node[1], x)
+        return answer if answer == ERROR else not answer
+    if kind == "in":
+        return any(_equal(x, item) for item in node[1])
+    if kind == "range":
+        _, low, low_in, high, high_in = node
+        if not _is_number(x):
+            return ERROR
+        return (low < x or (low_in and low == x)) and (x < high or (high_in and x == high))
+    _, op, value = node
+    if op == "==":
+        return _equal(x, value)
+    if op == "!=":
+        return not _equal(x, value)
+    if not _is_number(x) or not _is_number(value):
+        return ERROR
+    return {"<": x < value, "<=": x <= value, ">": x > value, ">=": x >= value}[op]
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (float, int, Fraction)) and not isinstance(x, bool)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if _is_number(a) != _is_number(b):
+        return False
+    return a == b
+
+
+def literals(node: tuple | None) -> list[Any]:
+    """Every constant a cell compares with, in order."""
+    if node is None:
+        return []
+    kind = node[0]
+    if kind in ("or", "and"):
+        return [v for item in node[1] for v in literals(item)]
+    if kind == "not":
+        return literals(node[1])
+    if kind == "in":
+        return list(node[1])
+    if kind == "range":
+        return [node[1], node[3]]
+    return [node[2]]
+
+
+def orders(node: tuple | None) -> bool:
+    """True when the cell orders values (<, <=, >, >= or a range): only numbers can be ordered."""
+    if node is None:
+        return False
+    kind = node[0]
+    if kind in ("or", "and"):
+        return any(orders(item) for item in node[1])
+    if kind == "not":
+        return orders(node[1])
+    return kind == "range" or (kind == "cmp" and node[1] not in ("==", "!="))
+
+
+def number_truth(node: tuple) -> tuple[Numbers, bool]:
+    """The numbers a cell accepts, and whether it accepts null: evaluated at every constant and at one value
+    inside each stretch between them, where no comparison can change its answer."""
+    ends = sorted({float(v) for v in literals(node) if _is_number(v)})
+    pieces: list[tuple[Interval, Any]] = []
+    if not ends:
+        pieces.append(((-math.inf, False, math.inf, False), Fraction(0)))
+    else:
+        pieces.append(((-math.inf, False, ends[0], False), Fraction(ends[0]) - 1))
+        for i, end in enumerate(ends):
+            pieces.append(((end, True, end, True), end))
+            upper = ends[i + 1] if i + 1 < len(ends) else math.inf
+            inside = (Fraction(end) + Fraction(upper)) / 2 if upper < math.inf else Fraction(end) + 1
+            pieces.append(((end, False, upper, False), inside))
+    accepted = [interval for interval, x in pieces if evaluate(node, x) is True]
+    return merged(accepted), evaluate(node, None) is True
+
+
+def text_truth(node: tuple, domain: tuple[str, ...]) -> tuple[frozenset[str], bool]:
+    """The enum values (of domain) a cell accepts, and whether it accepts null."""
+    return frozenset(v for v in domain if evaluate(node, v) is True), evaluate(node, None) is True

@@ -1,0 +1,610 @@
+"""Import one GoRules JDM decision table as a policy YAML that decides every normalized order as ZEN does.
+
+What a cell accepts is computed exactly (engine.jdm.cells) and written with our operators: a cell that also
+accepts 'not given' (`!= 'a'` does, in ZEN) or two separate ranges becomes one rule per part, in place. Rows that
+share a `rule_id` output and differ only in an enum column and thresholds equal to a parameter they output are
+joined back into one rule reading a keyed parameter (the inverse of the export). Anything else is a located
+JdmProblem; nothing is approximated. Facts are inferred: a column compared with text is an enum of the values
+seen (and of the input schema's `enum`), one compared with numbers a number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..loader import PLACEHOLDER, PLACEHOLDER_BODY, RULE_ID
+from ..model import OPERATORS, alias_key
+from .cells import CellError, _Parser, number_truth, orders, parse, text_truth
+from .cells import literals as cell_literals
+from .operators import EVERY_NUMBER, JDM_OPERATORS, number_tests, satisfiable, text_tests
+from .problems import JdmError, JdmProblem
+
+FIELD = re.compile(r"^[A-Za-z_]\w*$")
+PARAMETER_FIELD = re.compile(r"^parameters\.([A-Za-z_]\w*)$")
+MESSAGE_FIELDS = ("message_template", "message")
+MAX_PARTS = 64  # rules one row may become (a product of the parts of its cells)
+# Operators a cell may be read back as: the table's, where this branch's rule language has them.
+READABLE = tuple(op for op in JDM_OPERATORS if op in OPERATORS)
+
+
+@dataclass
+class Column:
+    id: str
+    label: str  # its name, else its field
+    field: str
+
+
+@dataclass
+class Row:
+    number: int  # 1-based
+    row_id: str | None
+    description: str
+    nodes: dict[str, list[tuple[Column, Any]]] = field(default_factory=dict)  # fact -> parsed cells
+    outputs: dict[str, Any] = field(default_factory=dict)  # action, rule_id, message, warnings
+    parameters: dict[str, float] = field(default_factory=dict)
+    truths: dict[str, Any] = field(default_factory=dict)  # fact -> (accepted values, accepts null)
+    parts: list[dict[str, list[tuple[str, Any]]]] = field(default_factory=list)  # the rules it becomes
+
+
+@dataclass
+class Fact:
+    name: str
+    type: str  # "enum" | "number" | "string"
+    values: list[str] = field(default_factory=list)
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    description: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def optional(self) -> bool:
+        return not self.required
+
+
+@dataclass
+class Keyed:
+    """A parameter output whose value follows an enum column: a keyed parameter."""
+
+    name: str
+    by: str
+    values: dict[str, float]
+    default: float | None
+
+    def lookup(self, key: str | None) -> float | None:
+        return self.default if key is None else self.values.get(key, self.default)
+
+
+class Reader:
+    """Reads one JDM document, collecting every problem with its location."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[JdmProblem] = []
+
+    def problem(self, message: str, row: Row | None = None, column: str | None = None,
+                node: str | None = None) -> None:
+        self.problems.append(JdmProblem(self.source, message, row.number if row else None,
+                                        row.row_id if row else None, column, node))
+
+    def check(self) -> None:
+        if self.problems:
+            raise JdmError(self.problems)
+
+
+# --- the document's shape ----------------------------------------------------------------------------------
+
+
+def document(doc: Any, reader: Reader) -> tuple[dict, dict, str]:
+    """(input node, decision table node, table name) of a document holding exactly input -> table -> output."""
+    if isinstance(doc, (str, bytes)):
+        try:
+            doc = json.loads(doc)
+        except json.JSONDecodeError as exc:
+            reader.problem(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+            reader.check()
+        except RecursionError:
+            reader.problem("not JSON: nested too deeply")
+            reader.check()
+    if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
+        reader.problem("a JDM document is a JSON object with 'nodes' and 'edges'")
+        reader.check()
+    by_type: dict[str, list[dict]] = {}
+    for node in doc["nodes"]:
+        if not isinstance(node, dict):
+            reader.problem("every node must be an object")
+            continue
+        kind = node.get("type")
+        name = str(node.get("name") or node.get("id") or "?")
+        if kind not in ("inputNode", "outputNode", "decisionTableNode"):
+            reader.problem(f"a {kind} cannot be expressed: only one decision table between an input node and an "
+                           "output node is read", node=name)
+        by_type.setdefault(str(kind), []).append(node)
+    for kind, what in (("inputNode", "input node"), ("decisionTableNode", "decision table"),
+                       ("outputNode", "output node")):
+        count = len(by_type.get(kind, []))
+        if count != 1:
+            reader.problem(f"the document has {count} {what}s: exactly one is read")
+    reader.check()
+    entry, table, exit_ = by_type["inputNode"][0], by_type["decisionTableNode"][0], by_type["outputNode"][0]
+    edges = doc.get("edges", [])
+    pairs = {(e.get("sourceId"), e.get("targetId")) for e in edges if isinstance(e, dict)} \
+        if isinstance(edges, list) else set()
+    wanted = {(entry.get("id"), table.get("id")), (table.get("id"), exit_.get("id"))}
+    if pairs != wanted or len(edges) != 2:
+        reader.problem("the edges must join input node -> decision table -> output node, and nothing else")
+    if not isinstance(table.get("content"), dict):
+        reader.problem("the decision table has no content", node=str(table.get("name") or table.get("id")))
+    reader.check()
+    return entry, table, str(table.get("name") or "").strip()
+
+
+def schema_facts(entry: dict, reader: Reader) -> dict[str, Fact]:
+    """Facts the input node's JSON Schema declares: type, enum values, bounds, required."""
+    text = (entry.get("content") or {}).get("schema") or ""
+    if not isinstance(text, str) or not text.strip():
+        return {}
+    name = str(entry.get("name") or entry.get("id"))
+    try:
+        schema = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        reader.problem("the input schema is not JSON", node=name)
+        return {}
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(properties, dict):
+        return {}
+    required = set(schema.get("required") or []) if isinstance(schema.get("required"), list) else set()
+    facts = {}
+    for fact, prop in properties.items():
+        if not FIELD.match(str(fact)) or not isinstance(prop, dict):
+            continue
+        types = prop.get("type") if isinstance(prop.get("type"), list) else [prop.get("type")]
+        enum = [v for v in prop.get("enum") or [] if isinstance(v, str)]
+        choices = [c for c in prop.get("oneOf") or [] if isinstance(c, dict) and isinstance(c.get("const"), str)]
+        enum += [c["const"] for c in choices if c["const"] not in enum]
+        labels = {c["const"]: c["title"] for c in choices if isinstance(c.get("title"), str) and c["title"].strip()}
+        if "number" in types or "integer" in types:
+            kind = "number"
+        elif "string" in types:
+            kind = "enum" if enum else "string"
+        else:
+            continue
+        bounds = [prop.get(k) if isinstance(prop.get(k), (int, float)) and not isinstance(prop.get(k), bool)
+                  else None for k in ("minimum", "maximum")]
+        facts[fact] = Fact(fact, kind, enum, fact in required, *bounds,
+                           description=str(prop.get("description") or ""), labels=labels)
+    return facts
+
+
+def columns(content: dict, key: str, reader: Reader) -> list[Column]:
+    items = content.get(key)
+    if not isinstance(items, list):
+        reader.problem(f"the decision table has no '{key}' list")
+        return []
+    out, seen = [], set()
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            reader.problem(f"every one of '{key}' must be an object with an 'id'")
+            continue
+        label = str(item.get("name") or item.get("field") or item["id"])
+        if item["id"] in seen:
+            reader.problem(f"two columns have the id '{item['id']}'", column=label)
+        seen.add(item["id"])
+        out.append(Column(item["id"], label, str(item.get("field") or "").strip()))
+    return out
+
+
+# --- reading the table -------------------------------------------------------------------------------------
+
+
+def read_rows(content: dict, inputs: list[Column], outputs: list[Column], reader: Reader) -> list[Row]:
+    rules = content.get("rules")
+    if not isinstance(rules, list):
+        reader.problem("the decision table has no 'rules' list")
+        return []
+    rows = []
+    for number, item in enumerate(rules, start=1):
+        if not isinstance(item, dict):
+            reader.problem(f"rule #{number} is not an object")
+            continue
+        row_id = item.get("_id")
+        row = Row(number, str(row_id) if row_id not in (None, "") else None, str(item.get("_description") or ""))
+        for column in inputs:
+            text = _cell(item, column, row, reader)
+            if text is None:
+                continue
+            try:
+                node = parse(text)
+            except CellError as exc:
+                reader.problem(str(exc), row, column.label)
+                continue
+            if node is not None:
+                row.nodes.setdefault(column.field, []).append((column, node))
+        for column in outputs:
+            text = _cell(item, column, row, reader)
+            if text:
+                _output(row, column, text, reader)
+        if "action" not in row.outputs:
+            reader.problem("no action: every row must set the 'action' output", row, "action")
+        rows.append(row)
+    return rows
+
+
+def _cell(item: dict, column: Column, row: Row, reader: Reader) -> str | None:
+    text = item.get(column.id, "")
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        reader.problem(f"the cell must be text, not {type(text).__name__}", row, column.label)
+        return None
+    return text.strip()
+
+
+def _output(row: Row, column: Column, text: str, reader: Reader) -> None:
+    """One output cell: a constant of the kind its field takes."""
+    name = column.field
+    parameter = PARAMETER_FIELD.match(name)
+    parser = _Parser(text)
+    try:
+        value = parser.list()[1] if name == "warnings" else parser.literal()
+        parser.done()
+    except CellError as exc:
+        reader.problem(f"an output must be a constant: {exc}", row, column.label)
+        return
+    if parameter:
+        if not isinstance(value, float):
+            reader.problem(f"a parameter must be a number, got {text}", row, column.label)
+        else:
+            row.parameters[parameter.group(1)] = value
+    elif name == "warnings":
+        if not all(isinstance(v, str) for v in value):
+            reader.problem("warnings must be a list of texts", row, column.label)
+        else:
+            row.outputs["warnings"] = [v for v in value if v]
+    elif not isinstance(value, str):
+        reader.problem(f"'{name}' must be text, got {text}", row, column.label)
+    elif name == "rule_id" and not RULE_ID.match(value):
+        reader.problem(f"rule id {value!r} must start with a letter and use only letters, digits, '_', '.', '-'",
+                       row, column.label)
+    elif value or name != "action":
+        row.outputs["message" if name in MESSAGE_FIELDS else name] = value
+    else:
+        reader.problem("the action is empty", row, column.label)
+
+
+def check_columns(content: dict, inputs: list[Column], outputs: list[Column], reader: Reader) -> None:
+    if content.get("hitPolicy", "first") not in ("first", "collect"):
+        reader.problem(f"unknown hit policy {content.get('hitPolicy')!r} (ZEN has first and collect)")
+    if str(content.get("inputField") or "").strip():
+        reader.problem("the table reads its inputs under 'inputField': only a table over the whole input is read")
+    if content.get("executionMode", "single") not in ("single", None):
+        reader.problem("the table runs in a loop over a list (executionMode): only one input object is read")
+    for column in inputs:
+        if not column.field:
+            reader.problem("an expression column (no field): its cells are expressions over the whole input; "
+                           "give the column the field it tests", column=column.label)
+        elif not FIELD.match(column.field):
+            reader.problem(f"field '{column.field}' is not a plain name (nested paths are not facts here)",
+                           column=column.label)
+    seen: dict[str, Column] = {}
+    for column in outputs:
+        name = column.field
+        if name in seen or (name in MESSAGE_FIELDS and any(m in seen for m in MESSAGE_FIELDS)):
+            reader.problem(f"two output columns write '{name}'", column=column.label)
+        seen[name] = column
+        if name not in ("action", "rule_id", "warnings", *MESSAGE_FIELDS) and not PARAMETER_FIELD.match(name):
+            reader.problem(f"output '{name}' has no place in a decision here (outputs read: action, rule_id, "
+                           "message_template or message, warnings, parameters.<name>)", column=column.label)
+    if "action" not in seen:
+        reader.problem("no 'action' output column: a decision's action is what a table must give")
+
+
+# --- facts --------------------------------------------------------------------------------------------------
+
+
+def infer_facts(rows: list[Row], inputs: list[Column], declared: dict[str, Fact], reader: Reader) -> dict[str, Fact]:
+    """Each field's fact: its type from the cells' constants (or the schema), enum values in order seen."""
+    facts: dict[str, Fact] = {}
+    for name in dict.fromkeys(c.field for c in inputs if c.field and FIELD.match(c.field)):
+        fact = declared.get(name)
+        kind = fact.type if fact and fact.type != "string" else None
+        first: tuple[Row, Column, str] | None = None
+        values = list(fact.values) if fact else []
+        for row in rows:
+            for column, node in row.nodes.get(name, []):
+                for value in cell_literals(node):
+                    if value is None:
+                        continue
+                    seen = "number" if isinstance(value, float) else "enum"
+                    if kind is None:
+                        kind, first = seen, (row, column, seen)
+                    elif seen != kind:
+                        was = f"rule #{first[0].number}" if first else "the input schema"
+                        reader.problem(f"compares with {'numbers' if seen == 'number' else 'text'}, but "
+                                       f"{was} makes '{name}' {'a number' if kind == 'number' else 'text'}",
+                                       row, column.label)
+                    elif kind == "enum" and value not in values:
+                        _check_value(value, values, row, column, reader)
+                        values.append(value)
+                if orders(node) and kind == "enum":
+                    reader.problem("orders text (<, <=, >, >= or a range): only numbers are ordered here", row,
+                                   column.label)
+        if kind is None:
+            reader.problem(f"no cell compares '{name}' with a value, so its type is unknown (declare it in the "
+                           "input node's schema)", column=name)
+            continue
+        facts[name] = Fact(name, kind, values if kind == "enum" else [], bool(fact and fact.required),
+                           fact.minimum if fact else None, fact.maximum if fact else None,
+                           fact.description if fact else "", dict(fact.labels) if fact else {})
+    for name, fact in declared.items():  # declared but not a column: a message may still name it
+        facts.setdefault(name, fact)
+    return facts
+
+
+def _check_value(value: str, values: list[str], row: Row, column: Column, reader: Reader) -> None:
+    if not value.strip():
+        reader.problem("an empty (or blank) text is 'not given' here: test 'null' instead", row, column.label)
+    elif value.startswith("$"):
+        reader.problem(f"the value {value!r} starts with '$', which names a parameter in a policy", row, column.label)
+    else:
+        clash = next((v for v in values if alias_key(v) == alias_key(value)), None)
+        if clash is not None:
+            reader.problem(f"the values {clash!r} and {value!r} differ only in case or separators, which a policy "
+                           "reads as one value", row, column.label)
+
+
+# --- cells to our tests -------------------------------------------------------------------------------------
+
+
+def row_truths(row: Row, facts: dict[str, Fact]) -> None:
+    """What each fact's cells (all of which must hold) accept in this row."""
+    for name, cells in row.nodes.items():
+        if name not in facts:
+            continue
+        node = cells[0][1] if len(cells) == 1 else ("and", [n for _, n in cells])
+        fact = facts[name]
+        if fact.type == "number":
+            row.truths[name] = number_truth(node)
+        else:
+            row.truths[name] = text_truth(node, tuple(fact.values))
+
+
+def fact_parts(truth: Any, fact: Fact) -> list[list[tuple[str, Any]]] | None:
+    """The truth of one fact's cells as alternatives of our tests ([[]]: any value; None: no value at all)."""
+    accepted, null = truth
+    null = null and fact.optional
+    everything = accepted == EVERY_NUMBER if fact.type == "number" else accepted == frozenset(fact.values)
+    if everything and (null or not fact.optional):
+        return [[]]
+    parts: list[list[tuple[str, Any]]] = []
+    if accepted:
+        if fact.type == "number":
+            parts += number_tests(accepted, READABLE) or []
+        else:
+            parts.append([text_tests(accepted, tuple(fact.values), READABLE)])
+    if null:
+        parts.append([("given", False)])
+    return parts or None
+
+
+def row_parts(row: Row, facts: dict[str, Fact], reader: Reader) -> str | None:
+    """The rules a row becomes (row.parts); a warning when it becomes none (it can never match)."""
+    options = []
+    for name, truth in row.truths.items():
+        parts = fact_parts(truth, facts[name])
+        if parts is None:
+            return str(JdmProblem(reader.source, "never matches an order: the cell accepts no value, given or not",
+                                  row.number, row.row_id, row.nodes[name][0][0].label))
+        options.append([(name, p) for p in parts])
+    count = 1
+    for parts in options:
+        count *= len(parts)
+    if count > MAX_PARTS:
+        reader.problem(f"the row's cells accept 'not given' or separate ranges in ways that need {count} rules "
+                       f"(at most {MAX_PARTS})", row)
+        return None
+    row.parts = [{name: tests for name, tests in combo if tests} for combo in itertools.product(*options)]
+    return None
+
+
+# --- parameters and rules -----------------------------------------------------------------------------------
+
+
+def parameters(rows: list[Row], facts: dict[str, Fact], outputs: list[Column], reader: Reader
+               ) -> dict[str, float | Keyed]:
+    """Each parameters.<name> output: one value everywhere (a parameter), or one per value of an enum fact."""
+    out: dict[str, float | Keyed] = {}
+    for column in outputs:
+        match = PARAMETER_FIELD.match(column.field)
+        if not match:
+            continue
+        name = match.group(1)
+        if name in facts:
+            reader.problem(f"parameter '{name}' has the name of a fact", column=column.label)
+            continue
+        setting = [r for r in rows if name in r.parameters]
+        values = {r.parameters[name] for r in setting}
+        if not setting:
+            continue
+        if len(values) == 1:
+            out[name] = values.pop()
+            continue
+        keyed = next((k for b in facts if facts[b].type == "enum" if (k := _keyed(name, b, setting, facts))), None)
+        if keyed is None:
+            shown = ", ".join(f"rule #{r.number}: {r.parameters[name]:g}" for r in setting[:3])
+            reader.problem(f"parameter '{name}' varies across rows ({shown}, ...) and not as one value per value "
+                           "of an enum column", column=column.label)
+            continue
+        missing = [v for v in facts[keyed.by].values if v not in keyed.values]
+        if missing and keyed.default is None:
+            reader.problem(f"parameter '{name}' follows '{keyed.by}' but no row gives it for: {', '.join(missing)} "
+                           "(and no row gives it for 'not given')", column=column.label)
+            continue
+        out[name] = keyed
+    return out
+
+
+def _keyed(name: str, by: str, rows: list[Row], facts: dict[str, Fact]) -> Keyed | None:
+    values: dict[str | None, float] = {}
+    for row in rows:
+        accepted, null = row.truths.get(by, (frozenset(facts[by].values), True))
+        keys = [*accepted, *([None] if null and facts[by].optional else [])]
+        if len(keys) == len(facts[by].values) + facts[by].optional:
+            return None  # the row does not restrict the key
+        for key in keys:
+            if values.setdefault(key, row.parameters[name]) != row.parameters[name]:
+                return None
+    default = values.pop(None, None)
+    return Keyed(name, by, {k: values[k] for k in facts[by].values if k in values}, default)
+
+
+def rule_ids(rows: list[Row], reader: Reader) -> dict[int, str]:
+    """Each row's rule id: its rule_id output (else row<n>), numbered .1, .2, ... where rows share one."""
+    base = {r.number: r.outputs.get("rule_id") or f"row{r.number}" for r in rows}
+    counts: dict[str, int] = {}
+    for name in base.values():
+        counts[name] = counts.get(name, 0) + 1
+    seen: dict[str, int] = {}
+    out = {}
+    for row in rows:
+        name = base[row.number]
+        if counts[name] > 1:
+            seen[name] = seen.get(name, 0) + 1
+            name = f"{name}.{seen[name]}"
+        out[row.number] = name
+    taken: dict[str, int] = {}
+    for row in rows:
+        if out[row.number] in taken:
+            reader.problem(f"the rule id '{out[row.number]}' is also rule #{taken[out[row.number]]}'s", row,
+                           "rule_id")
+        taken.setdefault(out[row.number], row.number)
+    return out
+
+
+def join(group: list[Row], facts: dict[str, Fact], params: dict[str, float | Keyed]
+         ) -> dict[str, list[tuple[str, Any]]] | None:
+    """The one rule that rows sharing a rule id come from (they differ in an enum key and in thresholds equal
+    to a keyed parameter on that key), or None when they are not such rows."""
+    if any(len(r.parts) != 1 for r in group):
+        return None
+    first = group[0]
+    same = ("action", "message", "warnings")
+    if any(tuple(r.outputs.get(k) for k in same) != tuple(first.outputs.get(k) for k in same) for r in group):
+        return None
+    names = dict.fromkeys(n for r in group for n in r.parts[0])
+    varying = [n for n in names if len({repr(r.parts[0].get(n)) for r in group}) > 1]
+    keys = [n for n in varying if facts[n].type == "enum"]
+    if len(keys) != 1:
+        return None
+    key = keys[0]
+    fact = facts[key]
+    sets = [(r.truths[key][0], r.truths[key][1] and fact.optional) if key in r.truths else None for r in group]
+    if any(s is None for s in sets):
+        return None
+    union: set[str | None] = set()
+    for accepted, null in sets:
+        part = set(accepted) | ({None} if null else set())
+        if union & part:
+            return None
+        union |= part
+    joined = {n: t for n, t in first.parts[0].items() if n not in varying}
+    for name in varying:
+        if name == key:
+            continue
+        tests = [r.parts[0].get(name) for r in group]
+        if any(t is None for t in tests) or len({tuple(op for op, _ in t) for t in tests}) != 1:
+            return None
+        joined[name] = []
+        for pos, (op, value) in enumerate(tests[0]):
+            values = [t[pos][1] for t in tests]
+            if all(repr(v) == repr(value) for v in values):  # the same constant in every row
+                joined[name].append((op, value))
+                continue
+            if JDM_OPERATORS[op].arity != "one":
+                return None
+            keyed = next((p for p in params.values() if isinstance(p, Keyed) and p.by == key
+                          and all(p.lookup(k) == v for (acc, null), v in zip(sets, values)
+                                  for k in [*acc, *([None] if null else [])])), None)
+            if keyed is None:
+                return None
+            joined[name].append((op, f"${keyed.name}"))
+    # Values of the key outside the rows need excluding only where the joined tests could still pass there.
+    everything = set(fact.values) | ({None} if fact.optional else set())
+    needs = {k for k in everything - union if _could_match(joined, key, k, params, facts)}
+    if needs:
+        if None in union:
+            return None  # one test cannot say "these values or not given"
+        allowed = [v for v in fact.values if v not in needs]
+        joined[key] = [("given", True)] if len(allowed) == len(fact.values) else \
+            [text_tests(frozenset(allowed), tuple(fact.values), READABLE)]
+    return {n: joined[n] for n in names if n in joined}
+
+
+def _could_match(tests: dict[str, list[tuple[str, Any]]], key: str, value: str | None,
+                 params: dict[str, float | Keyed], facts: dict[str, Fact]) -> bool:
+    """Whether the tests (keyed references resolved for this key value) can all pass for some order."""
+    for name, items in tests.items():
+        if name == key:
+            continue
+        resolved = []
+        for op, operand in items:
+            if isinstance(operand, str) and operand.startswith("$"):
+                param = params[operand[1:]]
+                operand = param.lookup(value) if isinstance(param, Keyed) else param
+                if operand is None:
+                    return False
+            resolved.append((op, operand))
+        if not satisfiable(resolved, tuple(facts[name].values) if facts[name].type == "enum" else None):
+            return False
+    return True
+
+
+def with_parameters(tests: dict[str, list[tuple[str, Any]]], row: Row, params: dict[str, float | Keyed]
+                    ) -> dict[str, list[tuple[str, Any]]]:
+    """A row's constants that equal a scalar parameter the row outputs become references to it."""
+    out = {}
+    for name, items in tests.items():
+        out[name] = []
+        for op, value in items:
+            ref = next((p for p, v in row.parameters.items() if isinstance(params.get(p), float)
+                        and JDM_OPERATORS[op].arity == "one" and op != "given" and isinstance(value, float)
+                        and v == value), None)
+            out[name].append((op, f"${ref}" if ref else value))
+    return out
+
+
+def check_messages(rows: list[Row], facts: dict[str, Fact], params: dict[str, float | Keyed], reader: Reader,
+                   column: str) -> None:
+    for row in rows:
+        message = row.outputs.get("message") or ""
+        for placeholder in PLACEHOLDER.finditer(message):
+            match = PLACEHOLDER_BODY.match(placeholder.group(1))
+            if match is None:
+                reader.problem(f"placeholder '{placeholder.group(0)}' must be '{{name}}' or '{{name - name}}'",
+                               row, column)
+                continue
+            for name in filter(None, match.groups()):
+                if name in params and name not in row.parameters:
+                    reader.problem(f"placeholder '{{{name}}}' names parameter '{name}', which this row does not "
+                                   "output", row, column)
+                elif name not in params and name not in facts:
+                    reader.problem(f"placeholder '{{{name}}}' names no input column, schema field or parameter",
+                                   row, column)
+                elif match.group(2) and name in facts and facts[name].type != "number":
+                    reader.problem(f"placeholder '{placeholder.group(0)}' subtracts '{name}', which is not a number",
+                                   row, column)
+
+
+def table_hash(content: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
+
+
+def source_name(source: str) -> str:
+    return Path(source).stem if source and not source.startswith("<") else "jdm"
