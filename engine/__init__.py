@@ -5,6 +5,7 @@ from .csvio import read_orders
 from .decision import ConditionResult, Decision, WhyNot
 from .diff import PolicyDiff
 from .errors import EngineError, FieldProblem, InputError, OrderError, PolicyError, RuleError, RuleProblem
+from .jdm import JdmError, from_jdm
 from .loader import DEFAULT_POLICY, RULES_DIR
 from .policy import Policy, diff, load
 from .verify import Finding, VerifyReport
@@ -12,5 +13,5 @@ from .verify import Finding, VerifyReport
 __all__ = [
     "ConditionResult", "Decision", "WhyNot", "EngineError", "FieldProblem", "InputError", "OrderError",
     "PolicyError", "RuleError", "RuleProblem", "DEFAULT_POLICY", "RULES_DIR", "Policy", "load", "diff",
-    "OUTPUT_COLUMNS", "read_orders", "PolicyDiff", "Finding", "VerifyReport",
+    "OUTPUT_COLUMNS", "read_orders", "PolicyDiff", "Finding", "VerifyReport", "JdmError", "from_jdm",
 ]

@@ -17,7 +17,7 @@ from .decision import Decision, decide, format_value
 from .diff import PolicyDiff
 from .diff import diff as diff_policies
 from .errors import OrderError, RuleError, RuleProblem
-from .facts import parse_as_of
+from .facts import normalize, parse_as_of
 from .loader import load_spec
 from .model import Example, KeyedParameter, PolicySpec
 from .verify import VerifyReport, verify
@@ -43,6 +43,18 @@ class Policy:
         """Decide one order; raises OrderError naming every bad field. A field the policy does not read is a
         warning of the decision (with did-you-mean), or with strict one of the errors."""
         return decide(self.compiled, order, parse_as_of(as_of), strict)
+
+    def normalize(self, order: Mapping[str, Any], as_of: str | datetime | None = None, strict: bool = False
+                  ) -> dict[str, Any]:
+        """The order's canonical facts, as decide reads them (codes, elapsed time since as_of, defaults; facts not
+        given are absent): what to feed the policy's JDM export on ZEN. Raises OrderError like decide."""
+        return normalize(self.spec, order, parse_as_of(as_of), strict)
+
+    def to_jdm(self) -> dict[str, Any]:
+        """The policy as a GoRules JDM decision table over normalized facts (engine.jdm.to_jdm)."""
+        from .jdm import to_jdm  # interop is a later stage: imported on use
+
+        return to_jdm(self.spec)
 
     def evaluate(self, df: pd.DataFrame, as_of: str | datetime | None = None, method: str = "cells",
                  strict: bool = False) -> pd.DataFrame:
