@@ -209,7 +209,7 @@ def _rule_data(rule_id: str, row: Row, tests: Tests, won: list, facts: dict[str,
     if row.outputs.get("warnings"):
         then["warnings"] = list(row.outputs["warnings"])
     where = f"rule #{row.number}" + (f" (row id {row.row_id})" if row.row_id else "")
-    data: dict[str, Any] = {"id": rule_id, "when": when, "then": then,
+    data: dict[str, Any] = {"id": rule_id, **({"when": when} if when else {}), "then": then,
                             "source": f"JDM {source_name(source)}, {where}" +
                                       (f": {row.description}" if row.description else "")}
     examples = []

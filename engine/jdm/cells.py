@@ -159,18 +159,20 @@ class _Parser:
     # --- unary tests: `'a', 'b'`, `>= 5`, `[1..5]`, `> 0 and < 10` --------------------------------------
 
     def unary(self) -> tuple:
-        items = [self.unary_and()]
-        while self.at(",", "or"):
-            self.take()
-            items.append(self.unary_and())
-        return items[0] if len(items) == 1 else ("or", items)
+        return self.chain(self.unary_atom, (",", "or", "and"))
 
-    def unary_and(self) -> tuple:
-        items = [self.unary_atom()]
-        while self.at("and"):
-            self.take()
-            items.append(self.unary_atom())
-        return items[0] if len(items) == 1 else ("and", items)
+    def chain(self, item, joiners: tuple[str, ...]) -> tuple:
+        """Items joined by 'and' or by 'or' (a ',' is an 'or'), not both: ZEN 2.1 gives them one precedence, left to
+        right ('1, 2 and 3' is (1 or 2) and 3) and cannot parse 'and' / 'or' inside parentheses, so a mix has no
+        reading both sides share."""
+        items, kinds = [item()], set()
+        while self.at(*joiners):
+            kinds.add("and" if self.take()[1] == "and" else "or")
+            items.append(item())
+        if len(kinds) > 1:
+            raise CellError("the cell mixes 'and' with 'or' (or ','): ZEN reads them left to right with one "
+                            "precedence; split the row in two")
+        return items[0] if len(items) == 1 else (kinds.pop(), items)
 
     def unary_atom(self) -> tuple:
         if self.is_interval():
@@ -185,27 +187,20 @@ class _Parser:
     # --- expressions on `$`: `$ != null and $ >= 24`, `$ not in ['a']`, `not ($ in [1..5])` -------------
 
     def expression(self) -> tuple:
-        items = [self.conjunction()]
-        while self.at("or"):
-            self.take()
-            items.append(self.conjunction())
-        return items[0] if len(items) == 1 else ("or", items)
-
-    def conjunction(self) -> tuple:
-        items = [self.negation()]
-        while self.at("and"):
-            self.take()
-            items.append(self.negation())
-        return items[0] if len(items) == 1 else ("and", items)
+        return self.chain(self.negation, ("and", "or"))
 
     def negation(self) -> tuple:
         if self.at("not"):
             self.take()
+            if not self.at("("):  # `not $ == 1` is (not $) == 1 to ZEN, an error for a number or a text
+                raise CellError("'not' must be followed by a parenthesized test: not (...)")
             return ("not", self.negation())
         if self.at("(") and not self._literal_in_parens():
             self.take()
             inner = self.expression()
             self.expect(")")
+            if inner[0] in ("and", "or"):
+                raise CellError(f"'{inner[0]}' inside parentheses: ZEN 2.1 cannot parse it in a cell")
             return inner
         return self.comparison()
 

@@ -217,6 +217,8 @@ def read_rows(content: dict, inputs: list[Column], outputs: list[Column], reader
         row_id = item.get("_id")
         row = Row(number, str(row_id) if row_id not in (None, "") else None, str(item.get("_description") or ""))
         for column in inputs:
+            if not FIELD.match(column.field):
+                continue  # the column itself is refused (check_columns)
             text = _cell(item, column, row, reader)
             if text is None:
                 continue
@@ -227,11 +229,13 @@ def read_rows(content: dict, inputs: list[Column], outputs: list[Column], reader
                 continue
             if node is not None:
                 row.nodes.setdefault(column.field, []).append((column, node))
+        before = len(reader.problems)
         for column in outputs:
             text = _cell(item, column, row, reader)
             if text:
                 _output(row, column, text, reader)
-        if "action" not in row.outputs:
+        labels = {c.label for c in outputs if c.field == "action"}
+        if "action" not in row.outputs and not any(p.column in labels for p in reader.problems[before:]):
             reader.problem("no action: every row must set the 'action' output", row, "action")
         rows.append(row)
     return rows
@@ -273,10 +277,8 @@ def _output(row: Row, column: Column, text: str, reader: Reader) -> None:
     elif name == "rule_id" and not RULE_ID.match(value):
         reader.problem(f"rule id {value!r} must start with a letter and use only letters, digits, '_', '.', '-'",
                        row, column.label)
-    elif value or name != "action":
+    elif value or name != "action":  # an empty action is reported as no action
         row.outputs["message" if name in MESSAGE_FIELDS else name] = value
-    else:
-        reader.problem("the action is empty", row, column.label)
 
 
 def check_columns(content: dict, inputs: list[Column], outputs: list[Column], reader: Reader) -> None:
@@ -325,7 +327,7 @@ def infer_facts(rows: list[Row], inputs: list[Column], declared: dict[str, Fact]
                     seen = "number" if isinstance(value, float) else "enum"
                     if kind is None:
                         kind, first = seen, (row, column, seen)
-                    elif seen != kind:
+                    if seen != kind:
                         was = f"rule #{first[0].number}" if first else "the input schema"
                         reader.problem(f"compares with {'numbers' if seen == 'number' else 'text'}, but "
                                        f"{was} makes '{name}' {'a number' if kind == 'number' else 'text'}",
