@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import engine
 from engine.decision import check
 from engine.errors import OrderError
-from engine.jdm import JDM_OPERATORS, JdmError, ZenTable, cell_text, from_jdm, import_jdm, to_jdm
+from engine.jdm import JDM_OPERATORS, JdmError, ZenTable, cell_text, from_jdm, import_jdm
 from engine.jdm.cells import CellError, evaluate, number_truth, parse, text_truth
 from engine.jdm.export import read_parameters
 from engine.jdm.operators import number_tests, text_tests
