@@ -13,29 +13,22 @@ from ..compiler import compile_policy
 from ..errors import RuleError
 from ..model import Condition, FactSpec, PolicySpec, Rule, alias_key
 from .examples import SearchExhausted, filler, winning_orders
-from .importer import (
+from .problems import JdmError, JdmProblem
+from .rules import Keyed, check_messages, join, parameters, row_parts, row_truths, rule_ids, with_parameters
+from .table import (
     MESSAGE_FIELDS,
     Fact,
-    Keyed,
     Reader,
     Row,
     check_columns,
-    check_messages,
     columns,
     document,
     infer_facts,
-    join,
-    parameters,
     read_rows,
-    row_parts,
-    row_truths,
-    rule_ids,
     schema_facts,
     source_name,
     table_hash,
-    with_parameters,
 )
-from .problems import JdmError, JdmProblem
 
 Tests = dict[str, list[tuple[str, Any]]]
 

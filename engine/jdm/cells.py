@@ -45,7 +45,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return out
 
 
-class _Parser:
+class Parser:
     def __init__(self, text: str) -> None:
         self.tokens = _tokens(text)
         self.pos = 0
@@ -286,7 +286,7 @@ def parse(text: str) -> tuple | None:
     """The test a cell makes (None for an empty cell: any value, given or not)."""
     if not text.strip():
         return None
-    parser = _Parser(text)
+    parser = Parser(text)
     other = next((v for k, v in parser.tokens if k == "other"), None)
     if other is not None:
         raise CellError(f"'{other}' is not part of a comparison")
