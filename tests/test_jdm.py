@@ -588,3 +588,38 @@ def test_documents_that_are_not_one_table_are_refused():
     cut["edges"] = cut["edges"][:1]
     with pytest.raises(JdmError, match="the edges must join input node -> decision table -> output node"):
         from_jdm(cut, "t.json")
+
+
+@pytest.mark.parametrize("cell, message", [
+    ("(" * 2000 + "1" + ")" * 2000, "the cell nests too deeply"),
+    ("not (" * 1500 + "$ == 1" + ")" * 1500, "the cell nests too deeply"),
+    ("1, " * 4000 + "1", "the cell is longer than 10,000 characters"),
+    (", ".join(str(k) for k in range(600)), "the cell compares with more than 500 constants"),
+])
+def test_hostile_cells_are_refused(cell, message):
+    with pytest.raises(JdmError) as info:
+        from_jdm(_doc(STATUS, [{"s": cell, "o": "'a'"}]), "t.json")
+    assert [str(p) for p in info.value.problems] == [f"t.json: rule #1, column 'Status': {message}"]
+
+
+def test_export_refuses_fact_names_zen_reads_as_paths_or_constants(tmp_path):
+    path = tmp_path / "weird.yaml"
+    path.write_text("""
+policy: weird
+version: "1"
+facts:
+  a.b: {type: number}
+  "null": {type: enum, values: {x: null}}
+actions: {go: ""}
+rules:
+  - id: r1
+    when: {a.b: {gte: 1}, "null": x}
+    then: {action: go}
+    source: t
+    examples: [{order: {a.b: 2, "null": x}, expect: go}]
+""", encoding="utf-8")
+    with pytest.raises(engine.RuleError) as info:
+        engine.load(path).to_jdm()
+    assert [p.message for p in info.value.problems] == [
+        f"cannot export to JDM: fact {name!r} is not a plain name ZEN can read as a field (letters, digits, '_'; "
+        "not a keyword)" for name in ("a.b", "null")]

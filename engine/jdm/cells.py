@@ -27,6 +27,8 @@ TOKEN = re.compile(r"""\s*(?:
   | (?P<word>[A-Za-z_]\w*)
   | (?P<other>\S))""", re.X)
 ERROR = "error"  # ZEN raised: a table skips the row
+MAX_CELL = 10_000  # characters in one cell
+MAX_CONSTANTS = 500  # distinct constants in one cell
 
 
 class CellError(ValueError):
@@ -286,6 +288,15 @@ def parse(text: str) -> tuple | None:
     """The test a cell makes (None for an empty cell: any value, given or not)."""
     if not text.strip():
         return None
+    if len(text) > MAX_CELL:
+        raise CellError(f"the cell is longer than {MAX_CELL:,} characters")
+    try:
+        return _parse(text)
+    except RecursionError:
+        raise CellError("the cell nests too deeply") from None
+
+
+def _parse(text: str) -> tuple:
     parser = Parser(text)
     other = next((v for k, v in parser.tokens if k == "other"), None)
     if other is not None:
@@ -293,6 +304,8 @@ def parse(text: str) -> tuple | None:
     has_dollar = any(k == "op" and v == "$" for k, v in parser.tokens)
     node = parser.expression() if has_dollar else parser.unary()
     parser.done()
+    if len(set(map(repr, literals(node)))) > MAX_CONSTANTS:  # reading it costs constants x tests
+        raise CellError(f"the cell compares with more than {MAX_CONSTANTS} constants")
     return node
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,8 @@ from .operators import cell_text, satisfiable, zen_number, zen_string
 CONTENT_TYPE = "application/vnd.gorules.decision"
 HIT_POLICY = {"first": "first", "unique": "collect"}  # ZEN has no 'unique': collect, and exactly one row must match
 OUTPUTS = ("action", "rule_id", "message_template", "warnings")
+FIELD = re.compile(r"^[A-Za-z_]\w*$")
+KEYWORDS = ("and", "or", "not", "in", "null", "true", "false")
 
 
 def read_parameters(spec: PolicySpec, rule: Rule) -> list[str]:
@@ -109,7 +112,12 @@ def to_jdm(spec: PolicySpec) -> dict[str, Any]:
     inputs = [name for name in spec.facts if name in spec.read_facts()]
     params = [name for name in spec.parameters if any(name in read_parameters(spec, r) for r in spec.rules)]
     outputs = [o for o in OUTPUTS if o != "warnings" or any(r.warnings for r in spec.rules)]
-    problems: list[RuleProblem] = []
+    # ZEN reads a column's field as a path expression: 'a.b' would be nested, 'null' a constant.
+    problems = [RuleProblem(spec.path, 1, 1, f"cannot export to JDM: fact {name!r} is not a plain name ZEN can "
+                                             "read as a field (letters, digits, '_'; not a keyword)")
+                for name in inputs if not FIELD.match(name) or name in KEYWORDS]
+    problems += [RuleProblem(spec.path, 1, 1, f"cannot export to JDM: parameter {name!r} is not a plain name")
+                 for name in params if not FIELD.match(name)]
     rows = []
     for rule in spec.ranked_rules():
         expanded = rule_rows(spec, rule)
