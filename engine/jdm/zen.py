@@ -40,7 +40,10 @@ class ZenTable:
 
     def decide(self, facts: Mapping[str, Any]) -> ZenAnswer:
         """The answer for normalized facts: the first matching row, or under collect the only one."""
-        result = self.evaluate(facts)
+        return self.answer(self.evaluate(facts))
+
+    def answer(self, result: Any) -> ZenAnswer:
+        """ZEN's raw result read as our hit policy reads it."""
         if self.collect:
             if len(result) > 1:
                 ids = ", ".join(str(r.get("rule_id")) for r in result)
