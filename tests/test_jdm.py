@@ -623,3 +623,26 @@ rules:
     assert [p.message for p in info.value.problems] == [
         f"cannot export to JDM: fact {name!r} is not a plain name ZEN can read as a field (letters, digits, '_'; "
         "not a keyword)" for name in ("a.b", "null")]
+
+
+def test_columns_on_one_field_all_hold():
+    doc = _doc([{"id": "a", "field": "w"}, {"id": "b", "field": "w"}],
+               [{"_id": "x", "a": ">= 1", "b": "< 5", "o": "'in'"}, {"_id": "y", "o": "'out'"}])
+    back = from_jdm(doc, "t.json")
+    assert {(c.fact, c.op, c.value) for c in back.spec.rule("row1").conditions} == {("w", "gte", 1), ("w", "lt", 5)}
+    zt = ZenTable(doc)
+    for w in (None, 0.5, 1.0, 4.999, 5.0):
+        facts = {} if w is None else {"w": w}
+        assert zt.decide(facts).action == back.decide(facts, as_of=AS_OF).action
+
+
+def test_normalize_gives_the_facts_decide_reads(folder):
+    p = policy("bundled", folder)
+    for order in engine.read_orders(SAMPLE).to_dict("records"):
+        try:
+            facts = p.normalize(order, as_of=AS_OF)
+        except OrderError as exc:
+            with pytest.raises(OrderError, match=re.escape(str(exc))):
+                p.decide(order, as_of=AS_OF)
+            continue
+        assert facts == p.decide(order, as_of=AS_OF).facts
