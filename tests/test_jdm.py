@@ -500,10 +500,11 @@ def test_shadowed_and_empty_rows_are_warned_not_dropped_silently():
     assert [(r.id, len(r.examples)) for r in result.policy.spec.rules] == [("row1", 1), ("row2", 0), ("row4", 1)]
 
 
-def _doc(inputs: list[dict], rows: list[dict], outputs: list[dict] | None = None, **content: Any) -> dict:
+def _doc(inputs: list[dict], rows: list[dict], outputs: list[dict] | None = None, schema: str = "",
+         **content: Any) -> dict:
     outputs = outputs if outputs is not None else [{"id": "o", "field": "action"}]
     table = {"hitPolicy": "first", "inputs": inputs, "outputs": outputs, "rules": rows, **content}
-    return {"nodes": [{"id": "i", "type": "inputNode", "name": "in", "content": {"schema": ""}},
+    return {"nodes": [{"id": "i", "type": "inputNode", "name": "in", "content": {"schema": schema}},
                       {"id": "t", "type": "decisionTableNode", "name": "t", "content": table},
                       {"id": "out", "type": "outputNode", "name": "out"}],
             "edges": [{"id": "e1", "sourceId": "i", "targetId": "t"}, {"id": "e2", "sourceId": "t", "targetId": "out"}]}
@@ -536,6 +537,13 @@ BAD_TABLES = [
     ("case clash", _doc(STATUS, [{"s": "'Card'", "o": "'a'"}, {"s": "'card'", "o": "'b'"}]),
      "t.json: rule #2, column 'Status': the values 'Card' and 'card' differ only in case or separators, which a "
      "policy reads as one value"),
+    ("case clash in the schema", _doc(STATUS, [{"s": "'x'", "o": "'a'"}], schema=json.dumps(
+        {"properties": {"status": {"type": "string", "enum": ["Card", "card"]}}})),
+     "t.json: column 'status': the values 'Card' and 'card' differ only in case or separators, which a policy reads "
+     "as one value"),
+    ("schema type", _doc(STATUS, [{"s": "'x'", "o": "'a'"}], schema=json.dumps(
+        {"properties": {"status": {"type": "number"}}})),
+     "t.json: rule #1, column 'Status': compares with text, but the input schema makes 'status' a number"),
     ("dollar value", _doc(STATUS, [{"s": "'$x'", "o": "'a'"}]),
      "t.json: rule #1, column 'Status': the value '$x' starts with '$', which names a parameter in a policy"),
     ("empty action", _doc(STATUS, [{"s": "'x'", "o": "''"}]),
@@ -576,8 +584,11 @@ def test_what_cannot_be_expressed_is_a_located_error(doc, message):
 def test_documents_that_are_not_one_table_are_refused():
     doc = _doc(STATUS, [{"s": "'x'", "o": "'a'"}])
     doc["nodes"].append({"id": "x", "type": "expressionNode", "name": "Compute", "content": {"expressions": []}})
-    with pytest.raises(JdmError, match=r"t.json: node 'Compute': a expressionNode cannot be expressed"):
+    with pytest.raises(JdmError, match=r"t.json: node 'Compute': a node of type 'expressionNode' cannot be "):
         from_jdm(doc, "t.json")
+    with pytest.raises(JdmError, match=r"t.json: not UTF-8 text"):
+        from_jdm(b"\xff\xfe{", "t.json")
+    assert from_jdm(b"\xef\xbb\xbf" + json.dumps(_doc(STATUS, [{"s": "'x'", "o": "'a'"}])).encode(), "t.json")
     with pytest.raises(JdmError, match=r"t.json: not JSON: Expecting"):
         from_jdm("{nodes", "t.json")
     two = _doc(STATUS, [])

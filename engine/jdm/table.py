@@ -78,7 +78,13 @@ class Reader:
 
 def document(doc: Any, reader: Reader) -> tuple[dict, dict, str]:
     """(input node, decision table node, table name) of a document holding exactly input -> table -> output."""
-    if isinstance(doc, (str, bytes)):
+    if isinstance(doc, bytes):
+        try:
+            doc = doc.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            reader.problem("not UTF-8 text")
+            reader.check()
+    if isinstance(doc, str):
         try:
             doc = json.loads(doc)
         except json.JSONDecodeError as exc:
@@ -98,8 +104,8 @@ def document(doc: Any, reader: Reader) -> tuple[dict, dict, str]:
         kind = node.get("type")
         name = str(node.get("name") or node.get("id") or "?")
         if kind not in ("inputNode", "outputNode", "decisionTableNode"):
-            reader.problem(f"a {kind} cannot be expressed: only one decision table between an input node and an "
-                           "output node is read", node=name)
+            reader.problem(f"a node of type {kind!r} cannot be expressed: only one decision table between an "
+                           "input node and an output node is read", node=name)
         by_type.setdefault(str(kind), []).append(node)
     for kind, what in (("inputNode", "input node"), ("decisionTableNode", "decision table"),
                        ("outputNode", "output node")):
@@ -108,9 +114,8 @@ def document(doc: Any, reader: Reader) -> tuple[dict, dict, str]:
             reader.problem(f"the document has {count} {what}s: exactly one is read")
     reader.check()
     entry, table, exit_ = by_type["inputNode"][0], by_type["decisionTableNode"][0], by_type["outputNode"][0]
-    edges = doc.get("edges", [])
-    pairs = {(e.get("sourceId"), e.get("targetId")) for e in edges if isinstance(e, dict)} \
-        if isinstance(edges, list) else set()
+    edges = doc.get("edges") if isinstance(doc.get("edges"), list) else []
+    pairs = {(e.get("sourceId"), e.get("targetId")) for e in edges if isinstance(e, dict)}
     wanted = {(entry.get("id"), table.get("id")), (table.get("id"), exit_.get("id"))}
     if pairs != wanted or len(edges) != 2:
         reader.problem("the edges must join input node -> decision table -> output node, and nothing else")
@@ -292,7 +297,10 @@ def infer_facts(rows: list[Row], inputs: list[Column], declared: dict[str, Fact]
         fact = declared.get(name)
         kind = fact.type if fact and fact.type != "string" else None
         first: tuple[Row, Column, str] | None = None
-        values = list(fact.values) if fact else []
+        values: list[str] = []
+        for value in fact.values if fact else ():  # the schema's, in its order
+            _check_value(value, values, reader, None, name)
+            values.append(value)
         for row in rows:
             for column, node in row.nodes.get(name, []):
                 for value in cell_literals(node):
@@ -307,7 +315,7 @@ def infer_facts(rows: list[Row], inputs: list[Column], declared: dict[str, Fact]
                                        f"{was} makes '{name}' {'a number' if kind == 'number' else 'text'}",
                                        row, column.label)
                     elif kind == "enum" and value not in values:
-                        _check_value(value, values, row, column, reader)
+                        _check_value(value, values, reader, row, column.label)
                         values.append(value)
                 if orders(node) and kind == "enum":
                     reader.problem("orders text (<, <=, >, >= or a range): only numbers are ordered here", row,
@@ -324,19 +332,20 @@ def infer_facts(rows: list[Row], inputs: list[Column], declared: dict[str, Fact]
     return facts
 
 
-def _check_value(value: str, values: list[str], row: Row, column: Column, reader: Reader) -> None:
+def _check_value(value: str, values: list[str], reader: Reader, row: Row | None, column: str) -> None:
+    """An enum value a policy can hold as it is: not blank, not '$...', not another value but for case."""
     if not value.strip():
-        reader.problem("an empty (or blank) text is 'not given' here: test 'null' instead", row, column.label)
+        reader.problem("an empty (or blank) text is 'not given' here: test 'null' instead", row, column)
     elif value.startswith("$"):
-        reader.problem(f"the value {value!r} starts with '$', which names a parameter in a policy", row, column.label)
+        reader.problem(f"the value {value!r} starts with '$', which names a parameter in a policy", row, column)
     else:
         clash = next((v for v in values if alias_key(v) == alias_key(value)), None)
         if clash is not None:
             reader.problem(f"the values {clash!r} and {value!r} differ only in case or separators, which a policy "
-                           "reads as one value", row, column.label)
+                           "reads as one value", row, column)
 
 
-# --- cells to our tests -------------------------------------------------------------------------------------
+# --- naming ------------------------------------------------------------------------------------------------
 
 
 def table_hash(content: Mapping[str, Any]) -> str:
