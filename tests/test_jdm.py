@@ -84,7 +84,8 @@ def zen_agrees(p: engine.Policy, zt: ZenTable, facts: dict[str, Any]) -> None:
     assert answer.message_template == " ".join(rule.message.split())
     assert answer.warnings == rule.warnings
     want = {n: p.spec.resolve(ParamRef(n), facts) for n in read_parameters(p.spec, rule)}
-    assert answer.parameters == want  # a ZEN caller can fill the template with these and the facts
+    # a ZEN caller can fill the template with these and the facts (a parameter with no value is left out)
+    assert answer.parameters == {n: v for n, v in want.items() if v is not None}
 
 
 def same_decision(a: engine.Policy, b: engine.Policy, facts: dict[str, Any]) -> None:
@@ -657,3 +658,39 @@ def test_normalize_gives_the_facts_decide_reads(folder):
                 p.decide(order, as_of=AS_OF)
             continue
         assert facts == p.decide(order, as_of=AS_OF).facts
+
+
+def test_a_message_parameter_with_no_value_keeps_its_row(tmp_path):
+    """Regression: a rule whose message (not its tests) reads a keyed parameter with no default lost its row for
+    the key not given, so ZEN decided nothing where the policy decides."""
+    path = tmp_path / "nodefault.yaml"
+    path.write_text("""
+policy: nodefault
+version: "1"
+facts:
+  method: {type: enum, values: {card: null, cash: null}}
+  days: {type: number, min: 0}
+parameters:
+  window: {by: method, values: {card: 10, cash: 3}}
+actions: {wait: "", act: ""}
+rules:
+  - id: overdue
+    when: {days: {gte: $window}}
+    then: {action: act, message: "past {window} days"}
+    source: t
+    examples: [{order: {method: card, days: 11}, expect: act}]
+  - id: waiting
+    when: {days: {given: true}}
+    then: {action: wait, message: "within {window} days ({window - days} left)"}
+    source: t
+    examples: [{order: {days: 1}, expect: wait}]
+""", encoding="utf-8")
+    p = engine.load(path)
+    doc = p.to_jdm()
+    zt, back = ZenTable(doc), from_jdm(doc)
+    for method in (None, "card", "cash"):
+        for days in (None, 1.0, 3.0, 10.0):
+            facts = {k: v for k, v in (("method", method), ("days", days)) if v is not None}
+            zen_agrees(p, zt, facts)
+            same_decision(p, back, facts)
+    assert [r.id for r in back.spec.rules] == ["overdue", "waiting"]

@@ -96,8 +96,9 @@ def import_jdm(doc: Any, source: str = "<jdm>") -> JdmImport:
             if wins[lf.id] is None:
                 why = "always matches with another row (ZEN's collect returns both)" if unique else \
                     "every order it matches is decided by an earlier row"
-                warnings.append(str(JdmProblem(source, f"never decides an order: {why}", lf.row.number,
-                                               lf.row.row_id)))
+                what = "never decides an order" if len(lf.row.parts) == 1 else \
+                    f"its part {lf.id} never decides an order"
+                warnings.append(str(JdmProblem(source, f"{what}: {why}", lf.row.number, lf.row.row_id)))
         data["rules"].append(_rule_data(rule_id, leaf.row, tests, won, facts, source))
     text = _dump(data, source, len(rows), unique)
     return JdmImport(text, _load(text, source, load, {r: g[0].row for r, g, _ in rules}), tuple(warnings))

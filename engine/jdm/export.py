@@ -60,8 +60,6 @@ def rule_rows(spec: PolicySpec, rule: Rule) -> list[tuple[dict[str, list[tuple[s
         params = tuple((n, spec.resolve(ParamRef(n), facts)) for n in read_parameters(spec, rule))
         if any(v is None or (isinstance(v, tuple) and None in v) for _, _, v in tests):
             continue  # the parameter has no value for this key: the condition fails, as check() says
-        if any(v is None for _, v in params):
-            continue
         # A key not given never shares a row with given values: one cell cannot say "in [...] or not given".
         shared = (tests, params, None in combo) if len(keys) == 1 else (tests, params, combo)
         groups.setdefault(shared, []).append(combo)
@@ -81,7 +79,8 @@ def rule_rows(spec: PolicySpec, rule: Rule) -> list[tuple[dict[str, list[tuple[s
         # A key value can leave a rule's tests contradictory (a refinement `>= 21` under a window `< 7`): no row.
         if all(satisfiable(tests, spec.facts[f].values if spec.facts[f].type == "enum" else None)
                for f, tests in cells.items()):
-            rows.append((cells, dict(params)))
+            # A parameter with no value here (key not given, no default) is left out: a message shows "not given".
+            rows.append((cells, {n: v for n, v in params if v is not None}))
     return rows
 
 

@@ -267,7 +267,10 @@ def check_messages(rows: list[Row], facts: dict[str, Fact], params: dict[str, fl
                                row, column)
                 continue
             for name in filter(None, match.groups()):
-                if name in params and name not in row.parameters:
+                param = params.get(name)
+                unset = isinstance(param, Keyed) and param.default is None and \
+                    row.truths.get(param.by, (None, None))[0] == frozenset() and row.truths[param.by][1]
+                if name in params and name not in row.parameters and not unset:  # (unset: shown as not given)
                     reader.problem(f"placeholder '{{{name}}}' names parameter '{name}', which this row does not "
                                    "output", row, column)
                 elif name not in params and name not in facts:
