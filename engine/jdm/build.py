@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -30,6 +31,9 @@ from .table import (
     table_hash,
 )
 
+if TYPE_CHECKING:
+    from ..policy import Policy
+
 Tests = dict[str, list[tuple[str, Any]]]
 
 
@@ -38,7 +42,7 @@ class JdmImport:
     """An imported table: the policy YAML (loaded and checked), the policy, and warnings (rows never reached)."""
 
     yaml: str
-    policy: Any  # engine.Policy
+    policy: Policy
     warnings: tuple[str, ...]
 
 
@@ -52,7 +56,7 @@ class _Leaf:
     referenced: Tests
 
 
-def import_jdm(doc: Any, source: str = "<jdm>") -> JdmImport:
+def import_jdm(doc: Mapping[str, Any] | str | bytes, source: str = "<jdm>") -> JdmImport:
     """The policy of a JDM document holding one decision table (dict, or its JSON text); JdmError lists every
     problem, located by rule (row) and column."""
     from ..policy import load  # the facade imports this package on use: import it back the same way
@@ -232,7 +236,7 @@ def _dump(data: dict[str, Any], source: str, rows: int, unique: bool) -> str:
     return "".join(f"# {line}\n" for line in header) + body
 
 
-def _load(text: str, source: str, load, rows: dict[str, Row]):
+def _load(text: str, source: str, load: Callable[[Path], Policy], rows: dict[str, Row]) -> Policy:
     """Load the YAML as any policy file is loaded (its examples run), then name the table as its source."""
     with tempfile.TemporaryDirectory(prefix="cancel-rules-jdm-") as folder:
         path = Path(folder) / f"{source_name(source)}.yaml"
@@ -245,4 +249,4 @@ def _load(text: str, source: str, load, rows: dict[str, Row]):
                                        rows[p.rule_id].row_id if p.rule_id in rows else None)
                             for p in exc.problems]) from None
     spec = replace(policy.spec, path=source, sources=((source, text),))
-    return type(policy)(spec, compile_policy(spec))
+    return replace(policy, spec=spec, compiled=compile_policy(spec))
