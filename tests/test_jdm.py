@@ -322,7 +322,7 @@ def test_texts_with_quotes_survive_zen_strings():
 
 # --- reading cells as ZEN reads them -----------------------------------------------------------------------
 
-CONSTANTS = st.sampled_from(["1", "5", "10", "-3", "2.5"])
+CONSTANTS = st.sampled_from(["1", "5", "10", "-3", "2.5", "1e1", "1E1", "-(5)", "1_0", "--3"])
 WORDS = st.sampled_from(["'a'", '"b"', "'c'"])
 LITERAL = st.one_of(CONSTANTS, WORDS, st.just("null"))
 COMPARE = st.sampled_from(["==", "!=", "<", "<=", ">", ">="])
