@@ -323,7 +323,7 @@ def test_texts_with_quotes_survive_zen_strings():
 # --- reading cells as ZEN reads them -----------------------------------------------------------------------
 
 CONSTANTS = st.sampled_from(["1", "5", "10", "-3", "2.5", "1e1", "1E1", "-(5)", "1_0", "--3"])
-WORDS = st.sampled_from(["'a'", '"b"', "'c'"])
+WORDS = st.sampled_from(["'a'", '"b"', "'c'", "`a`", "'a' + \"b\""])
 LITERAL = st.one_of(CONSTANTS, WORDS, st.just("null"))
 COMPARE = st.sampled_from(["==", "!=", "<", "<=", ">", ">="])
 
@@ -373,7 +373,7 @@ def expression_cells(draw, depth: int = 0) -> str:
     return parts[0] + "".join(f" {j} {p}" for j, p in zip(joiners, parts[1:]))
 
 
-VALUES = [None, -4.0, -3.0, 0.0, 1.0, 2.5, 3.0, 5.0, 7.5, 10.0, 12.0, "a", "b", "c"]
+VALUES = [None, -4.0, -3.0, 0.0, 1.0, 2.5, 3.0, 5.0, 7.5, 10.0, 12.0, "a", "b", "c", "ab"]
 
 
 @settings(max_examples=300, **FAST)
