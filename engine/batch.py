@@ -17,12 +17,13 @@ import numpy as np
 import pandas as pd
 
 from .compiler import CompiledPolicy
-from .decision import decide_row, format_value, match, outcome, render
+from .decision import decide_row, match, outcome, render
 from .errors import EngineError, InputError, OrderError
 from .facts import elapsed, enum_value, input_fields, is_blank, normalize, number_value, unknown_fields
 from .loader import PLACEHOLDER, PLACEHOLDER_BODY
-from .model import MAX_NUMBER, TIME_UNITS, FactSpec, KeyedParameter, PolicySpec, alias_key
+from .model import MAX_NUMBER, TIME_UNITS, FactSpec, KeyedParameter, PolicySpec
 from .space import NOT_GIVEN, FactSpace
+from .text import alias_key, format_value
 
 OUTPUT_COLUMNS = ("action", "rule_id", "message", "error", "policy_version")
 _BAD = -2  # enum code of a value that is not valid

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import operator
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -15,6 +14,7 @@ from .errors import EngineError, OrderError
 from .facts import normalize, unknown_field_warnings
 from .loader import PLACEHOLDER, PLACEHOLDER_BODY
 from .model import Condition, ParamRef, PolicySpec, Rule
+from .text import format_value
 
 OP_SYMBOLS = {"eq": "=", "ne": "≠", "in": "in", "not_in": "not in", "lt": "<", "lte": "≤", "gt": ">",
               "gte": "≥", "between": "between", "given": "given"}
@@ -81,29 +81,6 @@ class Decision:
         if self.also_matched:
             lines.append(f"  also matched: {', '.join(self.also_matched)}")
         return "\n".join(lines)
-
-
-def format_value(value: Any) -> str:
-    if value is None:
-        return "not given"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return format_tenths(tenths(value))
-    if isinstance(value, tuple):
-        return "[" + ", ".join(format_value(v) for v in value) + "]"
-    return str(value)
-
-
-def tenths(value: float) -> int:
-    """A number rounded to tenths, half up; the batch path does the same arithmetic in numpy."""
-    return int(math.floor(value * 10 + 0.5))
-
-
-def format_tenths(count: int) -> str:
-    sign, count = ("-", -count) if count < 0 else ("", count)
-    whole, tenth = divmod(count, 10)
-    return f"{sign}{whole}" if tenth == 0 else f"{sign}{whole}.{tenth}"
 
 
 _TESTS = {

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import functools
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -12,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from .errors import FieldProblem, OrderError
-from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec, alias_key
+from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec
+from .text import alias_key, closest
 
 # How alike (difflib ratio, after folding case and separators) a field name must be to a field the policy
 # reads to count as a misspelling of it: 'hours_since_contakt' (0.95) is, 'order_date' (0.78 to 'order_id')
@@ -56,33 +55,6 @@ def input_fields(spec: PolicySpec) -> list[str]:
     names = list(spec.facts)
     names += [f.from_timestamp for f in spec.facts.values() if f.from_timestamp]
     return names
-
-
-@functools.lru_cache(maxsize=64)  # one entry per fact (or field list) asked about: a few per policy
-def _folded(spellings: tuple[str, ...]) -> dict[str, str]:
-    folded: dict[str, str] = {}
-    for spelling in spellings:
-        folded.setdefault(alias_key(spelling), spelling)  # of spellings that fold alike, the first is shown
-    return folded
-
-
-def closest(text: str, spellings: tuple[str, ...], cutoff: float) -> str | None:
-    """The spelling most like text, compared with case, spaces, '_' and '-' folded; None if none is close."""
-    # A ratio of 0.6 or more needs the text within 7/3 of a spelling's length: a far longer one matches nothing,
-    # and neither difflib (it indexes every character) nor the cache should ever hold a 9 MB value.
-    key = alias_key(text)
-    if not spellings or len(key) > 3 * max(map(len, spellings)):
-        return None
-    return _closest(key, spellings, cutoff)
-
-
-# Keyed by the text and every candidate spelling, so a changed policy never gets an old hint; 4,096 entries
-# keep a batch full of one typo from running difflib once per row.
-@functools.lru_cache(maxsize=4096)
-def _closest(key: str, spellings: tuple[str, ...], cutoff: float) -> str | None:
-    folded = _folded(spellings)
-    found = difflib.get_close_matches(key, folded, n=1, cutoff=cutoff)
-    return folded[found[0]] if found else None
 
 
 def unknown_fields(spec: PolicySpec, names: Iterable[str], loose: bool = False) -> dict[str, str | None]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import unicodedata
@@ -25,8 +24,8 @@ from .model import (
     ParamRef,
     PolicySpec,
     Rule,
-    alias_key,
 )
+from .text import alias_key, did_you_mean
 
 # Installed wheels carry the rules inside the package; a source checkout keeps them at the top level.
 _PACKAGED_RULES = Path(__file__).parent / "rules"
@@ -53,16 +52,6 @@ MAX_ALIAS_VALUES = 10_000
 CORE_TAG = "tag:yaml.org,2002:"
 ALLOWED_TAGS = tuple(CORE_TAG + t for t in ("str", "int", "float", "bool", "null", "seq", "map"))
 KINDS = {"int": "integer", "float": "number", "bool": "true or false", "null": "null", "timestamp": "date"}
-
-
-def did_you_mean(word: object, choices: Any) -> str | None:
-    text, options = str(word), [str(c) for c in choices]
-    # A ratio of 0.6 needs the text within 7/3 of a choice's length: a longer one matches nothing, and difflib
-    # would index each of its characters first (a 9 MB value took 2 s and 360 MB).
-    if not options or len(text) > 3 * max(map(len, options)):
-        return None
-    found = difflib.get_close_matches(text, options, n=1, cutoff=0.6)
-    return found[0] if found else None
 
 
 def brief(value: object, limit: int = 60) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,11 +11,6 @@ HIT_POLICIES = ("first", "unique")
 FACT_TYPES = ("enum", "number", "string")
 TIME_UNITS = {"hours": 3600.0, "days": 86400.0}
 MAX_NUMBER = 1e9  # largest number fact accepted
-
-
-def alias_key(text: str) -> str:
-    """Fold case, spaces, underscores and hyphens so 'In Transit' and 'in_transit' meet."""
-    return re.sub(r"[\s_\-]+", " ", text.strip().lower())
 
 
 @dataclass(frozen=True)

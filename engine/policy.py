@@ -13,13 +13,14 @@ import pandas as pd
 
 from .batch import evaluate_frame
 from .compiler import CompiledPolicy, compile_policy
-from .decision import Decision, decide, format_value
+from .decision import Decision, decide
 from .diff import PolicyDiff
 from .diff import diff as diff_policies
 from .errors import OrderError, RuleError, RuleProblem
 from .facts import parse_as_of
 from .loader import load_spec
 from .model import Example, KeyedParameter, PolicySpec
+from .text import format_value
 from .verify import VerifyReport, verify
 
 

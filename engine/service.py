@@ -39,8 +39,8 @@ from .batch import resolve_columns, unknown_columns
 from .csvio import DEFAULT_MAX_COLUMNS, ENV_MAX_COLUMNS, frame_csv
 from .errors import FieldProblem, InputError, OrderError
 from .facts import input_fields, parse_as_of, unknown_fields
-from .model import alias_key
 from .policy import EXAMPLES_AS_OF, Policy, load
+from .text import alias_key
 
 log = logging.getLogger("engine.service")
 

@@ -26,16 +26,13 @@ from .html import (
     what_would_change,
 )
 from .loader import RULES_DIR
-from .model import FactSpec, KeyedParameter, alias_key
+from .model import FactSpec, KeyedParameter
 from .policy import Policy, load
+from .text import alias_key, humanize
 
 NOT_GIVEN = ""  # dropdown value of "not given": None would read as "nothing selected"
 _DESC = {"description_width": "175px"}
 _FONT = "font-family:system-ui,-apple-system,Segoe UI,sans-serif;font-size:13px"
-
-
-def humanize(name: str) -> str:
-    return name.replace("_", " ").capitalize()
 
 
 def _heading(text: str, level: int = 3) -> w.HTML:

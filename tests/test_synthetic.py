@@ -15,7 +15,6 @@ import yaml
 import engine
 from engine.batch import input_fields
 from engine.loader import load_spec
-from engine.model import alias_key
 from engine.space import FactSpace
 from engine.synthetic import (
     CATEGORIES,
@@ -27,6 +26,7 @@ from engine.synthetic import (
     probe_yaml,
     synthetic_orders,
 )
+from engine.text import alias_key
 
 AS_OF = "2026-11-26T12:00:00Z"
 BASE_RULES = {r.id for r in engine.load().spec.rules}
