@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import FieldProblem, OrderError
 from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec
-from .text import alias_key, closest
+from .text import alias_key, did_you_mean
 
 # How alike (difflib ratio, after folding case and separators) a field name must be to a field the policy
 # reads to count as a misspelling of it: 'hours_since_contakt' (0.95) is, 'order_date' (0.78 to 'order_id')
@@ -65,7 +65,8 @@ def unknown_fields(spec: PolicySpec, names: Iterable[str], loose: bool = False) 
     fields = tuple(input_fields(spec))
     known = {alias_key(f) for f in fields} if loose else set(fields)
     unknown = [name for name in names if (alias_key(str(name)) if loose else name) not in known]
-    return {name: closest(str(name), fields, FIELD_CUTOFF) if i < HINTED else None for i, name in enumerate(unknown)}
+    return {name: did_you_mean(name, fields, FIELD_CUTOFF, fold=True) if i < HINTED else None
+            for i, name in enumerate(unknown)}
 
 
 def _hint_text(hint: str | None) -> str:
@@ -85,7 +86,7 @@ def enum_value(fact: FactSpec, value: Any) -> tuple[str | None, str | None]:
     code = fact.aliases.get(alias_key(value))
     if code is None:
         # Codes first, then labels, then the (folded) aliases: a hint names a spelling that is accepted.
-        hint = closest(value, (*fact.values, *fact.labels.values(), *fact.aliases), VALUE_CUTOFF)
+        hint = did_you_mean(value, (*fact.values, *fact.labels.values(), *fact.aliases), VALUE_CUTOFF, fold=True)
         return None, f"unknown value {value!r}{_hint_text(hint)}"
     return code, None
 

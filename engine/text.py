@@ -6,6 +6,7 @@ import difflib
 import functools
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -41,13 +42,20 @@ def humanize(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
-def did_you_mean(word: object, choices: Any) -> str | None:
-    text, options = str(word), [str(c) for c in choices]
-    # A ratio of 0.6 needs the text within 7/3 of a choice's length: a longer one matches nothing, and difflib
-    # would index each of its characters first (a 9 MB value took 2 s and 360 MB).
+def did_you_mean(word: object, choices: Iterable[object], cutoff: float = 0.6, fold: bool = False) -> str | None:
+    """The choice most like word by difflib's ratio (at least cutoff), or None.
+
+    Rule files compare names exactly. fold=True compares with case, spaces, '_' and '-' folded, answering the
+    first of the choices that fold alike (how order fields and enum values are matched), and caches answers."""
+    text = alias_key(str(word)) if fold else str(word)
+    options = tuple(str(c) for c in choices)
+    # A ratio of 0.6 needs the text within 7/3 of a choice's length: a longer one matches nothing, and neither
+    # difflib (it indexes each character first: a 9 MB value took 2 s and 360 MB) nor a cache should see it.
     if not options or len(text) > 3 * max(map(len, options)):
         return None
-    found = difflib.get_close_matches(text, options, n=1, cutoff=0.6)
+    if fold:
+        return _closest_folded(text, options, cutoff)
+    found = difflib.get_close_matches(text, options, n=1, cutoff=cutoff)
     return found[0] if found else None
 
 
@@ -59,20 +67,10 @@ def _folded(spellings: tuple[str, ...]) -> dict[str, str]:
     return folded
 
 
-def closest(text: str, spellings: tuple[str, ...], cutoff: float) -> str | None:
-    """The spelling most like text, compared with case, spaces, '_' and '-' folded; None if none is close."""
-    # A ratio of 0.6 or more needs the text within 7/3 of a spelling's length: a far longer one matches nothing,
-    # and neither difflib (it indexes every character) nor the cache should ever hold a 9 MB value.
-    key = alias_key(text)
-    if not spellings or len(key) > 3 * max(map(len, spellings)):
-        return None
-    return _closest(key, spellings, cutoff)
-
-
 # Keyed by the text and every candidate spelling, so a changed policy never gets an old hint; 4,096 entries
 # keep a batch full of one typo from running difflib once per row.
 @functools.lru_cache(maxsize=4096)
-def _closest(key: str, spellings: tuple[str, ...], cutoff: float) -> str | None:
+def _closest_folded(key: str, spellings: tuple[str, ...], cutoff: float) -> str | None:
     folded = _folded(spellings)
     found = difflib.get_close_matches(key, folded, n=1, cutoff=cutoff)
     return folded[found[0]] if found else None
