@@ -2,10 +2,11 @@
 
 from .batch import OUTPUT_COLUMNS
 from .csvio import read_orders
-from .decision import ConditionResult, Decision, WhyNot
+from .decision import Decision, WhyNot
 from .diff import PolicyDiff
 from .errors import EngineError, FieldProblem, InputError, OrderError, PolicyError, RuleError, RuleProblem
 from .loader import DEFAULT_POLICY, RULES_DIR
+from .operators import ConditionResult
 from .policy import Policy, diff, load
 from .verify import Finding, VerifyReport
 

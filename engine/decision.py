@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -13,26 +12,9 @@ from .compiler import CompiledPolicy
 from .errors import EngineError, OrderError
 from .facts import normalize, unknown_field_warnings
 from .loader import PLACEHOLDER, PLACEHOLDER_BODY
-from .model import Condition, ParamRef, PolicySpec, Rule
+from .model import ParamRef, PolicySpec, Rule
+from .operators import ConditionResult, check
 from .text import format_value
-
-OP_SYMBOLS = {"eq": "=", "ne": "≠", "in": "in", "not_in": "not in", "lt": "<", "lte": "≤", "gt": ">",
-              "gte": "≥", "between": "between", "given": "given"}
-
-
-@dataclass(frozen=True)
-class ConditionResult:
-    fact: str
-    op: str
-    expected: Any
-    actual: Any
-    passed: bool
-    parameter: str | None = None
-
-    def __str__(self) -> str:
-        expected = f"{self.parameter}={format_value(self.expected)}" if self.parameter else format_value(self.expected)
-        mark = "✓" if self.passed else "✗"
-        return f"{mark} {self.fact} {OP_SYMBOLS[self.op]} {expected} (actual: {format_value(self.actual)})"
 
 
 @dataclass(frozen=True)
@@ -81,36 +63,6 @@ class Decision:
         if self.also_matched:
             lines.append(f"  also matched: {', '.join(self.also_matched)}")
         return "\n".join(lines)
-
-
-_TESTS = {
-    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "lte": operator.le, "gt": operator.gt,
-    "gte": operator.ge, "in": lambda a, e: a in e, "not_in": lambda a, e: a not in e,
-    "between": lambda a, e: e[0] <= a <= e[1],
-}
-
-
-def _parameter(value: Any) -> str | None:
-    if isinstance(value, ParamRef):
-        return value.name
-    if isinstance(value, tuple):
-        return next((r.name for r in value if isinstance(r, ParamRef)), None)
-    return None
-
-
-def check(spec: PolicySpec, cond: Condition, facts: Mapping[str, Any]) -> ConditionResult:
-    """Evaluate one condition in Python with the engine's semantics: a fact not given fails every test
-    but `given: false`."""
-    actual = facts.get(cond.fact)
-    expected = spec.resolve(cond.value, facts)
-    if cond.op == "given":
-        passed = (actual is not None) == expected
-    elif actual is None or expected is None or (isinstance(expected, tuple) and None in expected):
-        passed = False
-    else:
-        passed = _TESTS[cond.op](actual, expected)
-    parameter = _parameter(cond.value)
-    return ConditionResult(cond.fact, cond.op, expected, actual, passed, parameter)
 
 
 def render(spec: PolicySpec, template: str, facts: Mapping[str, Any]) -> str:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .decision import OP_SYMBOLS, ConditionResult, Decision, check
+from .decision import Decision
 from .errors import OrderError
 from .model import TIME_UNITS, Condition, KeyedParameter, ParamRef, PolicySpec, Rule
+from .operators import OP_SYMBOLS, ConditionResult, check
 from .text import format_value
 
 if TYPE_CHECKING:  # policy.py imports this module lazily for _repr_html_; no import cycle at run time

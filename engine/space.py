@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .decision import check
 from .model import KeyedParameter, ParamRef, PolicySpec
+from .operators import check
 
 NOT_GIVEN = -1  # enum code of a fact that is not given
 

@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 
 import engine
 from engine.compiler import CompiledPolicy, compile_policy
-from engine.decision import ConditionResult, Decision, WhyNot
+from engine.decision import Decision, WhyNot
 from engine.errors import EngineError, OrderError
 from engine.loader import RULES_DIR
 from engine.model import ParamRef
+from engine.operators import ConditionResult
 
 HERE = Path(__file__).parent
 VARIANT = RULES_DIR / "variants" / "legacy-72h.yaml"

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.decision import check
 from engine.loader import RULES_DIR
 from engine.model import KeyedParameter, ParamRef
+from engine.operators import check
 from engine.space import NOT_GIVEN, FactSpace
 
 HERE = Path(__file__).parent
