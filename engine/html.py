@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .decision import Decision
 from .errors import OrderError
 from .model import TIME_UNITS, Condition, KeyedParameter, ParamRef, PolicySpec, Rule
-from .operators import OP_SYMBOLS, ConditionResult, check
+from .operators import OPERATORS, ConditionResult, check
 from .text import format_value
 
 if TYPE_CHECKING:  # policy.py imports this module lazily for _repr_html_; no import cycle at run time
@@ -94,8 +94,9 @@ def _with_unit(spec: PolicySpec, fact: str, value: Any) -> str:
 
 def condition_text(spec: PolicySpec, cond: Condition, facts: Mapping[str, Any] | None = None) -> str:
     """One condition as readable text; parameters show their name and, when known, their value."""
-    if cond.op == "given":
-        return f"{cond.fact} {'given' if cond.value else 'not given'}"
+    row = OPERATORS[cond.op]
+    if row.operand == "flag":
+        return f"{cond.fact} {'' if cond.value else 'not '}{row.symbol}"
     refs = cond.value if isinstance(cond.value, tuple) else (cond.value,)
     param = next((r.name for r in refs if isinstance(r, ParamRef)), None)
     if facts is not None or param is None or not isinstance(spec.parameters[param], KeyedParameter):
@@ -104,8 +105,8 @@ def condition_text(spec: PolicySpec, cond: Condition, facts: Mapping[str, Any] |
     else:  # a keyed parameter has no single value without the order's facts
         keyed = spec.parameters[param]
         expected = f"{param} (by {keyed.by})"
-    unit = _unit(spec, cond.fact) if cond.op not in ("eq", "ne", "in", "not_in") else ""
-    return f"{cond.fact} {OP_SYMBOLS[cond.op]} {expected}{unit}"
+    unit = _unit(spec, cond.fact) if row.shows_unit else ""
+    return f"{cond.fact} {row.symbol} {expected}{unit}"
 
 
 def _conditions_html(spec: PolicySpec, rule: Rule, facts: Mapping[str, Any] | None) -> str:
@@ -205,7 +206,7 @@ def decision_html(decision: Decision) -> str:
 
     def cond(c: ConditionResult) -> str:
         expected = f"{c.parameter} = {format_value(c.expected)}" if c.parameter else format_value(c.expected)
-        return (f"<div>{_OK if c.passed else _NO} {esc(c.fact)} {esc(OP_SYMBOLS[c.op])} {esc(expected)} "
+        return (f"<div>{_OK if c.passed else _NO} {esc(c.fact)} {esc(OPERATORS[c.op].symbol)} {esc(expected)} "
                 f"<span style='color:#555;font-weight:400'>(actual: {esc(format_value(c.actual))})</span></div>")
 
     for w in decision.why_not:
@@ -258,7 +259,7 @@ def _thresholds(spec: PolicySpec, fact: str, facts: Mapping[str, Any]) -> list[f
     found: set[float] = set()
     for rule in spec.rules:
         for cond in rule.conditions:
-            if cond.fact != fact or cond.op == "given":
+            if cond.fact != fact or not OPERATORS[cond.op].cuts:
                 continue
             value = spec.resolve(cond.value, facts)
             for v in value if isinstance(value, tuple) else (value,):

@@ -15,7 +15,6 @@ from .model import (
     FACT_TYPES,
     HIT_POLICIES,
     MAX_NUMBER,
-    OPERATORS,
     TIME_UNITS,
     Condition,
     Example,
@@ -25,6 +24,7 @@ from .model import (
     PolicySpec,
     Rule,
 )
+from .operators import ENUM_OPERATORS, OPERATORS, Operator
 from .text import alias_key, did_you_mean
 
 # Installed wheels carry the rules inside the package; a source checkout keeps them at the top level.
@@ -39,7 +39,6 @@ FACT_KEYS = ("type", "required", "default", "values", "unit", "min", "max", "fro
 RULE_KEYS = ("id", "priority", "when", "then", "source", "examples", "description")
 THEN_KEYS = ("action", "message", "warnings")
 EXAMPLE_KEYS = ("order", "expect", "rule")
-ENUM_OPS = ("eq", "ne", "in", "not_in", "given")
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 PLACEHOLDER_BODY = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:-\s*([A-Za-z_]\w*)\s*)?$")
 RULE_ID = re.compile(r"^[A-Za-z][\w.\-]*$")
@@ -593,45 +592,46 @@ def _conditions(fact_name: str, knode, vnode, reader: _Reader, facts: dict, para
     ops = reader.mapping(vnode, f"condition on '{fact_name}'") if isinstance(vnode, yaml.MappingNode) \
         else {"eq": (vnode, vnode)}
     out = []
-    for op, (opnode, argnode) in ops.items():
-        if op not in OPERATORS:
-            reader.problem(opnode, f"unknown operator '{op}'", did_you_mean(op, OPERATORS))
+    for name, (opnode, argnode) in ops.items():
+        op = OPERATORS.get(name)
+        if op is None:
+            reader.problem(opnode, f"unknown operator '{name}'", did_you_mean(name, OPERATORS))
             continue
-        if fact.type == "enum" and op not in ENUM_OPS:
-            reader.problem(opnode, f"operator '{op}' does not apply to enum fact '{fact_name}' "
-                                   f"(use one of: {', '.join(ENUM_OPS)})")
+        if fact.type == "enum" and not op.on_enum:
+            reader.problem(opnode, f"operator '{name}' does not apply to enum fact '{fact_name}' "
+                                   f"(use one of: {', '.join(ENUM_OPERATORS)})")
             continue
         value = _operand(op, argnode, fact, reader, params)
         if value is not None:
             mark = opnode.start_mark
-            out.append(Condition(fact_name, op, value, mark.line + 1, mark.column + 1))
+            out.append(Condition(fact_name, op.name, value, mark.line + 1, mark.column + 1))
     return out
 
 
-def _operand(op: str, node: yaml.Node, fact: FactSpec, reader: _Reader, params: dict):
-    if op == "given":
+def _operand(op: Operator, node: yaml.Node, fact: FactSpec, reader: _Reader, params: dict):
+    """The constant(s) of one condition, read by the operator's operand shape."""
+    if op.operand == "flag":
         value = reader.scalar(node)
         if not isinstance(value, bool):
-            reader.problem(node, f"'given' takes true or false, got {brief(value)}")
+            reader.problem(node, f"'{op.name}' takes true or false, got {brief(value)}")
             return None
         return value
-    if op in ("in", "not_in", "between"):
-        items = reader.sequence(node, f"operand of '{op}'")
-        if op == "between" and len(items) != 2:
-            reader.problem(node, "'between' takes a list of two bounds [low, high]")
-            return None
-        if not items:
-            reader.problem(node, f"'{op}' needs at least one value")
-            return None
-        values = tuple(_constant(item, fact, reader, params) for item in items)
-        if any(v is None for v in values):
-            return None
-        low, high = values if op == "between" else (0, 0)
-        if op == "between" and not isinstance(low, ParamRef) and not isinstance(high, ParamRef) and low > high:
-            reader.problem(node, f"'between' bounds are reversed: {low} > {high}")
-            return None
-        return values
-    return _constant(node, fact, reader, params)
+    if op.operand == "scalar":
+        return _constant(node, fact, reader, params)
+    items = reader.sequence(node, f"operand of '{op.name}'")
+    if op.operand == "pair" and len(items) != 2:
+        reader.problem(node, f"'{op.name}' takes a list of two bounds [low, high]")
+        return None
+    if not items:
+        reader.problem(node, f"'{op.name}' needs at least one value")
+        return None
+    values = tuple(_constant(item, fact, reader, params) for item in items)
+    if any(v is None for v in values):
+        return None
+    if op.operand == "pair" and not any(isinstance(v, ParamRef) for v in values) and values[0] > values[1]:
+        reader.problem(node, f"'{op.name}' bounds are reversed: {values[0]} > {values[1]}")
+        return None
+    return values
 
 
 def _constant(node: yaml.Node, fact: FactSpec, reader: _Reader, params: dict):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-OPERATORS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "between", "given")
+if TYPE_CHECKING:  # the operators are rows of operators.py, a layer above this plain data
+    from .operators import OperatorName
+
 HIT_POLICIES = ("first", "unique")
 FACT_TYPES = ("enum", "number", "string")
 TIME_UNITS = {"hours": 3600.0, "days": 86400.0}
@@ -64,7 +66,7 @@ class ParamRef:
 @dataclass(frozen=True)
 class Condition:
     fact: str
-    op: str
+    op: OperatorName
     value: Any  # constant, ParamRef, or a tuple of them for in / not_in / between
     line: int = 0
     col: int = 0

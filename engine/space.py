@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .model import KeyedParameter, ParamRef, PolicySpec
-from .operators import check
+from .operators import OPERATORS, check
 
 NOT_GIVEN = -1  # enum code of a fact that is not given
 
@@ -102,11 +102,12 @@ class Axis:
         return out.astype(np.int64)
 
 
-def _thresholds(spec: PolicySpec, fact: str) -> list[float]:
+def _cut_points(spec: PolicySpec, fact: str) -> list[float]:
+    """Every constant a rule compares `fact` with (each keyed parameter's values too): where its axis is cut."""
     cuts: set[float] = set()
     for rule in spec.rules:
         for cond in rule.conditions:
-            if cond.fact != fact or cond.op == "given":
+            if cond.fact != fact or not OPERATORS[cond.op].cuts:
                 continue
             for item in cond.value if isinstance(cond.value, tuple) else (cond.value,):
                 if isinstance(item, ParamRef) and isinstance(spec.parameters[item.name], KeyedParameter):
@@ -131,7 +132,7 @@ def build_axes(spec: PolicySpec) -> tuple[Axis, ...]:
         else:
             low = -math.inf if fact.min is None else float(fact.min)
             high = math.inf if fact.max is None else float(fact.max)
-            axes.append(Axis(name, "number", points=tuple(_thresholds(spec, name)), low=low, high=high,
+            axes.append(Axis(name, "number", points=tuple(_cut_points(spec, name)), low=low, high=high,
                              optional=fact.optional))
     return tuple(axes)
 
