@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 
 from .compiler import CompiledPolicy
-from .decision import decide_row, match, outcome, render
+from .decision import decide_row, match, outcome
 from .errors import EngineError, InputError, OrderError
 from .facts import elapsed, enum_value, input_fields, is_blank, normalize, number_value, unknown_fields
-from .loader import PLACEHOLDER, PLACEHOLDER_BODY
-from .model import MAX_NUMBER, TIME_UNITS, FactSpec, KeyedParameter, PolicySpec
+from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec
 from .space import NOT_GIVEN, FactSpace
-from .text import alias_key, format_value
+from .template import render_rows
+from .text import alias_key
 
 OUTPUT_COLUMNS = ("action", "rule_id", "message", "error", "policy_version")
 _BAD = -2  # enum code of a value that is not valid
@@ -358,83 +358,5 @@ def _evaluate_cells(compiled, df, columns, as_of, action, rule_id, message, erro
     for k, rule in enumerate(ranked):
         rows = good[row_winner == k]
         if len(rows):
-            texts = _messages(spec, rule.message, norm.values, rows)
+            texts = render_rows(spec, rule.message, norm.values, rows)
             message[rows] = (texts or None) if isinstance(texts, str) else texts  # no message: None, as per row
-
-
-def _messages(spec: PolicySpec, template: str, values: dict[str, np.ndarray], rows: np.ndarray
-              ) -> np.ndarray | str:
-    """One rule's message for the given rows, rendered once per distinct combination of what it shows."""
-    keys = []
-    for body in PLACEHOLDER.findall(template):
-        first, second = PLACEHOLDER_BODY.match(body).groups()
-        if second is not None:
-            keys.append(_tenths_key(_placeholder(spec, first, values, rows) - _placeholder(spec, second, values, rows)))
-            continue
-        param = spec.parameters.get(first)
-        if isinstance(param, KeyedParameter):
-            keys.append(values[param.by][rows])
-        elif first in spec.facts:
-            v = values[first][rows]
-            keys.append(v if spec.facts[first].type == "enum" else _tenths_key(v))
-    if not keys:
-        return render(spec, template, {})  # one text, broadcast by the caller
-    combined = np.zeros(len(rows), dtype=np.int64)
-    for key in keys:
-        k_codes, k_uniques = pd.factorize(key)
-        combined = combined * (len(k_uniques) + 1) + k_codes
-    codes, uniques = pd.factorize(combined)
-    first_row = np.zeros(len(uniques), dtype=np.int64)
-    first_row[codes[::-1]] = np.arange(len(codes))[::-1]
-    texts = np.array(_render_rows(spec, template, values, rows[first_row]), dtype=object)
-    return texts[codes]
-
-
-def _render_rows(spec: PolicySpec, template: str, values: dict[str, np.ndarray], rows: np.ndarray) -> list[str]:
-    """decision.render for each row, one placeholder column at a time (same text, far fewer calls)."""
-    parts = PLACEHOLDER.split(" ".join(template.split()))  # literal, placeholder, literal, ...
-    columns: list[list[str]] = []
-    for body in parts[1::2]:
-        first, second = PLACEHOLDER_BODY.match(body).groups()
-        if second is not None:
-            diff = _placeholder(spec, first, values, rows) - _placeholder(spec, second, values, rows)
-            columns.append([format_value(None if np.isnan(v) else float(v)) for v in diff])
-        elif first in spec.facts and spec.facts[first].type == "enum":
-            fact = spec.facts[first]
-            labels = [fact.label(v) for v in fact.values]
-            columns.append([labels[c] if c >= 0 else format_value(None) for c in values[first][rows]])
-        elif first in spec.facts:
-            columns.append([format_value(None if np.isnan(v) else float(v)) for v in values[first][rows]])
-        else:
-            param = spec.parameters[first]
-            if isinstance(param, KeyedParameter):
-                table = [format_value(param.lookup(v)) for v in spec.facts[param.by].values]
-                missing = format_value(param.lookup(None))
-                columns.append([table[c] if c >= 0 else missing for c in values[param.by][rows]])
-            else:
-                columns.append([format_value(param)] * len(rows))
-    literals = parts[0::2]
-    out = []
-    for cells in zip(*columns) if columns else [()] * len(rows):
-        pieces = [literals[0]]
-        for text, literal in zip(cells, literals[1:]):
-            pieces += [text, literal]
-        out.append("".join(pieces))
-    return out
-
-
-def _placeholder(spec: PolicySpec, name: str, values: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
-    if name in spec.facts:
-        return values[name][rows]
-    param = spec.parameters[name]
-    if isinstance(param, KeyedParameter):
-        codes = values[param.by][rows]
-        table = np.array([param.lookup(v) for v in spec.facts[param.by].values] + [param.lookup(None)],
-                         dtype=np.float64)
-        return table[np.where(codes < 0, len(table) - 1, codes)]
-    return np.full(len(rows), float(param))
-
-
-def _tenths_key(v: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isnan(v), np.iinfo(np.int64).min, np.floor(v * 10 + 0.5)).astype(np.int64)

@@ -11,10 +11,9 @@ from typing import Any
 from .compiler import CompiledPolicy
 from .errors import EngineError, OrderError
 from .facts import normalize, unknown_field_warnings
-from .loader import PLACEHOLDER, PLACEHOLDER_BODY
-from .model import ParamRef, PolicySpec, Rule
+from .model import PolicySpec, Rule
 from .operators import ConditionResult, check
-from .text import format_value
+from .template import render
 
 
 @dataclass(frozen=True)
@@ -63,25 +62,6 @@ class Decision:
         if self.also_matched:
             lines.append(f"  also matched: {', '.join(self.also_matched)}")
         return "\n".join(lines)
-
-
-def render(spec: PolicySpec, template: str, facts: Mapping[str, Any]) -> str:
-    """Fill `{name}` and `{a - b}` placeholders with fact values (enum labels) and parameters."""
-
-    def value(name: str) -> Any:
-        if name in spec.facts:
-            raw = facts.get(name)
-            return spec.facts[name].label(raw) if spec.facts[name].type == "enum" and raw else raw
-        return spec.resolve(ParamRef(name), facts)
-
-    def fill(match) -> str:
-        first, second = PLACEHOLDER_BODY.match(match.group(1)).groups()
-        if second is None:
-            return format_value(value(first))
-        a, b = value(first), value(second)
-        return format_value(None if a is None or b is None else float(a) - float(b))
-
-    return PLACEHOLDER.sub(fill, " ".join(template.split()))
 
 
 def outcome(spec: PolicySpec, matched: tuple[str, ...]) -> tuple[Rule | None, str | None]:

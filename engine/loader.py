@@ -25,6 +25,7 @@ from .model import (
     Rule,
 )
 from .operators import ENUM_OPERATORS, OPERATORS, Operator
+from .template import check as check_template
 from .text import alias_key, did_you_mean
 
 # Installed wheels carry the rules inside the package; a source checkout keeps them at the top level.
@@ -39,8 +40,6 @@ FACT_KEYS = ("type", "required", "default", "values", "unit", "min", "max", "fro
 RULE_KEYS = ("id", "priority", "when", "then", "source", "examples", "description")
 THEN_KEYS = ("action", "message", "warnings")
 EXAMPLE_KEYS = ("order", "expect", "rule")
-PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-PLACEHOLDER_BODY = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:-\s*([A-Za-z_]\w*)\s*)?$")
 RULE_ID = re.compile(r"^[A-Za-z][\w.\-]*$")
 EXPONENT_TEXT = re.compile(r"^([-+]?(?:\d+\.?\d*|\.\d+))[eE]([-+]?)(\d+)$")  # a float YAML 1.1 reads as text
 # A policy nests about 8 levels deep; the limit stops hostile nesting before the recursive walks below.
@@ -554,7 +553,7 @@ def _rule(node: yaml.Node, index: int, reader: _Reader, facts: dict, params: dic
                 reader.problem(then["action"][1], f"unknown action '{action}'", did_you_mean(action, actions))
         if "message" in then:
             message = str(reader.scalar(then["message"][1]))
-            _check_template(message, then["message"][1], reader, facts, params)
+            _locate_template_problems(message, then["message"][1], reader, facts, params)
         if "warnings" in then:
             warnings = tuple(str(reader.scalar(w)) for w in reader.sequence(then["warnings"][1], "warnings"))
     source = str(reader.scalar(spec["source"][1])) if "source" in spec else ""
@@ -667,27 +666,15 @@ def _constant(node: yaml.Node, fact: FactSpec, reader: _Reader, params: dict):
     return value
 
 
-def _check_template(message: str, node: yaml.Node, reader: _Reader, facts: dict, params: dict) -> None:
-    names = set(facts) | set(params)
+def _locate_template_problems(message: str, node: yaml.Node, reader: _Reader, facts: dict, params: dict) -> None:
     source, start, end = _source_of(node)
-    for placeholder in PLACEHOLDER.finditer(message):
-        body = placeholder.group(1)
+    for written, problems in check_template(message, facts, params):
         # Locate the placeholder in the file's text (a folded or escaped message may not hold it verbatim).
-        found = source.find(placeholder.group(0), start, end)
+        found = source.find(written, start, end)
         at = _position(node, source, found) if found >= 0 else None
         start = found + 1 if found >= 0 else start
-        match = PLACEHOLDER_BODY.match(body)
-        if not match:
-            reader.problem(node, f"message placeholder '{{{body}}}' must be '{{name}}' or '{{name - name}}'", at=at)
-            continue
-        for name in filter(None, match.groups()):
-            if name not in names:
-                reader.problem(node, f"message names unknown fact or parameter '{name}'",
-                               did_you_mean(name, names), at=at)
-        not_numbers = [n for n in match.groups() if n in facts and facts[n].type != "number"]
-        if match.group(2) and not_numbers:
-            reader.problem(node, f"message placeholder '{{{body}}}' subtracts what is not a number: "
-                                 f"{', '.join(not_numbers)}", at=at)
+        for text, hint in problems:
+            reader.problem(node, text, hint, at=at)
 
 
 def _source_of(node: yaml.Node) -> tuple[str, int, int]:
