@@ -1,6 +1,5 @@
 """Order-cancellation decision service: declarative rules evaluated by durable_rules, explained."""
 
-from .batch import OUTPUT_COLUMNS
 from .csvio import read_orders
 from .decision import Decision, WhyNot
 from .diff import PolicyDiff
@@ -8,6 +7,7 @@ from .errors import EngineError, FieldProblem, InputError, OrderError, PolicyErr
 from .loader import DEFAULT_POLICY, RULES_DIR
 from .operators import ConditionResult
 from .policy import Policy, diff, load
+from .tabular import OUTPUT_COLUMNS
 from .verify import Finding, VerifyReport
 
 __all__ = [

@@ -22,10 +22,10 @@ from .errors import EngineError, InputError, OrderError
 from .facts import elapsed, enum_value, input_fields, is_blank, normalize, number_value, unknown_fields
 from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec
 from .space import NOT_GIVEN, FactSpace
+from .tabular import OUTPUT_COLUMNS
 from .template import render_rows
 from .text import alias_key
 
-OUTPUT_COLUMNS = ("action", "rule_id", "message", "error", "policy_version")
 _BAD = -2  # enum code of a value that is not valid
 
 

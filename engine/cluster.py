@@ -33,26 +33,23 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .batch import OUTPUT_COLUMNS, check_strict_columns, evaluate_frame, input_fields, resolve_columns, unknown_columns
+from .atomic import atomic_file, remove_stale, remove_temp, temp_path
+from .batch import check_strict_columns, evaluate_frame, input_fields, resolve_columns, unknown_columns
 from .compiler import CompiledPolicy, compile_policy
-from .csvio import (
-    DEFAULT_MAX_COLUMNS,
-    Summary,
-    _header_line,
-    _reason,
-    _write,
-    _write_reason,
-    check_repeated,
-    check_width,
-    read_header,
-    remove_stale,
-    remove_temp,
-    temp_path,
-    terminal_progress,
-)
+from .csvio import DEFAULT_MAX_COLUMNS, check_repeated, check_width, read_header, terminal_progress
 from .errors import InputError
 from .facts import parse_as_of
 from .loader import load_spec
+from .tabular import (
+    OUTPUT_COLUMNS,
+    Summary,
+    header_line,
+    merge_summaries,
+    read_csv_text,
+    read_reason,
+    write_reason,
+    write_rows,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import dask.dataframe as dd
@@ -185,10 +182,9 @@ def _parse_block(block: bytes, header: bytes | None, path: str, names: list[str]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # a row longer than the header
-            df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                             index_col=False)
+            df = read_csv_text(io.BytesIO(data))
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError) as exc:
-        raise PartitionError(path, _reason(exc)) from None
+        raise PartitionError(path, read_reason(exc)) from None
     if list(df.columns) != names:
         raise PartitionError(path, "malformed CSV: a block's header does not match the file's")
     return df
@@ -202,7 +198,7 @@ def _read_block(path: str, start: int, stop: int, header_end: int, names: list[s
             handle.seek(start)
             block = handle.read(stop - start)
     except OSError as exc:  # e.g. a worker on another machine that does not see the input
-        raise PartitionError(path, _reason(exc)) from None
+        raise PartitionError(path, read_reason(exc)) from None
     try:
         return _parse_block(block, header, path, names)
     except PartitionError as exc:
@@ -285,11 +281,10 @@ def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE, max_columns:
         try:
             header_end, blocks = record_blocks(file, blocksize)
         except OSError as exc:
-            raise InputError(file, _reason(exc)) from None
+            raise InputError(file, read_reason(exc)) from None
         if meta is None:  # the column names as pandas reads them (a repeated name becomes 'name.1')
             with open(file, "rb") as handle:
-                meta = pd.read_csv(io.BytesIO(handle.read(header_end)), dtype=str, keep_default_na=False,
-                                   encoding="utf-8-sig", index_col=False)
+                meta = read_csv_text(io.BytesIO(handle.read(header_end)))
         absolute = os.path.abspath(file)  # workers may run in another working folder
         parts += [delayed(_read_block)(absolute, start, stop, header_end, list(meta.columns), k == len(blocks) - 1)
                   for k, (start, stop) in enumerate(blocks)]
@@ -314,42 +309,25 @@ def check_input(policy: Policy, path: str, header: list[str] | None, columns: li
 def _write_part(out: pd.DataFrame, index: int, folder: str, fmt: str, width: int,
                 header: list[str] | None, raw: bool = False) -> Summary:
     name = f"part.{index:0{width}d}.{'parquet' if fmt == 'parquet' else 'csv'}"
-    final = Path(folder, name)
-    temp = Path(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
+    # A temp name of this process and thread: a task retried elsewhere writes its own, then replaces the part.
+    with atomic_file(Path(folder, name), Path(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")) as sink:
         if fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pandas(out, preserve_index=False), temp)
+            pq.write_table(pa.Table.from_pandas(out, preserve_index=False), sink)
         else:
-            with open(temp, "wb") as sink:
-                if fmt == "csv-folder":
-                    names = (header if header is not None else [str(c) for c in out.columns[:-5]])
-                    sink.write(_header_line(list(names) + list(OUTPUT_COLUMNS), raw))
-                _write(out, sink, raw)
-        os.replace(temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+            if fmt == "csv-folder":
+                sink.write(header_line(_input_columns(out, header) + list(OUTPUT_COLUMNS), raw))
+            write_rows(out, sink, raw)
     summary = Summary()
     summary.add(out, 1)
     return summary
 
 
-def merge_summaries(parts: list[Summary]) -> Summary:
-    """Partition summaries, in partition order, as one: row numbers become the row's place in the whole."""
-    total = Summary()
-    for part in parts:
-        offset = total.rows
-        total.rows += part.rows
-        total.actions.update(part.actions)
-        total.rules.update(part.rules)
-        total.errors.update(part.errors)
-        for reason, rows in part.error_rows.items():
-            kept = total.error_rows.setdefault(reason, [])
-            kept.extend(offset + r for r in rows[: max(0, 3 - len(kept))])
-    return total
+def _input_columns(out: pd.DataFrame | dd.DataFrame, header: list[str] | None) -> list[str]:
+    """The input's column names as written (the CSV header), or as the frame has them before the decision columns."""
+    return list(header) if header is not None else [str(c) for c in out.columns[:-len(OUTPUT_COLUMNS)]]
 
 
 def output_format(target: str, fmt: str | None) -> str:
@@ -388,7 +366,7 @@ def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, 
     try:
         staging.mkdir()
     except OSError as exc:
-        raise InputError(shown, _write_reason(exc)) from None
+        raise InputError(shown, write_reason(exc)) from None
     try:
         parts = out.to_delayed()
         width = max(5, len(str(len(parts) - 1)))
@@ -416,18 +394,11 @@ def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, 
 def _finish(staging: Path, target: Path, fmt: str, header: list[str] | None, out: dd.DataFrame, width: int,
             count: int, raw: bool = False) -> None:
     if fmt == "csv":
-        temp = temp_path(target, "part")
-        try:
-            with open(temp, "wb") as sink:
-                names = header if header is not None else [str(c) for c in out.columns[:-5]]
-                sink.write(_header_line(list(names) + list(OUTPUT_COLUMNS), raw))
-                for i in range(count):
-                    with open(staging / f"part.{i:0{width}d}.csv", "rb") as part:
-                        shutil.copyfileobj(part, sink, 2**20)
-            os.replace(temp, target)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        with atomic_file(target) as sink:
+            sink.write(header_line(_input_columns(out, header) + list(OUTPUT_COLUMNS), raw))
+            for i in range(count):
+                with open(staging / f"part.{i:0{width}d}.csv", "rb") as part:
+                    shutil.copyfileobj(part, sink, 2**20)
         remove_temp(staging)
         return
     parts = {f"part.{i:0{width}d}.{'parquet' if fmt == 'parquet' else 'csv'}" for i in range(count)}

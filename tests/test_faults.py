@@ -129,7 +129,7 @@ def test_an_unwritable_folder_names_the_output(small_csv):
 
 def test_a_zombie_is_gone(tmp_path):
     """A killed child its parent has not waited for yet still has its pid: its part is removed all the same."""
-    from engine.csvio import remove_stale
+    from engine.atomic import remove_stale
 
     child = subprocess.Popen(["sleep", "60"])
     try:
