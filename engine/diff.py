@@ -14,10 +14,10 @@ from .batch import cell_decisions, evaluate_frame
 from .compiler import CompiledPolicy
 from .decision import outcome
 from .errors import EngineError
+from .frames import INVALID, NOT_GIVEN
 from .model import PolicySpec
-from .space import NOT_GIVEN, Axis, FactSpace
+from .space import Axis, FactSpace
 
-_REFUSED = -2  # enum code of a value a policy does not know
 TRANSITION_COLUMNS = ["old_action", "old_rule", "new_action", "new_rule", "cells", "orders", "example"]
 
 
@@ -104,10 +104,10 @@ def _own_values(spec: PolicySpec, joint: FactSpace, values: dict[str, np.ndarray
         given = values[axis.fact]
         if axis.kind == "enum":
             index = {value: i for i, value in enumerate(fact.values)}
-            not_given = NOT_GIVEN if fact.optional else index.get(fact.default, _REFUSED)
-            table = np.array([index.get(value, _REFUSED) for value in axis.values] + [not_given], dtype=np.int64)
+            not_given = NOT_GIVEN if fact.optional else index.get(fact.default, INVALID)
+            table = np.array([index.get(value, INVALID) for value in axis.values] + [not_given], dtype=np.int64)
             codes = table[given]  # NOT_GIVEN (-1) picks the last entry
-            bad |= codes == _REFUSED
+            bad |= codes == INVALID
             own[axis.fact] = codes
         else:
             number = given.copy()

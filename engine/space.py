@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from .frames import NOT_GIVEN
 from .model import KeyedParameter, ParamRef, PolicySpec
 from .operators import OPERATORS, check
-
-NOT_GIVEN = -1  # enum code of a fact that is not given
 
 
 @dataclass(frozen=True)
