@@ -11,6 +11,7 @@ from typing import Any
 from .compiler import CompiledPolicy
 from .errors import EngineError, OrderError
 from .facts import normalize, unknown_field_warnings
+from .html import decision_html
 from .model import PolicySpec, Rule
 from .operators import ConditionResult, check
 from .template import render
@@ -46,8 +47,6 @@ class Decision:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, default=str)
 
     def _repr_html_(self) -> str:
-        from .html import decision_html  # a later stage: imported on use, only in a notebook
-
         return decision_html(self)
 
     def explain(self) -> str:

@@ -39,6 +39,11 @@ class FactSpec:
     def label(self, value: str) -> str:
         return self.labels.get(value, value)
 
+    @property
+    def unit_suffix(self) -> str:
+        """The unit as shown after a value (' h', ' %'), or '' for a fact without one."""
+        return f" {self.unit}" if self.unit else ""
+
 
 @dataclass(frozen=True)
 class KeyedParameter:

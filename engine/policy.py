@@ -18,6 +18,7 @@ from .diff import PolicyDiff
 from .diff import diff as diff_policies
 from .errors import OrderError, RuleError, RuleProblem
 from .facts import parse_as_of
+from .html import policy_html
 from .loader import load_spec
 from .model import Example, KeyedParameter, PolicySpec
 from .text import format_value
@@ -82,8 +83,6 @@ class Policy:
         return Policy(spec, compile_policy(spec))
 
     def _repr_html_(self) -> str:
-        from .html import policy_html  # html reads Policy: import on use to keep the module graph one-way
-
         return policy_html(self)
 
     def to_dict(self) -> dict[str, Any]:

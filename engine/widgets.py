@@ -17,17 +17,11 @@ import pandas as pd
 from .decision import Decision
 from .errors import FieldProblem, InputError, OrderError, PolicyError
 from .facts import parse_as_of
-from .html import (
-    changes_html,
-    esc,
-    frame_html,
-    result_card_html,
-    rules_table_html,
-    what_would_change,
-)
+from .html import changes_html, esc, frame_html, result_card_html, rules_table_html
 from .loader import RULES_DIR
 from .model import FactSpec, KeyedParameter
 from .policy import Policy, load
+from .probe import what_would_change
 from .text import alias_key, humanize
 
 NOT_GIVEN = ""  # dropdown value of "not given": None would read as "nothing selected"

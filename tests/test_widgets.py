@@ -13,7 +13,8 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 import engine  # noqa: E402
-from engine.html import decision_html, policy_html, what_would_change  # noqa: E402
+from engine.html import decision_html, policy_html  # noqa: E402
+from engine.probe import what_would_change  # noqa: E402
 from engine.widgets import NOT_GIVEN, BatchView, Explorer, WhatIf, variants  # noqa: E402
 
 AS_OF = "2026-11-26T12:00:00Z"
