@@ -1,8 +1,8 @@
 """Order-cancellation decision service: declarative rules evaluated by durable_rules, explained."""
 
+from .compare import PolicyDiff
 from .csvio import read_orders
 from .decision import Decision, WhyNot
-from .diff import PolicyDiff
 from .errors import EngineError, FieldProblem, InputError, OrderError, PolicyError, RuleError, RuleProblem
 from .loader import DEFAULT_POLICY, RULES_DIR
 from .operators import ConditionResult

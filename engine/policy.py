@@ -12,10 +12,9 @@ from typing import Any
 import pandas as pd
 
 from .batch import evaluate_frame
+from .compare import PolicyDiff, policy_diff
 from .compiler import CompiledPolicy, compile_policy
 from .decision import Decision, decide
-from .diff import PolicyDiff
-from .diff import diff as diff_policies
 from .errors import OrderError, RuleError, RuleProblem
 from .facts import parse_as_of
 from .html import policy_html
@@ -164,4 +163,4 @@ def load(path: str | Path | None = None) -> Policy:
 def diff(old: Policy, new: Policy, orders: pd.DataFrame | None = None, as_of: str | datetime | None = None
          ) -> PolicyDiff:
     """Every change of decision from old to new: by cell of the joint fact space and, given orders, by order."""
-    return diff_policies(old.compiled, new.compiled, orders, parse_as_of(as_of))
+    return policy_diff(old.compiled, new.compiled, orders, parse_as_of(as_of))

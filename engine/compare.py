@@ -144,7 +144,8 @@ def _winners(compiled: CompiledPolicy, joint: FactSpace, values: dict[str, np.nd
     return out
 
 
-def diff(old: CompiledPolicy, new: CompiledPolicy, orders: pd.DataFrame | None, as_of: datetime) -> PolicyDiff:
+def policy_diff(old: CompiledPolicy, new: CompiledPolicy, orders: pd.DataFrame | None, as_of: datetime
+                ) -> PolicyDiff:
     """Every change of decision between two policies, by cell and (when given) by order."""
     joint = FactSpace(old.spec, _joint_axes(cell_decisions(old).space, cell_decisions(new).space))
     ids = np.arange(joint.n_cells, dtype=np.int64)
