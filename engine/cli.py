@@ -98,14 +98,7 @@ def _max_columns(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     args.max_columns = _max_columns(args)
     if args.dask is not None:
-        try:
-            import dask.dataframe  # noqa: F401
-            import distributed  # noqa: F401
-
-            from .cluster import run_dask_evaluate
-        except ImportError as exc:
-            raise UsageError(f"--dask needs the [dask] extra: pip install 'cancel-rules[dask]' ({exc})") from None
-        return run_dask_evaluate(args)
+        return _evaluate_on_dask(args)
     policy = _policy(args)
     as_of = parse_as_of(args.as_of)
     progress = terminal_progress()
@@ -117,6 +110,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             sys.stderr.write("\n")
     print(f"wrote {args.output} (policy {policy.name} {policy.version}, as of {as_of.isoformat()})\n{summary}",
           file=sys.stderr)
+    return 0
+
+
+def _evaluate_on_dask(args: argparse.Namespace) -> int:
+    """`evaluate IN -o OUT --dask [ADDRESS] [--output-format csv|csv-folder|parquet]`."""
+    try:
+        import dask.dataframe  # noqa: F401
+        import distributed  # noqa: F401
+
+        from .cluster import run_evaluate
+    except ImportError as exc:
+        raise UsageError(f"--dask needs the [dask] extra: pip install 'cancel-rules[dask]' ({exc})") from None
+    policy = _policy(args)
+    as_of = parse_as_of(args.as_of)
+    progress = terminal_progress()
+    try:
+        run = run_evaluate(policy.compiled, args.input, args.output, as_of, address=args.dask,
+                           fmt=args.output_format, max_columns=args.max_columns, strict=args.strict,
+                           raw=args.raw_csv, progress=progress)
+    finally:
+        if progress:  # the bar's line ends before the summary or the error
+            sys.stderr.write("\n")
+    print(f"wrote {args.output} ({run.fmt}, {run.partitions} partitions on {run.workers} Dask workers; policy "
+          f"{policy.name} {policy.version}, as of {as_of.isoformat()})\n{run.summary}", file=sys.stderr)
     return 0
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # the operators are rows of operators.py, a layer above this plain data
     from .operators import OperatorName
 
 HIT_POLICIES = ("first", "unique")
 FACT_TYPES = ("enum", "number", "string")
+Method = Literal["cells", "rows"]  # batch evaluation: once per distinct cell, or once per row (the reference)
+OutputFormat = Literal["csv", "csv-folder", "parquet"]  # what a Dask run writes
 TIME_UNITS = {"hours": 3600.0, "days": 86400.0}
 MAX_NUMBER = 1e9  # largest number fact accepted
 

@@ -55,7 +55,7 @@ class Policy:
         if type(df).__module__.split(".")[0] in ("dask", "dask_expr"):
             from .cluster import evaluate_dask  # dask is an optional extra: imported only when given its frame
 
-            return evaluate_dask(self, df, as_of, method, strict=strict)
+            return evaluate_dask(self.compiled, df, as_of, method, strict=strict)
         return evaluate_frame(self.compiled, df, parse_as_of(as_of), method, strict=strict)
 
     def verify(self) -> VerifyReport:

@@ -235,10 +235,10 @@ def test_worker_policy_cache_is_bounded(tmp_path):
 
     base = engine.load()
     for hours in range(MAX_WORKER_POLICIES + 3):
-        compiled_from_source(policy_source(base.with_parameters(seller_reply_hours=10 + hours)))
+        compiled_from_source(policy_source(base.with_parameters(seller_reply_hours=10 + hours).compiled))
     assert len(_compiled) == MAX_WORKER_POLICIES
     reordered = engine.load(_write(_cancelled_first(), tmp_path / "cancellation.yaml"))
-    compiled = compiled_from_source(policy_source(reordered))
+    compiled = compiled_from_source(policy_source(reordered.compiled))
     assert compiled.spec.facts["status"].values[0] == "cancelled"
     assert compiled.content_key == reordered.compiled.content_key
 
