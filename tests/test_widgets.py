@@ -15,7 +15,8 @@ pytest.importorskip("ipywidgets")
 import engine  # noqa: E402
 from engine.html import decision_html, policy_html  # noqa: E402
 from engine.probe import what_would_change  # noqa: E402
-from engine.widgets import NOT_GIVEN, BatchView, Explorer, WhatIf, variants  # noqa: E402
+from engine.widgets import NOT_GIVEN_OPTION as NOT_GIVEN  # noqa: E402
+from engine.widgets import BatchView, Explorer, WhatIf, variants  # noqa: E402
 
 AS_OF = "2026-11-26T12:00:00Z"
 AS_OF_DT = datetime(2026, 11, 26, 12, tzinfo=UTC)
