@@ -16,7 +16,7 @@ import pandas as pd
 
 from .compiler import CompiledPolicy
 from .decision import decide_row, match, outcome
-from .errors import EngineError, InputError, OrderError
+from .errors import EngineError, InputError, OrderError, UsageError
 from .facts import input_fields, normalize, unknown_fields
 from .frames import frame_orders, normalize_frame
 from .model import PolicySpec
@@ -119,7 +119,7 @@ def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, 
     """The input rows, in order, with the decision columns added. With strict, a column that looks like a
     misspelt field is an InputError (other unknown columns are kept and echoed)."""
     if method not in ("cells", "rows"):
-        raise ValueError(f"method must be 'cells' or 'rows', got {method!r}")
+        raise UsageError(f"method must be 'cells' or 'rows', got {method!r}", "method")
     spec = compiled.spec
     columns = resolve_columns(spec, list(df.columns), source)
     if strict:

@@ -40,7 +40,7 @@ from .daskio import (
     read_orders_dask,
     write_dask,
 )
-from .errors import InputError
+from .errors import InputError, UsageError
 from .facts import parse_as_of
 from .loader import load_spec
 from .model import OutputFormat
@@ -73,7 +73,7 @@ def policy_source(compiled: CompiledPolicy) -> PolicySource:
     """What a worker needs to rebuild the policy: never its compiled (durable_rules) state."""
     spec = compiled.spec
     if not spec.sources:
-        raise ValueError(f"policy {spec.name!r} has no source files to send to the workers")
+        raise UsageError(f"policy {spec.name!r} has no source files to send to the workers")
     paths = [Path(p).resolve() for p, _ in spec.sources]
     root = Path(os.path.commonpath([str(p.parent) for p in paths]))
     files = tuple((p.relative_to(root).as_posix(), text) for p, (_, text) in zip(paths, spec.sources))

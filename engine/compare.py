@@ -13,7 +13,7 @@ import pandas as pd
 from .batch import cell_decisions, evaluate_frame
 from .compiler import CompiledPolicy
 from .decision import outcome
-from .errors import EngineError
+from .errors import ComparisonError, EngineError
 from .frames import INVALID, NOT_GIVEN
 from .model import PolicySpec
 from .space import Axis, FactSpace
@@ -61,8 +61,7 @@ def _joint_axes(a: FactSpace, b: FactSpace) -> tuple[Axis, ...]:
         if x is None or y is None:
             axes.append(x or y)
         elif x.kind != y.kind:
-            raise ValueError(f"fact '{fact}' is an {x.kind} in one policy and a {y.kind} in the other; "
-                             f"they cannot be compared")
+            raise ComparisonError(fact, (x.kind, y.kind))
         elif x.kind == "enum":
             axes.append(Axis(fact, "enum", values=x.values + tuple(v for v in y.values if v not in x.values),
                              optional=x.optional or y.optional))
@@ -99,8 +98,7 @@ def _own_values(spec: PolicySpec, joint: FactSpace, values: dict[str, np.ndarray
         if fact is None:  # a fact this policy does not declare: an unknown field to it, ignored
             continue
         if fact.type != axis.kind:
-            raise ValueError(f"fact '{axis.fact}' is a {fact.type} in one policy and an {axis.kind} in the "
-                             f"other; they cannot be compared")
+            raise ComparisonError(axis.fact, (fact.type, axis.kind))
         given = values[axis.fact]
         if axis.kind == "enum":
             index = {value: i for i, value in enumerate(fact.values)}

@@ -18,7 +18,7 @@ import pandas as pd
 from .atomic import atomic_file, remove_stale
 from .batch import check_strict_columns, evaluate_frame, input_fields, resolve_columns, unknown_columns
 from .compiler import CompiledPolicy
-from .errors import InputError
+from .errors import InputError, UsageError
 from .tabular import OUTPUT_COLUMNS, Summary, header_line, read_csv_text, read_reason, write_reason, write_rows
 
 DEFAULT_CHUNKSIZE = 100_000
@@ -29,7 +29,7 @@ ENV_MAX_COLUMNS = "CANCEL_RULES_MAX_COLUMNS"
 
 
 def max_columns_from_env(environ: Mapping[str, str] | None = None) -> int:
-    """CANCEL_RULES_MAX_COLUMNS, or the default; raises ValueError naming the variable."""
+    """CANCEL_RULES_MAX_COLUMNS, or the default; raises UsageError (a ValueError) naming the variable."""
     text = (os.environ if environ is None else environ).get(ENV_MAX_COLUMNS, "").strip()
     if not text:
         return DEFAULT_MAX_COLUMNS
@@ -38,7 +38,7 @@ def max_columns_from_env(environ: Mapping[str, str] | None = None) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise ValueError(f"{ENV_MAX_COLUMNS} must be a positive integer, got {text!r}")
+        raise UsageError(f"{ENV_MAX_COLUMNS} must be a positive integer, got {text!r}", ENV_MAX_COLUMNS)
     return value
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FieldProblem, OrderError
+from .errors import AsOfError, FieldProblem, OrderError
 from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec
 from .text import alias_key, did_you_mean
 
@@ -28,7 +28,7 @@ def parse_as_of(value: str | datetime | None) -> datetime:
     if isinstance(value, str):
         parsed = parse_timestamp(value)
         if parsed is None:
-            raise ValueError(f"as-of time is not an ISO 8601 timestamp: {value!r}")
+            raise AsOfError(value)
         return parsed
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 

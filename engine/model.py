@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from .errors import UnknownRuleError
+
 if TYPE_CHECKING:  # the operators are rows of operators.py, a layer above this plain data
     from .operators import OperatorName
 
@@ -125,7 +127,7 @@ class PolicySpec:
         for rule in self.rules:
             if rule.id == rule_id:
                 return rule
-        raise KeyError(rule_id)
+        raise UnknownRuleError(rule_id)
 
     def keyed_parameter(self, cond: Condition) -> KeyedParameter | None:
         """The keyed parameter a condition compares with, if any (it makes the condition read two facts)."""

@@ -15,7 +15,7 @@ from .batch import evaluate_frame
 from .compare import PolicyDiff, policy_diff
 from .compiler import CompiledPolicy, compile_policy
 from .decision import Decision, decide
-from .errors import OrderError, RuleError, RuleProblem
+from .errors import OrderError, ParameterError, RuleError, RuleProblem
 from .facts import parse_as_of
 from .html import policy_html
 from .loader import load_spec
@@ -67,14 +67,14 @@ class Policy:
         params = dict(self.spec.parameters)
         for name, value in overrides.items():
             if name not in params:
-                raise KeyError(f"unknown parameter {name!r} (parameters: {', '.join(params)})")
+                raise ParameterError(name, f"unknown parameter {name!r} (parameters: {', '.join(params)})")
             current = params[name]
             if isinstance(current, KeyedParameter):
                 if not isinstance(value, Mapping):
-                    raise TypeError(f"parameter {name!r} is keyed by {current.by}: give a mapping")
+                    raise ParameterError(name, f"parameter {name!r} is keyed by {current.by}: give a mapping")
                 unknown = set(value) - set(current.values)
                 if unknown:
-                    raise KeyError(f"parameter {name!r} has no key {sorted(unknown)[0]!r}")
+                    raise ParameterError(name, f"parameter {name!r} has no key {sorted(unknown)[0]!r}")
                 params[name] = replace(current, values={**current.values, **{k: float(v) for k, v in value.items()}})
             else:
                 params[name] = float(value)

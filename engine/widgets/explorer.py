@@ -30,7 +30,7 @@ def _enum_code(fact: FactSpec, value: Any) -> str:
         return NOT_GIVEN_OPTION if fact.optional else (fact.default or fact.values[0])
     code = value if value in fact.values else fact.aliases.get(alias_key(str(value)))
     if code is None:
-        raise ValueError(f"{fact.name}: unknown value {value!r}")
+        raise OrderError([FieldProblem(fact.name, value, f"unknown value {value!r}")])
     return code
 
 
