@@ -14,9 +14,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal, get_args
 
-TEMP_KINDS = ("part", "parts", "old")  # the output file being written, a Dask staging folder, a replaced folder
+TempKind = Literal["part", "parts", "old"]  # the output file being written, a Dask staging folder, a replaced folder
+TEMP_KINDS: tuple[TempKind, ...] = get_args(TempKind)
 _TEMP_TAIL = re.compile(r"(?P<pid>[0-9]+)@(?P<host>[A-Za-z0-9_.-]+)\.(?:" + "|".join(TEMP_KINDS) + ")")
 
 
@@ -24,7 +25,7 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "localhost"
 
 
-def temp_path(target: Path, kind: str) -> Path:
+def temp_path(target: Path, kind: TempKind) -> Path:
     """This process's temp name for target: `.NAME.<pid>@<host>.<kind>` in target's folder."""
     return target.with_name(f".{target.name}.{os.getpid()}@{_host()}.{kind}")
 
@@ -64,7 +65,8 @@ def remove_stale(target: Path) -> list[Path]:
     """Remove the temp files and folders that runs writing target left when they were killed: those named
     for this machine and a process that is gone. Another machine's (a shared folder) are kept: its pids
     cannot be checked from here."""
-    prefix, host, removed = f".{target.name}.", _host(), []
+    prefix, host = f".{target.name}.", _host()
+    removed: list[Path] = []
     try:
         names = os.listdir(target.parent)
     except OSError:

@@ -19,7 +19,7 @@ from .decision import decide_row, match, outcome
 from .errors import EngineError, InputError, OrderError, UsageError
 from .facts import input_fields, normalize, unknown_fields
 from .frames import frame_orders, normalize_frame
-from .model import PolicySpec
+from .model import Method, PolicySpec
 from .space import FactSpace
 from .tabular import OUTPUT_COLUMNS
 from .template import render_rows
@@ -28,7 +28,7 @@ from .text import alias_key
 
 def resolve_columns(spec: PolicySpec, columns: list[str], source: str = "input") -> dict[str, str]:
     """Field name -> input column, matching header case and surrounding spaces; checks required facts."""
-    by_key = {}
+    by_key: dict[str, str] = {}
     for col in columns:
         by_key.setdefault(alias_key(str(col)), col)
     found = {name: by_key[alias_key(name)] for name in input_fields(spec) if alias_key(name) in by_key}
@@ -84,8 +84,10 @@ class CellDecisions:
         out = []
         for cell in canonical_cells.tolist():
             if cell not in self.matched:
+                facts = self.space.facts_of(cell)
+                assert facts is not None, cell  # only cells that hold a value on every axis are asked
                 try:
-                    self.matched[cell] = match(self.compiled, self.space.facts_of(cell))
+                    self.matched[cell] = match(self.compiled, facts)
                 except EngineError as exc:
                     if exc.code is None:
                         raise
@@ -114,7 +116,7 @@ def cell_decisions(compiled: CompiledPolicy) -> CellDecisions:
         return table
 
 
-def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, method: str = "cells",
+def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, method: Method = "cells",
                    source: str = "input", strict: bool = False) -> pd.DataFrame:
     """The input rows, in order, with the decision columns added. With strict, a column that looks like a
     misspelt field is an InputError (other unknown columns are kept and echoed)."""

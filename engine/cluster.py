@@ -43,7 +43,7 @@ from .daskio import (
 from .errors import InputError, UsageError
 from .facts import parse_as_of
 from .loader import load_spec
-from .model import OutputFormat
+from .model import Method, OutputFormat
 from .tabular import (
     Summary,
 )
@@ -115,13 +115,13 @@ def compiled_from_source(source: PolicySource) -> CompiledPolicy:
 # ---------------------------------------------------------------------------------------------------------
 # Evaluation: lazy, one task per partition.
 
-def _evaluate_partition(part: pd.DataFrame, source: PolicySource, as_of: datetime, method: str,
+def _evaluate_partition(part: pd.DataFrame, source: PolicySource, as_of: datetime, method: Method,
                         name: str) -> pd.DataFrame:
     return evaluate_frame(compiled_from_source(source), part, as_of, method, source=name)
 
 
 def evaluate_dask(compiled: CompiledPolicy, ddf: dd.DataFrame, as_of: str | datetime | None = None,
-                  method: str = "cells", source: str = "input", strict: bool = False) -> dd.DataFrame:
+                  method: Method = "cells", source: str = "input", strict: bool = False) -> dd.DataFrame:
     """`ddf`'s rows with the decision columns added: lazy, `map_partitions` over the cell path, order kept.
 
     A missing required column (or with strict, a misspelt one) raises InputError here, before anything is

@@ -39,7 +39,7 @@ class PolicyDiff:
 
     def __str__(self) -> str:
         lines = [f"{self.old} -> {self.new}: {self.changed_cells} of {self.cells} cells change"
-                 + ("" if self.orders is None else f"; {len(self.changed)} of {self.orders} orders change")]
+                 + ("" if self.changed is None else f"; {len(self.changed)} of {self.orders} orders change")]
         for t in self.transitions.itertuples():
             orders = "" if pd.isna(t.orders) else f", {int(t.orders)} orders"
             lines.append(f"  {t.old_action} ({t.old_rule}) -> {t.new_action} ({t.new_rule}): "
@@ -55,11 +55,13 @@ def _joint_axes(a: FactSpace, b: FactSpace) -> tuple[Axis, ...]:
     mine = {x.fact: x for x in a.axes}
     theirs = {x.fact: x for x in b.axes}
     order = [x.fact for x in a.axes] + [x.fact for x in b.axes if x.fact not in mine]
-    axes = []
+    axes: list[Axis] = []
     for fact in order:
         x, y = mine.get(fact), theirs.get(fact)
         if x is None or y is None:
-            axes.append(x or y)
+            only = x or y
+            assert only is not None  # each fact of `order` is an axis of one of the two
+            axes.append(only)
         elif x.kind != y.kind:
             raise ComparisonError(fact, (x.kind, y.kind))
         elif x.kind == "enum":
@@ -169,8 +171,8 @@ def policy_diff(old: CompiledPolicy, new: CompiledPolicy, orders: pd.DataFrame |
             changed_orders[f"{side}_action"] = frame["action"][moved]
             changed_orders[f"{side}_rule"] = frame["rule_id"][moved]
         for key, group in changed_orders.groupby(["old_action", "old_rule", "new_action", "new_rule"], dropna=False):
-            key = tuple(None if pd.isna(v) else v for v in key)
-            entry = rows.setdefault(key, {"cells": 0, "orders": 0, "example": {}})
+            transition = tuple(None if pd.isna(v) else v for v in key)
+            entry = rows.setdefault(transition, {"cells": 0, "orders": 0, "example": {}})
             entry["orders"] = len(group)
             if not entry["example"]:
                 entry["example"] = {k: v for k, v in group.iloc[0].items() if not str(k).startswith(("old_", "new_"))}

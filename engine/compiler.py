@@ -294,12 +294,12 @@ class CompiledPolicy:
         message["sid"] = _SID
         with _lock:
             _fired.clear()
-            _register(self.spec, self.ruleset, "evaluation")
+            host = _register(self.spec, self.ruleset, "evaluation")
             try:
-                _host.assert_fact(self.ruleset, message)
+                host.assert_fact(self.ruleset, message)
                 # No fact outlives its evaluation. Never after a failed assert: durable_rules would free a
                 # half-built state and abort the process; the next evaluation that succeeds clears it.
-                _host.delete_state(self.ruleset, _SID)
+                host.delete_state(self.ruleset, _SID)
             except Exception as exc:  # raw durable_rules texts embed whole messages: never show them
                 raise _engine_error(self.ruleset, "evaluation", exc) from None
             fired = tuple(_fired)
@@ -320,30 +320,32 @@ def compile_policy(spec: PolicySpec) -> CompiledPolicy:
     return CompiledPolicy(spec, name, tuple(sorted(used)))
 
 
-def _register(spec: PolicySpec, name: str, operation: str, definition: dict | None = None) -> None:
+def _register(spec: PolicySpec, name: str, operation: str, definition: dict | None = None) -> _QuietHost:
     """Make `name` the most recently used registered ruleset, registering it (again) if needed and deleting
-    the least recently used beyond MAX_RULESETS. The caller holds _lock."""
+    the least recently used beyond MAX_RULESETS; the Host that holds it. The caller holds _lock."""
     global _host
-    if name in _registered:
-        _registered.move_to_end(name)
-        return
     if _host is None:
         _host = _QuietHost()
+    host = _host
+    if name in _registered:
+        _registered.move_to_end(name)
+        return host
     if definition is None:  # deleted since it was compiled: the same content again, under the same name
         definition = ruleset_definition(spec)
         if ruleset_name(spec, definition) != name:
             raise EngineError(name, operation, "UnknownRuleset") from None
     try:
-        _host.set_rulesets({name: copy.deepcopy(definition)})  # it mutates what it is given
+        host.set_rulesets({name: copy.deepcopy(definition)})  # it mutates what it is given
     except Exception as exc:
         raise _engine_error(name, "compilation", exc) from None
     _registered[name] = None
     while len(_registered) > MAX_RULESETS:
-        _delete(_registered.popitem(last=False)[0])
+        _delete(host, _registered.popitem(last=False)[0])
+    return host
 
 
-def _delete(name: str) -> None:
+def _delete(host: _QuietHost, name: str) -> None:
     """Delete a registered ruleset: the Host's Python side keeps no other reference, so its C handle can go."""
-    ruleset = _host._ruleset_directory.pop(name)
-    _host._ruleset_list.remove(ruleset)
+    ruleset = host._ruleset_directory.pop(name)
+    host._ruleset_list.remove(ruleset)
     _durable.durable_rules_engine.delete_ruleset(ruleset._handle)

@@ -52,12 +52,12 @@ def check_width(header: list[str], source: str, max_columns: int) -> None:
 def check_repeated(header: list[str], fields: list[str], source: str) -> None:
     """A field the policy reads must be one column: refuse it repeated (pandas would read 'name.1')."""
     seen: set[str] = set()
-    repeated = set()
+    twice: set[str] = set()
     for name in header:
         if name in seen:
-            repeated.add(name)
+            twice.add(name)
         seen.add(name)
-    repeated = sorted(repeated & set(fields))
+    repeated = sorted(twice & set(fields))
     if repeated:
         raise InputError(source, f"column {repeated[0]!r} appears more than once", repeated)
 

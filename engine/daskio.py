@@ -124,7 +124,7 @@ def record_blocks(path: str, blocksize: int) -> tuple[int, list[tuple[int, int]]
         size = os.fstat(handle.fileno()).st_size
         count = max(1, size // max(1, blocksize))
         wants = [1, *(size * k // count for k in range(1, count))]  # the header's end, then the nominal offsets
-        inside = False  # quote parity of the bytes before base + pos
+        inside = 0  # quote parity of the bytes before base + pos (1: inside a quoted value)
         base = 0
         while wants and (chunk := handle.read(SCAN_CHUNK)):
             pos = 0
@@ -138,7 +138,7 @@ def record_blocks(path: str, blocksize: int) -> tuple[int, list[tuple[int, int]]
                     if quote < 0:
                         pos = len(chunk)
                         break
-                    inside, pos = False, quote + 1
+                    inside, pos = 0, quote + 1
                     continue
                 newline = chunk.find(b"\n", pos)
                 if newline < 0:

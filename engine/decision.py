@@ -96,7 +96,7 @@ def decide(compiled: CompiledPolicy, order: Mapping[str, Any], as_of: datetime, 
     explained = tuple(r.id for r in spec.ranked_rules() if all(c.passed for c in results[r.id]))
     if explained != matched:  # the explanation must describe what the engine did, never guess
         raise EngineError(compiled.ruleset, "explanation", f"engine matched {matched}, conditions say {explained}")
-    base = dict(order_id=facts.get("order_id"), policy=spec.name, policy_version=spec.version,
+    base: dict[str, Any] = dict(order_id=facts.get("order_id"), policy=spec.name, policy_version=spec.version,
                 as_of=as_of.isoformat(), facts=facts)
     winner, error = outcome(spec, matched)
     ranked = spec.ranked_rules()

@@ -141,7 +141,8 @@ def normalize(spec: PolicySpec, order: Mapping[str, Any], as_of: datetime, stric
     problems: list[FieldProblem] = []
     for name, fact in spec.facts.items():
         raw = order.get(name)
-        field, value, problem = name, None, None
+        field, problem = name, None
+        value: Any = None
         if is_blank(raw) and fact.from_timestamp and not is_blank(order.get(fact.from_timestamp)):
             field, raw = fact.from_timestamp, order.get(fact.from_timestamp)
             value, problem = elapsed(fact, raw, as_of)

@@ -81,7 +81,7 @@ def _enum_column(fact: FactSpec, col: pd.Series) -> np.ndarray:
             table[i] = INVALID if value is None and fact.required else index.get(value, NOT_GIVEN)
         else:
             code, problem = enum_value(fact, raw)
-            table[i] = INVALID if problem else index[code]
+            table[i] = INVALID if problem or code is None else index[code]
     return table[codes]
 
 
@@ -177,7 +177,7 @@ def normalize_frame(spec: PolicySpec, df: pd.DataFrame, columns: Mapping[str, st
             number, number_bad = _number_column(fact, df[columns[name]])
         else:
             number, number_bad = np.full(len(df), np.nan), np.zeros(len(df), dtype=bool)
-        if fact.from_timestamp in columns:
+        if fact.from_timestamp is not None and fact.from_timestamp in columns:
             # The number wins when both are given; the timestamp fills the rows where it is blank.
             fill = np.isnan(number) & ~number_bad
             stamp, stamp_bad = _elapsed_column(fact, df[columns[fact.from_timestamp]][fill], as_of)

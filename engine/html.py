@@ -93,12 +93,12 @@ def condition_text(spec: PolicySpec, cond: Condition, facts: Mapping[str, Any] |
         return f"{cond.fact} {'' if cond.value else 'not '}{row.symbol}"
     refs = cond.value if isinstance(cond.value, tuple) else (cond.value,)
     param = next((r.name for r in refs if isinstance(r, ParamRef)), None)
-    if facts is not None or param is None or not isinstance(spec.parameters[param], KeyedParameter):
+    keyed = spec.parameters[param] if param is not None else None
+    if facts is None and isinstance(keyed, KeyedParameter):  # no single value without the order's facts
+        expected = f"{param} (by {keyed.by})"
+    else:
         expected = format_value(spec.resolve(cond.value, facts or {}))
         expected = f"{param} = {expected}" if param else expected
-    else:  # a keyed parameter has no single value without the order's facts
-        keyed = spec.parameters[param]
-        expected = f"{param} (by {keyed.by})"
     unit = _unit(spec, cond.fact) if row.shows_unit else ""
     return f"{cond.fact} {row.symbol} {expected}{unit}"
 

@@ -13,6 +13,7 @@ from .model import (
     HIT_POLICIES,
     TIME_UNITS,
     FactSpec,
+    HitPolicy,
     KeyedParameter,
     PolicySpec,
     Rule,
@@ -73,13 +74,16 @@ def _load_base(path: Path, top: dict, reader: Reader) -> PolicySpec | None:
             reader.problem(knode, f"unknown key '{key}' at the top of the policy", did_you_mean(key, TOP_KEYS))
     first = next(iter(top.values()), (None, None))[0]
     name, version, description = _header(top, reader, first)
-    hit_policy = "first"
+    hit_policy: HitPolicy = "first"
     if "hit_policy" in top:
         node = top["hit_policy"][1]
-        hit_policy = str(reader.scalar(node))
-        if hit_policy not in HIT_POLICIES:
-            reader.problem(node, f"unknown hit_policy '{hit_policy}' (use one of: {', '.join(HIT_POLICIES)})",
-                           did_you_mean(hit_policy, HIT_POLICIES))
+        given = str(reader.scalar(node))
+        known = next((h for h in HIT_POLICIES if h == given), None)
+        if known is None:
+            reader.problem(node, f"unknown hit_policy '{given}' (use one of: {', '.join(HIT_POLICIES)})",
+                           did_you_mean(given, HIT_POLICIES))
+        else:
+            hit_policy = known
     facts = _facts(top["facts"][1], reader) if "facts" in top else {}
     if "facts" not in top:
         reader.problem(first, "missing 'facts'")
@@ -278,7 +282,7 @@ def _parameters(node: yaml.Node, reader: Reader, facts: dict[str, FactSpec]) -> 
         default = reader.number(spec["default"][1], f"parameter '{name}' default") if "default" in spec else None
         if missing and default is None:
             reader.problem(knode, f"parameter '{name}' has no value for: {', '.join(missing)} (or give a default)")
-        params[name] = KeyedParameter(name, by, values, default)
+        params[name] = KeyedParameter(name, fact.name, values, default)
     return params
 
 

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from .errors import UnknownRuleError
 
 if TYPE_CHECKING:  # the operators are rows of operators.py, a layer above this plain data
     from .operators import OperatorName
 
-HIT_POLICIES = ("first", "unique")
-FACT_TYPES = ("enum", "number", "string")
+# The kinds of things, each a Literal (the operators' names are operators.OperatorName, next to their rows).
+FactType = Literal["enum", "number", "string"]
+HitPolicy = Literal["first", "unique"]  # first: the highest priority wins; unique: two matches are an error
+FindingKind = Literal["gap", "overlap"]  # of a verify report
+ChangeKind = Literal["time", "value"]  # of what would change a decision: time passing, or another fact value
 Method = Literal["cells", "rows"]  # batch evaluation: once per distinct cell, or once per row (the reference)
 OutputFormat = Literal["csv", "csv-folder", "parquet"]  # what a Dask run writes
+FACT_TYPES: tuple[FactType, ...] = get_args(FactType)
+HIT_POLICIES: tuple[HitPolicy, ...] = get_args(HitPolicy)
 TIME_UNITS = {"hours": 3600.0, "days": 86400.0}
 MAX_NUMBER = 1e9  # largest number fact accepted
 
@@ -22,7 +27,7 @@ MAX_NUMBER = 1e9  # largest number fact accepted
 @dataclass(frozen=True)
 class FactSpec:
     name: str
-    type: str
+    type: FactType
     required: bool = False
     default: Any = None
     values: tuple[str, ...] = ()
@@ -109,7 +114,7 @@ class Rule:
 class PolicySpec:
     name: str
     version: str
-    hit_policy: str
+    hit_policy: HitPolicy
     facts: Mapping[str, FactSpec]
     parameters: Mapping[str, float | KeyedParameter]
     actions: Mapping[str, str]
@@ -132,8 +137,9 @@ class PolicySpec:
     def keyed_parameter(self, cond: Condition) -> KeyedParameter | None:
         """The keyed parameter a condition compares with, if any (it makes the condition read two facts)."""
         for item in cond.value if isinstance(cond.value, tuple) else (cond.value,):
-            if isinstance(item, ParamRef) and isinstance(self.parameters[item.name], KeyedParameter):
-                return self.parameters[item.name]
+            param = self.parameters[item.name] if isinstance(item, ParamRef) else None
+            if isinstance(param, KeyedParameter):
+                return param
         return None
 
     def read_facts(self) -> set[str]:

@@ -19,7 +19,7 @@ from .errors import OrderError, ParameterError, RuleError, RuleProblem
 from .facts import parse_as_of
 from .html import policy_html
 from .loader import load_spec
-from .model import Example, KeyedParameter, PolicySpec
+from .model import Example, KeyedParameter, Method, PolicySpec
 from .text import format_value
 from .verify import VerifyReport, verify
 
@@ -45,7 +45,7 @@ class Policy:
         warning of the decision (with did-you-mean), or with strict one of the errors."""
         return decide(self.compiled, order, parse_as_of(as_of), strict)
 
-    def evaluate(self, df: pd.DataFrame, as_of: str | datetime | None = None, method: str = "cells",
+    def evaluate(self, df: pd.DataFrame, as_of: str | datetime | None = None, method: Method = "cells",
                  strict: bool = False) -> pd.DataFrame:
         """The rows of df, in order, with action, rule_id, message, error and policy_version added.
 
@@ -76,6 +76,8 @@ class Policy:
                 if unknown:
                     raise ParameterError(name, f"parameter {name!r} has no key {sorted(unknown)[0]!r}")
                 params[name] = replace(current, values={**current.values, **{k: float(v) for k, v in value.items()}})
+            elif isinstance(value, Mapping):
+                raise ParameterError(name, f"parameter {name!r} takes a number, not a mapping")
             else:
                 params[name] = float(value)
         spec = replace(self.spec, parameters=params)

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from .decision import Decision
 from .errors import OrderError
-from .model import TIME_UNITS, PolicySpec
+from .model import TIME_UNITS, ChangeKind, PolicySpec
 from .operators import OPERATORS
 from .text import format_value
 
@@ -31,7 +31,7 @@ class Decides(Protocol):
 class Change:
     """One way the decision changes: as time passes (`after_hours`) or with another value of one fact."""
 
-    kind: str  # "time" or "value"
+    kind: ChangeKind
     fact: str | None
     when: str  # "in 13 h", "seller_rating < 90 %", "seller_reply = Refused to cancel"
     action: str
@@ -44,7 +44,7 @@ def _outcome(policy: Decides, order: Mapping[str, Any], as_of: datetime) -> tupl
         decision = policy.decide(order, as_of=as_of)
     except OrderError:
         return None
-    return (decision.action, decision.rule_id) if decision.action else None
+    return (decision.action, decision.rule_id) if decision.action and decision.rule_id else None
 
 
 def _action(outcome: tuple[str, str] | None) -> str | None:

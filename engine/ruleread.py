@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 
 import yaml
 
@@ -20,7 +21,7 @@ EXAMPLE_KEYS = ("order", "expect", "rule")
 RULE_ID = re.compile(r"^[A-Za-z][\w.\-]*$")
 
 
-def read_rule(node: yaml.Node, index: int, reader: Reader, facts: dict, params: dict, actions: dict
+def read_rule(node: yaml.Node, index: int, reader: Reader, facts: dict, params: dict, actions: Mapping[str, str]
               ) -> Rule | None:
     """One rule of the policy, or None when it has problems (each recorded in reader)."""
     # Name the rule in problems found while reading its keys (duplicate or unknown keys) too.
@@ -48,7 +49,8 @@ def read_rule(node: yaml.Node, index: int, reader: Reader, facts: dict, params: 
     if "when" in spec:
         for fact_name, (kn, vn) in reader.mapping(spec["when"][1], "when").items():
             conditions.extend(_conditions(fact_name, kn, vn, reader, facts, params))
-    action, message, warnings = "", "", ()
+    action, message = "", ""
+    warnings: tuple[str, ...] = ()
     if "then" not in spec:
         reader.problem(node, "missing 'then' (with then.action)")
     else:
@@ -185,7 +187,7 @@ def _locate_template_problems(message: str, node: yaml.Node, reader: Reader, fac
             reader.problem(node, text, hint, at=at)
 
 
-def read_examples(node: yaml.Node, reader: Reader, actions: dict) -> tuple[Example, ...]:
+def read_examples(node: yaml.Node, reader: Reader, actions: Mapping[str, str]) -> tuple[Example, ...]:
     out = []
     for item in reader.sequence(node, "examples"):
         spec = reader.mapping(item, "example", EXAMPLE_KEYS)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,7 +27,7 @@ class Axis:
     """One fact cut into bins: enum values (then 'not given'), or number points and open intervals."""
 
     fact: str
-    kind: str  # "enum" | "number"
+    kind: Literal["enum", "number"]
     values: tuple[str, ...] = ()  # enum codes
     points: tuple[float, ...] = ()  # sorted thresholds
     low: float = -math.inf  # the fact's declared minimum (inclusive)
@@ -87,7 +87,7 @@ class Axis:
         """Bin of each value: enum codes (NOT_GIVEN for missing), or floats (NaN for missing)."""
         if self.kind == "enum":
             out = values.astype(np.int64, copy=True)
-            if self.optional:
+            if self.not_given_bin is not None:
                 out[out == NOT_GIVEN] = self.not_given_bin
             return out
         points = np.asarray(self.points, dtype=np.float64)
@@ -96,7 +96,7 @@ class Axis:
         inside = pos < len(points)
         hit[inside] = points[pos[inside]] == values[inside]
         out = 2 * pos + hit
-        if self.optional:
+        if self.not_given_bin is not None:
             out[np.isnan(values)] = self.not_given_bin
         return out.astype(np.int64)
 
@@ -109,8 +109,8 @@ def _cut_points(spec: PolicySpec, fact: str) -> list[float]:
             if cond.fact != fact or not OPERATORS[cond.op].cuts:
                 continue
             for item in cond.value if isinstance(cond.value, tuple) else (cond.value,):
-                if isinstance(item, ParamRef) and isinstance(spec.parameters[item.name], KeyedParameter):
-                    param = spec.parameters[item.name]
+                param = spec.parameters[item.name] if isinstance(item, ParamRef) else None
+                if isinstance(param, KeyedParameter):
                     cuts.update(float(v) for v in param.values.values())
                     if param.default is not None:
                         cuts.add(float(param.default))
@@ -172,8 +172,8 @@ class FactSpace:
     def facts_of(self, cell: int) -> dict[str, Any] | None:
         """Representative facts of one cell (None if the cell is empty given the facts' ranges)."""
         facts: dict[str, Any] = {}
-        for axis, b in zip(self.axes, self.bins(np.array([cell]))):
-            b = int(b[0])
+        for axis, bins in zip(self.axes, self.bins(np.array([cell]))):
+            b = int(bins[0])
             value = axis.representative(b)
             if value is None and b != axis.not_given_bin:
                 return None
@@ -249,7 +249,7 @@ class FactSpace:
     @staticmethod
     def _fixed_bin(axis: Axis) -> int:
         """Where an irrelevant axis is parked: 'not given', else its first bin that holds a value."""
-        if axis.optional:
+        if axis.not_given_bin is not None:
             return axis.not_given_bin
         return next(b for b in range(axis.size) if axis.representative(b) is not None)
 

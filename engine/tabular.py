@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -132,7 +133,8 @@ def _defuse_strings(arr: pa.Array) -> pa.Array:
     data = arr.buffers()[2]
     if len(arr) == 0 or data is None or data.size == 0:
         return arr
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+    offsets: npt.NDArray[np.signedinteger[Any]] = np.frombuffer(
+        arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32)
     starts, ends = offsets[arr.offset: arr.offset + len(arr)], offsets[arr.offset + 1: arr.offset + len(arr) + 1]
     buffer = np.frombuffer(data, dtype=np.uint8)
     risky = _RISKY_BYTE[buffer[np.minimum(starts, buffer.size - 1)]] & (ends > starts)  # an empty cell is safe

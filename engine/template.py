@@ -41,6 +41,13 @@ def check(message: str, facts: Mapping[str, FactSpec], params: Collection[str]
     return out
 
 
+def _names(body: str) -> tuple[str, str | None]:
+    """The name, or the two names, of a placeholder the loader accepted ('{a}' or '{a - b}')."""
+    match = PLACEHOLDER_BODY.match(body)
+    assert match is not None, body  # rendering only ever sees templates the loader checked
+    return match.group(1), match.group(2)
+
+
 def render(spec: PolicySpec, template: str, facts: Mapping[str, Any]) -> str:
     """Fill `{name}` and `{a - b}` placeholders with fact values (enum labels) and parameters."""
 
@@ -50,8 +57,8 @@ def render(spec: PolicySpec, template: str, facts: Mapping[str, Any]) -> str:
             return spec.facts[name].label(raw) if spec.facts[name].type == "enum" and raw else raw
         return spec.resolve(ParamRef(name), facts)
 
-    def fill(match) -> str:
-        first, second = PLACEHOLDER_BODY.match(match.group(1)).groups()
+    def fill(match: re.Match[str]) -> str:
+        first, second = _names(match.group(1))
         if second is None:
             return format_value(value(first))
         a, b = value(first), value(second)
@@ -65,7 +72,7 @@ def render_rows(spec: PolicySpec, template: str, values: dict[str, np.ndarray], 
     """One rule's message for the given rows, rendered once per distinct combination of what it shows."""
     keys = []
     for body in PLACEHOLDER.findall(template):
-        first, second = PLACEHOLDER_BODY.match(body).groups()
+        first, second = _names(body)
         if second is not None:
             keys.append(_tenths_key(_column(spec, first, values, rows) - _column(spec, second, values, rows)))
             continue
@@ -93,7 +100,7 @@ def _render_each(spec: PolicySpec, template: str, values: dict[str, np.ndarray],
     parts = PLACEHOLDER.split(" ".join(template.split()))  # literal, placeholder, literal, ...
     columns: list[list[str]] = []
     for body in parts[1::2]:
-        first, second = PLACEHOLDER_BODY.match(body).groups()
+        first, second = _names(body)
         if second is not None:
             diff = _column(spec, first, values, rows) - _column(spec, second, values, rows)
             columns.append([format_value(None if np.isnan(v) else float(v)) for v in diff])

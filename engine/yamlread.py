@@ -7,7 +7,7 @@ import math
 import re
 import unicodedata
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -66,10 +66,10 @@ class _Composer(yaml.SafeLoader):
         self.repeated = 0
         self.shapes: dict[int, tuple[int, int]] = {}  # id of a finished node -> (values in it, levels in it)
 
-    def refuse(self, message: str, mark: yaml.Mark) -> None:
+    def refuse(self, message: str, mark: Any) -> NoReturn:  # a yaml.Mark, PyYAML's or libyaml's
         raise _Refused(problem=message, problem_mark=mark)
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             self.check_alias(event)
@@ -85,6 +85,7 @@ class _Composer(yaml.SafeLoader):
         if self.depth > MAX_DEPTH:
             self.refuse(f"values nest deeper than {MAX_DEPTH} levels", event.start_mark)
         node = super().compose_node(parent, index)
+        assert node is not None  # PyYAML composes a node for every node event
         self.depth -= 1
         if isinstance(node, yaml.ScalarNode):
             self.check_scalar(node, explicit=event.tag not in (None, "!"))
@@ -229,7 +230,7 @@ def compose(path: Path, reader: Reader) -> yaml.Node | None:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = exc.problem if isinstance(exc, _Refused) else f"YAML syntax error: {exc.problem}"
+        message = str(exc.problem) if isinstance(exc, _Refused) else f"YAML syntax error: {exc.problem}"
         reader.problems.append(RuleProblem(str(path), line, col, message))
         return None
     if root is None:

@@ -111,6 +111,7 @@ class BatchView(w.VBox):
 
     def _summarize(self) -> None:
         res = self.result
+        assert res is not None  # evaluate() sets it just before
         by_action = _counts(res["action"], "action")
         by_rule = _counts(res["rule_id"], "rule")
         self.summary.value = (f"<div class='cr-summary' style='display:flex;gap:16px;flex-wrap:wrap'>"

@@ -128,7 +128,7 @@ class Explorer(w.VBox):
         for name, fact in self.policy.spec.facts.items():
             widget = self.inputs[name]
             stamp = self.stamps.get(name)
-            if stamp is not None:
+            if stamp is not None and fact.from_timestamp is not None:
                 widget.disabled = bool(stamp.value.strip())
                 if stamp.value.strip():
                     order[fact.from_timestamp] = stamp.value.strip()
