@@ -135,10 +135,12 @@ def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, 
     elif n:
         _evaluate_cells(compiled, df, columns, as_of, action, rule_id, message, error)
     out = df.copy()
-    for name, values in zip(OUTPUT_COLUMNS, (action, rule_id, message, error)):
-        out[name] = pd.Series(values, index=df.index, dtype=object)  # object: no costly string inference
-    # One value for every row: a categorical costs a byte a row instead of a pointer.
-    out["policy_version"] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[spec.version])
+    decided = {"action": action, "rule_id": rule_id, "message": message, "error": error}
+    for name in OUTPUT_COLUMNS:  # each by name, in the one order of the output columns
+        if name == "policy_version":  # one value for every row: a categorical costs a byte a row, not a pointer
+            out[name] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[spec.version])
+        else:
+            out[name] = pd.Series(decided[name], index=df.index, dtype=object)  # object: no string inference
     return out
 
 
@@ -146,7 +148,8 @@ def _evaluate_cells(compiled, df, columns, as_of, action, rule_id, message, erro
     spec = compiled.spec
     norm = normalize_frame(spec, df, columns, as_of)
     bad_rows = np.flatnonzero(norm.bad)
-    for i, order in zip(bad_rows, frame_orders(df.iloc[bad_rows], columns)):  # the reference path words errors
+    # The reference path words the errors of bad rows.
+    for i, order in zip(bad_rows, frame_orders(df.iloc[bad_rows], columns), strict=True):
         try:
             normalize(spec, order, as_of)
         except OrderError as exc:

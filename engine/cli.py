@@ -82,8 +82,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
     headers = ["id", "priority", "when", "action"]
     widths = [max(len(h), *(len(r[h]) for r in rows)) for h in headers]
     print(f"{policy.name} {policy.version} (hit policy {policy.spec.hit_policy}, {len(rows)} rules)")
-    for row in [dict(zip(headers, headers)), *rows]:
-        print("  ".join(row[h].ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for row in [dict(zip(headers, headers, strict=True)), *rows]:
+        print("  ".join(row[h].ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     return 0
 
 

@@ -76,7 +76,7 @@ def policy_source(compiled: CompiledPolicy) -> PolicySource:
         raise UsageError(f"policy {spec.name!r} has no source files to send to the workers")
     paths = [Path(p).resolve() for p, _ in spec.sources]
     root = Path(os.path.commonpath([str(p.parent) for p in paths]))
-    files = tuple((p.relative_to(root).as_posix(), text) for p, (_, text) in zip(paths, spec.sources))
+    files = tuple((p.relative_to(root).as_posix(), text) for p, (_, text) in zip(paths, spec.sources, strict=True))
     parameters = dict(spec.parameters)
     digest = hashlib.sha256(json.dumps([files, spec.parameter_values()], sort_keys=True, default=str)
                             .encode()).hexdigest()

@@ -79,7 +79,7 @@ def _joint_axes(a: FactSpace, b: FactSpace) -> tuple[Axis, ...]:
 def _cell_values(joint: FactSpace, ids: np.ndarray) -> dict[str, np.ndarray]:
     """Representative value of each joint cell per fact: enum codes (NOT_GIVEN) or floats (NaN)."""
     out = {}
-    for axis, b in zip(joint.axes, joint.bins(ids)):
+    for axis, b in zip(joint.axes, joint.bins(ids), strict=True):
         if axis.kind == "enum":
             table = np.array([NOT_GIVEN if i == axis.not_given_bin else i for i in range(axis.size)])
         else:

@@ -153,7 +153,7 @@ def record_blocks(path: str, blocksize: int) -> tuple[int, list[tuple[int, int]]
     cuts = [c for c in cuts if c < size]
     header_end = cuts.pop(0) if cuts else size
     starts = [0, *cuts]
-    return header_end, list(zip(starts, [*starts[1:], size]))
+    return header_end, list(zip(starts, [*starts[1:], size], strict=True))
 
 
 def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE, max_columns: int = DEFAULT_MAX_COLUMNS

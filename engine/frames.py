@@ -197,4 +197,4 @@ def frame_orders(df: pd.DataFrame, columns: Mapping[str, str]) -> list[dict[str,
     """Rows as orders keyed by field name; pandas' missing markers (NaN, None, NA, NaT) mean 'not given'."""
     names = list(columns)
     table = df[[columns[n] for n in names]].to_numpy(dtype=object)
-    return [{n: None if _missing_marker(v) else v for n, v in zip(names, row)} for row in table]
+    return [{n: None if _missing_marker(v) else v for n, v in zip(names, row, strict=True)} for row in table]

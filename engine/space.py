@@ -158,7 +158,7 @@ class FactSpace:
     def cell_ids(self, bins: list[np.ndarray]) -> np.ndarray:
         """Cell id of each row from its per-axis bins (same order as `axes`)."""
         ids = np.zeros(len(bins[0]) if bins else 0, dtype=np.int64)
-        for axis, b in zip(self.axes, bins):
+        for axis, b in zip(self.axes, bins, strict=True):
             ids = ids * axis.size + b
         return ids
 
@@ -172,7 +172,7 @@ class FactSpace:
     def facts_of(self, cell: int) -> dict[str, Any] | None:
         """Representative facts of one cell (None if the cell is empty given the facts' ranges)."""
         facts: dict[str, Any] = {}
-        for axis, bins in zip(self.axes, self.bins(np.array([cell]))):
+        for axis, bins in zip(self.axes, self.bins(np.array([cell])), strict=True):
             b = int(bins[0])
             value = axis.representative(b)
             if value is None and b != axis.not_given_bin:
@@ -190,7 +190,7 @@ class FactSpace:
         return {"order_id": f"cell-{cell}", **{k: v for k, v in facts.items() if k != "order_id"}}
 
     def describe(self, cell: int) -> dict[str, str]:
-        return {a.fact: a.describe(int(b[0])) for a, b in zip(self.axes, self.bins(np.array([cell])))}
+        return {a.fact: a.describe(int(b[0])) for a, b in zip(self.axes, self.bins(np.array([cell])), strict=True)}
 
     @cached_property
     def _truth(self) -> dict[tuple[str, int], tuple[tuple[int, ...], np.ndarray]]:
@@ -206,7 +206,8 @@ class FactSpace:
                 shape = tuple(self.axes[i].size for i in reads)
                 table = np.zeros(shape, dtype=bool)
                 for combo in np.ndindex(*shape):
-                    facts = {self.axes[i].fact: self.axes[i].representative(b) for i, b in zip(reads, combo)}
+                    facts = {self.axes[i].fact: self.axes[i].representative(b)
+                             for i, b in zip(reads, combo, strict=True)}
                     facts = {f: v for f, v in facts.items() if v is not None}
                     table[combo] = check(self.spec, cond, facts).passed
                 tables[(rule.id, k)] = (tuple(reads), table)
@@ -268,7 +269,7 @@ class FactSpace:
         """Cells whose every bin holds a value within the facts' declared ranges."""
         bins = self.bins(ids)
         ok = np.ones(len(ids), dtype=bool)
-        for axis, b in zip(self.axes, bins):
+        for axis, b in zip(self.axes, bins, strict=True):
             has = np.array([axis.representative(i) is not None or i == axis.not_given_bin
                             for i in range(axis.size)])
             ok &= has[b]

@@ -75,7 +75,7 @@ class Summary:
         self.actions.update(out["action"].dropna().tolist())
         self.rules.update(out["rule_id"].dropna().tolist())
         bad = out["error"].notna().to_numpy()
-        for offset, reason in zip(bad.nonzero()[0], out["error"][bad]):
+        for offset, reason in zip(bad.nonzero()[0], out["error"][bad], strict=True):
             self.errors[reason] += 1
             rows = self.error_rows.setdefault(reason, [])
             if len(rows) < 3:
@@ -167,7 +167,7 @@ def _defused(table: pa.Table) -> pa.Table:
     for column in table.columns:
         chunks = column.chunks  # fresh wrappers at each access: compared with these very objects
         defused = [_defuse_chunk(chunk) for chunk in chunks]
-        if any(new is not old for new, old in zip(defused, chunks)):
+        if any(new is not old for new, old in zip(defused, chunks, strict=True)):
             column, changed = pa.chunked_array(defused), True
         columns.append(column)
     # One new table at the end: replacing columns one at a time copies the schema each time (quadratic).

@@ -120,9 +120,9 @@ def _render_each(spec: PolicySpec, template: str, values: dict[str, np.ndarray],
                 columns.append([format_value(param)] * len(rows))
     literals = parts[0::2]
     out = []
-    for cells in zip(*columns) if columns else [()] * len(rows):
+    for cells in zip(*columns, strict=True) if columns else [()] * len(rows):
         pieces = [literals[0]]
-        for text, literal in zip(cells, literals[1:]):
+        for text, literal in zip(cells, literals[1:], strict=True):
             pieces += [text, literal]
         out.append("".join(pieces))
     return out

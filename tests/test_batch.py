@@ -268,7 +268,7 @@ def assert_same_rows(df: pd.DataFrame, out: pd.DataFrame) -> None:
 
 
 def assert_one_of_action_or_error(out: pd.DataFrame) -> None:
-    for i, (action, error) in enumerate(zip(out["action"], out["error"])):
+    for i, (action, error) in enumerate(zip(out["action"], out["error"], strict=True)):
         assert (plain(action) is None) != (plain(error) is None), (i, action, error, out.iloc[i].to_dict())
 
 

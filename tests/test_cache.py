@@ -192,7 +192,7 @@ def test_evicted_rulesets_are_deleted_and_registered_again_with_the_same_answers
     assert len(compiler._registered) == 2 and len(compiler._host._ruleset_directory) == 2
     handles = set()
     for _ in range(3):
-        for policy, expected in zip(policies, first):
+        for policy, expected in zip(policies, first, strict=True):
             pd.testing.assert_frame_equal(_decisions(policy.evaluate(orders, as_of=AS_OF, method="rows")), expected)
             handles.add(compiler._host._ruleset_directory[policy.compiled.ruleset]._handle)
             assert set(compiler._host._ruleset_directory) == set(compiler._registered)

@@ -165,7 +165,7 @@ def test_rules_prints_a_table():
     rows = lines[2:]
     ranked = policy.spec.ranked_rules()
     assert len(rows) == len(ranked)
-    for line, rule in zip(rows, ranked):
+    for line, rule in zip(rows, ranked, strict=True):
         cells = line.split()
         assert (cells[0], cells[1], cells[-1]) == (rule.id, str(rule.priority), rule.action)
     silent = rows[[r.id for r in ranked].index("seller_silent_past_window")]

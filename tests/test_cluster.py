@@ -314,7 +314,7 @@ def test_blocks_are_cut_at_record_boundaries(tmp_path, monkeypatch, rows, blocks
     header_end, blocks = daskio.record_blocks(str(path), blocksize)
     size = path.stat().st_size
     assert blocks[0][0] == 0 and blocks[-1][1] == size and all(a < b for a, b in blocks)
-    assert all(stop == start for (_, stop), (start, _) in zip(blocks, blocks[1:]))
+    assert all(stop == start for (_, stop), (start, _) in zip(blocks, blocks[1:], strict=False))
     assert header_end == len(b'id,"note\nx"\n')
     assert len(blocks) <= max(1, size // blocksize)
     whole = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)

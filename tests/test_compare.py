@@ -62,7 +62,7 @@ EDGE = [  # order_id, status, seller_reply, hours_since_contact, contacted_at, e
 def orders() -> pd.DataFrame:
     df = synthetic_orders(3000, as_of=AS_OF.replace("Z", "+00:00"), seed=21, bad_rate=0.01)
     edge = pd.DataFrame([dict(zip(["order_id", "status", "seller_reply", "hours_since_contact", "contacted_at"],
-                                  e[:5])) for e in EDGE])
+                                  e[:5], strict=True)) for e in EDGE])
     both = pd.concat([df.iloc[:1500], edge, df.iloc[1500:]], ignore_index=True)
     return both.fillna("")
 

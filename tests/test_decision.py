@@ -454,7 +454,7 @@ def respell(draw, fact: str, code: str) -> str:
     text = draw(st.sampled_from(sorted(k for k, v in spec.aliases.items() if v == code)))
     words = re.split(r"[\s_\-]+", text)
     seps = draw(st.lists(st.sampled_from([" ", "  ", "_", "-", "\t"]), min_size=len(words), max_size=len(words)))
-    text = "".join(w + s for w, s in zip(words, seps))[: -len(seps[-1])]
+    text = "".join(w + s for w, s in zip(words, seps, strict=True))[: -len(seps[-1])]
     text = "".join(draw(st.sampled_from([c.lower(), c.upper()])) for c in text)
     return draw(st.sampled_from(["", " ", "  "])) + text + draw(st.sampled_from(["", " ", "\t"]))
 

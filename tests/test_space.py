@@ -81,7 +81,7 @@ def value_arrays(sp: FactSpace, facts_list: list[dict]) -> list[np.ndarray]:
 
 
 def cell_of(sp: FactSpace, facts_list: list[dict]) -> np.ndarray:
-    return sp.cell_ids([axis.bins_of(v) for axis, v in zip(sp.axes, value_arrays(sp, facts_list))])
+    return sp.cell_ids([axis.bins_of(v) for axis, v in zip(sp.axes, value_arrays(sp, facts_list), strict=True)])
 
 
 def python_matches(spec, facts: dict) -> tuple[str, ...]:
@@ -153,14 +153,14 @@ def test_every_cells_representative_facts_fall_in_that_cell(name):
     nonempty = sp.nonempty(ids)
     ids = ids[nonempty]
     values = []
-    for axis, b in zip(sp.axes, sp.bins(ids)):
+    for axis, b in zip(sp.axes, sp.bins(ids), strict=True):
         if axis.kind == "enum":
             table = np.array([NOT_GIVEN if i == axis.not_given_bin else i for i in range(axis.size)], dtype=np.int64)
         else:
             reps = [axis.representative(i) for i in range(axis.size)]
             table = np.array([np.nan if v is None else v for v in reps], dtype=np.float64)
         values.append(table[b])
-    again = sp.cell_ids([axis.bins_of(v) for axis, v in zip(sp.axes, values)])
+    again = sp.cell_ids([axis.bins_of(v) for axis, v in zip(sp.axes, values, strict=True)])
     assert np.array_equal(again, ids)
 
 
@@ -173,7 +173,7 @@ def test_facts_of_sample_of_cells(name):
     ids = rng.choice(sp.n_cells, size=min(300, sp.n_cells), replace=False)
     nonempty = sp.nonempty(ids)
     facts_list, kept = [], []
-    for cell, ok in zip(ids.tolist(), nonempty.tolist()):
+    for cell, ok in zip(ids.tolist(), nonempty.tolist(), strict=True):
         facts = sp.facts_of(cell)
         assert (facts is not None) == ok, f"cell {cell}: facts_of {facts} but nonempty {ok}"
         if facts is not None:
@@ -203,7 +203,7 @@ def test_bins_and_cell_ids_round_trip(name):
     sp = space(name)
     ids = np.random.default_rng(3).integers(0, sp.n_cells, size=500)
     bins = sp.bins(ids)
-    for axis, b in zip(sp.axes, bins):
+    for axis, b in zip(sp.axes, bins, strict=True):
         assert ((0 <= b) & (b < axis.size)).all()
     assert np.array_equal(sp.cell_ids(bins), ids)
 
@@ -294,7 +294,7 @@ def test_engine_gives_the_same_rules_for_a_cell_and_its_canonical_cell(name):
     canonical = sp.canonical(ids)
     tables = sp.matches(ids)
     ranked = [r.id for r in p.spec.ranked_rules()]
-    for k, (cell, canon) in enumerate(zip(ids.tolist(), canonical.tolist())):
+    for k, (cell, canon) in enumerate(zip(ids.tolist(), canonical.tolist(), strict=True)):
         facts = sp.facts_of(cell)
         canon_facts = sp.facts_of(canon)
         assert canon_facts is not None, f"canonical cell {sp.describe(canon)} of {sp.describe(cell)} is empty"

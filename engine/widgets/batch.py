@@ -135,9 +135,9 @@ class BatchView(w.VBox):
         rows = max(len(by_action), len(by_rule))
         self.chart.value = png(draw, width=11, height=max(2.4, 0.26 * rows + 1))
         # option values are "column=value" text: the selection widgets mishandle tuple values
-        options = [(f"action {a} ({c})", f"action={a}") for a, c in zip(by_action["action"], by_action["orders"])
-                   if a != "(no decision)"]
-        options += [(f"rule {r} ({c})", f"rule_id={r}") for r, c in zip(by_rule["rule"], by_rule["orders"])
+        options = [(f"action {a} ({c})", f"action={a}")
+                   for a, c in zip(by_action["action"], by_action["orders"], strict=True) if a != "(no decision)"]
+        options += [(f"rule {r} ({c})", f"rule_id={r}") for r, c in zip(by_rule["rule"], by_rule["orders"], strict=True)
                     if r != "(no decision)"]
         bad = res[res["error"].notna()]
         if len(bad):

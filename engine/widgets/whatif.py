@@ -154,7 +154,7 @@ class WhatIf(w.VBox):
         def draw(fig: Any) -> None:
             ax = fig.add_subplot(1, 1, 1)
             top = rows.head(8).iloc[::-1]
-            labels = [f"{a} → {b}" for a, b in zip(top["old_action"], top["new_action"])]
+            labels = [f"{a} → {b}" for a, b in zip(top["old_action"], top["new_action"], strict=True)]
             ax.barh(range(len(top)), top["orders"], color="#1a73e8")
             ax.set_yticks(range(len(top)), labels, fontsize=8)
             ax.set_xlabel("orders")
