@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from datetime import UTC, datetime
+from html import unescape
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import strategies as st
 
 import engine
 from engine.policy import EXAMPLES_AS_OF as _EXAMPLES_AS_OF
@@ -55,3 +58,26 @@ def policy() -> engine.Policy:
 def legacy() -> engine.Policy:
     """The bundled policy's legacy variant (72 h for the seller to answer)."""
     return load_policy("legacy")
+
+
+def header_variants(name: str) -> st.SearchStrategy:
+    """Spellings of a column name as exports write it: case, padding, spaces for underscores."""
+    return st.sampled_from([name, name, name.upper(), f" {name} ", name.replace("_", " ").title(),
+                            f"{name.title()}  "])
+
+
+def rule_rows(html: str) -> dict[str, dict]:
+    """rule id -> {'state': fired|also|none, 'passed': [bool per ticked condition], 'html': row html}."""
+    out = {}
+    for row in re.findall(r"<tr class='cr-rule.*?</tr>", html, flags=re.S):
+        rule = re.search(r"data-rule='([^']+)'", row).group(1)
+        state = re.search(r"data-state='(\w+)'", row).group(1)
+        passed = [p == "true" for p in re.findall(r"data-passed='(\w+)'", row)]
+        out[rule] = {"state": state, "passed": passed, "html": row}
+    return out
+
+
+def text(html: str) -> str:
+    """Visible text: block elements separated by a space, inline ones joined, entities decoded."""
+    blocks = re.sub(r"</?(?:div|td|th|tr|li|ul|table|caption|br)\b[^>]*>", " ", html)
+    return unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", blocks)))

@@ -24,13 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
+from conftest import AS_OF, SAMPLE_ORDERS
 from engine import batch, cli, compiler
 from engine.facts import normalize, parse_as_of
 from engine.loader import RULES_DIR
 
-ROOT = Path(__file__).parent.parent
-ORDERS_CSV = ROOT / "notebooks" / "data" / "orders.csv"
-AS_OF = "2026-11-26T12:00:00Z"
+ORDERS_CSV = SAMPLE_ORDERS
 BASE = yaml.safe_load((RULES_DIR / "cancellation.yaml").read_text(encoding="utf-8"))
 ENUMS = ("status", "seller_reply", "payment_method")
 

@@ -17,6 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import AS_OF, LEGACY, ROOT
+
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
@@ -25,13 +27,8 @@ from engine import cli, daskio  # noqa: E402
 from engine.cluster import compiled_from_source, evaluate_dask, policy_source  # noqa: E402
 from engine.csvio import evaluate_csv, read_orders  # noqa: E402
 from engine.daskio import read_orders_dask, write_dask  # noqa: E402
+from engine.synthetic import synthetic_orders  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-from orders import synthetic_orders  # noqa: E402
-
-AS_OF = "2026-11-26T12:00:00Z"
-ROOT = Path(__file__).parent.parent
-LEGACY = ROOT / "rules" / "variants" / "legacy-72h.yaml"
 ROWS = 240_000
 FILES = 4
 BLOCK = 1 << 20  # 1 MB partitions: a few dozen of them, so order across partitions is really exercised

@@ -7,7 +7,7 @@ import math
 import random
 import re
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
+
+# The rules' examples are decided at the examples' time, and so are the orders written alongside them here.
+from conftest import EXAMPLES_AS_OF as AS_OF
+from conftest import EXAMPLES_AS_OF_DT as AS_OF_DT
+from conftest import LEGACY as LEGACY_PATH
+from conftest import load_policy
 from engine.compiler import CompiledPolicy, compile_policy
 from engine.decision import Decision, WhyNot
 from engine.errors import EngineError, OrderError
@@ -23,12 +29,10 @@ from engine.model import ParamRef
 from engine.operators import ConditionResult
 
 HERE = Path(__file__).parent
-VARIANT = RULES_DIR / "variants" / "legacy-72h.yaml"
-AS_OF = "2026-01-01T00:00:00+00:00"
-AS_OF_DT = datetime(2026, 1, 1, tzinfo=UTC)
+VARIANT = LEGACY_PATH
 
-DEFAULT = engine.load()
-LEGACY = engine.load(VARIANT)
+DEFAULT = load_policy("default")
+LEGACY = load_policy("legacy")
 POLICIES = {"default": DEFAULT, "legacy": LEGACY}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,28 +12,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.loader import RULES_DIR
+from conftest import load_policy
 from engine.model import KeyedParameter, ParamRef
 from engine.operators import check
 from engine.space import NOT_GIVEN, FactSpace
-
-HERE = Path(__file__).parent
-POLICIES = HERE / "fixtures" / "policies"
 
 POLICY_NAMES = ["default", "legacy", "what_if", "ops", "gap", "unreachable", "overlap_unique", "overlap_first",
                 "defaulted", "empty_bin", "adjacent_thresholds"]
 
 
-@functools.cache
+# Parameters moved off the bundled values (onto tenths), so the axes are cut elsewhere.
+WHAT_IF = {"seller_reply_hours": 60.5, "low_rating_percent": 95, "refund_days": {"card": 21, "paypal": 45}}
+
+
 def policy(name: str) -> engine.Policy:
-    if name == "default":
-        return engine.load()
-    if name == "legacy":
-        return engine.load(RULES_DIR / "variants" / "legacy-72h.yaml")
-    if name == "what_if":
-        return engine.load().with_parameters(seller_reply_hours=60.5, low_rating_percent=95,
-                                             refund_days={"card": 21, "paypal": 45})
-    return engine.load(POLICIES / f"{name}.yaml")
+    """conftest.load_policy's names, and 'what_if': the default with this file's WHAT_IF parameters."""
+    return load_policy("default", **WHAT_IF) if name == "what_if" else load_policy(name)
 
 
 @functools.cache

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 import engine
+from conftest import AS_OF
 from engine.batch import input_fields
 from engine.loader import load_spec
 from engine.space import FactSpace
@@ -28,7 +29,6 @@ from engine.synthetic import (
 )
 from engine.text import alias_key
 
-AS_OF = "2026-11-26T12:00:00Z"
 BASE_RULES = {r.id for r in engine.load().spec.rules}
 OUTCOME = ["action", "message", "error"]
 
