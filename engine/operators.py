@@ -15,7 +15,7 @@ from typing import Any, Literal
 from .model import Condition, ParamRef, PolicySpec
 from .text import format_value
 
-OperatorName = Literal["eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "between", "given"]
+OperatorName = Literal["eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "between", "not_between", "given"]
 # "scalar": one constant; "list": one or more; "pair": [low, high] with low <= high; "flag": true or false
 Operand = Literal["scalar", "list", "pair", "flag"]
 Json = dict[str, Any]
@@ -63,6 +63,8 @@ _ROWS = (
     Operator("gte", "scalar", False, "≥", operator.ge, _compare("$gte")),
     Operator("between", "pair", False, "between", lambda a, e: e[0] <= a <= e[1],
              lambda f, v: all_of([{"$gte": {f: v[0]}}, {"$lte": {f: v[1]}}])),
+    Operator("not_between", "pair", False, "not between", lambda a, e: not e[0] <= a <= e[1],
+             lambda f, v: any_of([{"$lt": {f: v[0]}}, {"$gt": {f: v[1]}}])),
     Operator("given", "flag", True, "given", operator.eq, lambda f, v: {"$ex" if v else "$nex": {f: 1}},
              cuts=False),
 )
