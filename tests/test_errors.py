@@ -69,6 +69,12 @@ def test_an_unknown_parameter_edit_is_a_parameter_error_with_its_name(policy):
         policy.with_parameters(refund_days={"cash": 3})
 
 
+def test_a_mapping_for_a_plain_parameter_is_a_parameter_error(policy):
+    with pytest.raises(ParameterError) as info:
+        policy.with_parameters(seller_reply_hours={"card": 72})
+    assert str(info.value) == "parameter 'seller_reply_hours' takes a number, not a mapping"
+
+
 def test_an_unknown_rule_is_a_definition_error_and_still_a_key_error(policy):
     with pytest.raises(UnknownRuleError) as info:
         policy.spec.rule("no_such_rule")
