@@ -3,8 +3,8 @@
 durable_rules keeps process-global state that cannot be pickled, so the policy travels to the workers as
 its source: the YAML texts (base, then variants, with their relative layout) and the parameter values.
 Each worker process loads and compiles it once (cached by the source's hash, the last MAX_WORKER_POLICIES;
-the compiler reuses rulesets by content hash anyway). Every partition goes through the same cell path as the local batch
-(`engine.batch.evaluate_frame`), so rows, columns, errors and the summary are those of the local run.
+the compiler reuses rulesets by content hash anyway). Every partition goes through the same cell path as the
+local batch (`engine.batch.evaluate_frame`), so rows, columns, errors and the summary are those of the local run.
 
 Reading and writing order files on Dask is engine.daskio's; this module sends the policy, evaluates, and runs
 the cluster. Dask is imported on use: `import engine` never needs it.
@@ -44,9 +44,7 @@ from .errors import InputError, UsageError
 from .facts import parse_as_of
 from .loader import load_spec
 from .model import Method, OutputFormat
-from .tabular import (
-    Summary,
-)
+from .tabular import Summary
 
 if TYPE_CHECKING:  # pragma: no cover
     import dask.dataframe as dd
