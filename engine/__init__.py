@@ -1,16 +1,33 @@
 """Order-cancellation decision service: declarative rules evaluated by durable_rules, explained."""
 
-from .batch import OUTPUT_COLUMNS
+from .compare import PolicyDiff
 from .csvio import read_orders
-from .decision import ConditionResult, Decision, WhyNot
-from .diff import PolicyDiff
-from .errors import EngineError, FieldProblem, InputError, OrderError, PolicyError, RuleError, RuleProblem
+from .decision import Decision, WhyNot
+from .errors import (
+    AsOfError,
+    CancelRulesError,
+    ComparisonError,
+    DefinitionError,
+    EngineError,
+    FieldProblem,
+    InputError,
+    OrderError,
+    ParameterError,
+    PolicyError,
+    RuleError,
+    RuleProblem,
+    UnknownRuleError,
+    UsageError,
+)
 from .loader import DEFAULT_POLICY, RULES_DIR
+from .operators import ConditionResult
 from .policy import Policy, diff, load
+from .tabular import OUTPUT_COLUMNS
 from .verify import Finding, VerifyReport
 
-__all__ = [
-    "ConditionResult", "Decision", "WhyNot", "EngineError", "FieldProblem", "InputError", "OrderError",
-    "PolicyError", "RuleError", "RuleProblem", "DEFAULT_POLICY", "RULES_DIR", "Policy", "load", "diff",
-    "OUTPUT_COLUMNS", "read_orders", "PolicyDiff", "Finding", "VerifyReport",
+__all__ = [  # sorted
+    "AsOfError", "CancelRulesError", "ComparisonError", "ConditionResult", "DEFAULT_POLICY", "Decision",
+    "DefinitionError", "EngineError", "FieldProblem", "Finding", "InputError", "OUTPUT_COLUMNS", "OrderError",
+    "ParameterError", "Policy", "PolicyDiff", "PolicyError", "RULES_DIR", "RuleError", "RuleProblem",
+    "UnknownRuleError", "UsageError", "VerifyReport", "WhyNot", "diff", "load", "read_orders",
 ]

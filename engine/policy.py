@@ -12,14 +12,15 @@ from typing import Any
 import pandas as pd
 
 from .batch import evaluate_frame
+from .compare import PolicyDiff, policy_diff
 from .compiler import CompiledPolicy, compile_policy
-from .decision import Decision, decide, format_value
-from .diff import PolicyDiff
-from .diff import diff as diff_policies
-from .errors import OrderError, RuleError, RuleProblem
+from .decision import Decision, decide
+from .errors import OrderError, ParameterError, RuleError, RuleProblem
 from .facts import parse_as_of
+from .html import policy_html
 from .loader import load_spec
-from .model import Example, KeyedParameter, PolicySpec
+from .model import Example, KeyedParameter, Method, PolicySpec
+from .text import format_value
 from .verify import VerifyReport, verify
 
 
@@ -44,7 +45,7 @@ class Policy:
         warning of the decision (with did-you-mean), or with strict one of the errors."""
         return decide(self.compiled, order, parse_as_of(as_of), strict)
 
-    def evaluate(self, df: pd.DataFrame, as_of: str | datetime | None = None, method: str = "cells",
+    def evaluate(self, df: pd.DataFrame, as_of: str | datetime | None = None, method: Method = "cells",
                  strict: bool = False) -> pd.DataFrame:
         """The rows of df, in order, with action, rule_id, message, error and policy_version added.
 
@@ -54,7 +55,7 @@ class Policy:
         if type(df).__module__.split(".")[0] in ("dask", "dask_expr"):
             from .cluster import evaluate_dask  # dask is an optional extra: imported only when given its frame
 
-            return evaluate_dask(self, df, as_of, method, strict=strict)
+            return evaluate_dask(self.compiled, df, as_of, method, strict=strict)
         return evaluate_frame(self.compiled, df, parse_as_of(as_of), method, strict=strict)
 
     def verify(self) -> VerifyReport:
@@ -66,23 +67,23 @@ class Policy:
         params = dict(self.spec.parameters)
         for name, value in overrides.items():
             if name not in params:
-                raise KeyError(f"unknown parameter {name!r} (parameters: {', '.join(params)})")
+                raise ParameterError(name, f"unknown parameter {name!r} (parameters: {', '.join(params)})")
             current = params[name]
             if isinstance(current, KeyedParameter):
                 if not isinstance(value, Mapping):
-                    raise TypeError(f"parameter {name!r} is keyed by {current.by}: give a mapping")
+                    raise ParameterError(name, f"parameter {name!r} is keyed by {current.by}: give a mapping")
                 unknown = set(value) - set(current.values)
                 if unknown:
-                    raise KeyError(f"parameter {name!r} has no key {sorted(unknown)[0]!r}")
+                    raise ParameterError(name, f"parameter {name!r} has no key {sorted(unknown)[0]!r}")
                 params[name] = replace(current, values={**current.values, **{k: float(v) for k, v in value.items()}})
+            elif isinstance(value, Mapping):
+                raise ParameterError(name, f"parameter {name!r} takes a number, not a mapping")
             else:
                 params[name] = float(value)
         spec = replace(self.spec, parameters=params)
         return Policy(spec, compile_policy(spec))
 
     def _repr_html_(self) -> str:
-        from .html import policy_html  # html reads Policy: import on use to keep the module graph one-way
-
         return policy_html(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,4 +165,4 @@ def load(path: str | Path | None = None) -> Policy:
 def diff(old: Policy, new: Policy, orders: pd.DataFrame | None = None, as_of: str | datetime | None = None
          ) -> PolicyDiff:
     """Every change of decision from old to new: by cell of the joint fact space and, given orders, by order."""
-    return diff_policies(old.compiled, new.compiled, orders, parse_as_of(as_of))
+    return policy_diff(old.compiled, new.compiled, orders, parse_as_of(as_of))

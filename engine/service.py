@@ -36,11 +36,12 @@ from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .batch import resolve_columns, unknown_columns
-from .csvio import DEFAULT_MAX_COLUMNS, ENV_MAX_COLUMNS, frame_csv
+from .csvio import DEFAULT_MAX_COLUMNS, ENV_MAX_COLUMNS
 from .errors import FieldProblem, InputError, OrderError
 from .facts import input_fields, parse_as_of, unknown_fields
-from .model import alias_key
 from .policy import EXAMPLES_AS_OF, Policy, load
+from .tabular import OUTPUT_COLUMNS, frame_csv
+from .text import alias_key
 
 log = logging.getLogger("engine.service")
 
@@ -70,7 +71,7 @@ DEFAULT_SEND_TIMEOUT = 60.0
 ECHO_LIMIT = 200  # characters of a value sent by a client that an error echoes back
 MESSAGE_LIMIT = 8_000  # characters of any one error message (a last bound: values are cut to ECHO_LIMIT first)
 OPEN_PATHS = frozenset({"/healthz"})
-DECISION_COLUMNS = ("action", "rule_id", "message", "error", "policy_version")
+DECISION_COLUMNS = OUTPUT_COLUMNS
 ID = "order_id"  # the field echoed with every batch row
 JSON_TYPE = "application/json"
 WARNINGS_HEADER = "Cancel-Rules-Warnings"  # batch answers: a JSON array of texts, when there is any

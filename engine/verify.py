@@ -11,13 +11,14 @@ import numpy as np
 from .batch import cell_decisions
 from .compiler import CompiledPolicy
 from .errors import EngineError
+from .model import FindingKind, HitPolicy
 
 
 @dataclass(frozen=True)
 class Finding:
     """A set of cells sharing one outcome: `rules` matched there (empty for a gap)."""
 
-    kind: str  # "gap" | "overlap"
+    kind: FindingKind
     rules: tuple[str, ...]
     winner: str | None
     cells: int
@@ -29,7 +30,7 @@ class Finding:
 class VerifyReport:
     policy: str
     version: str
-    hit_policy: str
+    hit_policy: HitPolicy
     cells: int
     canonical_cells: int
     engine_calls: int
@@ -73,10 +74,11 @@ def verify(compiled: CompiledPolicy) -> VerifyReport:
     ids = ids[space.nonempty(ids)]
     canonical, inverse = np.unique(space.canonical(ids), return_inverse=True)
     asked_before = len(cells.matched)
-    matched = cells.ask(canonical)
-    for m in matched:
+    matched: list[tuple[str, ...]] = []
+    for m in cells.ask(canonical):
         if isinstance(m, EngineError):  # a cell past one of durable_rules' limits: nothing to classify
             raise EngineError(m.ruleset, "verification", m.kind, m.code)
+        matched.append(m)
     python_view = space.matches(canonical)
     ranked = [r.id for r in spec.ranked_rules()]
     for k, m in enumerate(matched):  # the engine and the condition tables must tell the same story
@@ -86,7 +88,8 @@ def verify(compiled: CompiledPolicy) -> VerifyReport:
                               f"cell {int(canonical[k])}: engine {m}, tables {expected}")
     weight = np.bincount(inverse, minlength=len(canonical))
     wins = {rule: 0 for rule in ranked}
-    gaps, overlaps = [], {}
+    gaps: list[Finding] = []
+    overlaps: dict[tuple[str, ...], Finding] = {}
     for k, m in enumerate(matched):
         count = int(weight[k])
         example = space.example(int(canonical[k]))

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.model import alias_key
 from engine.service import Settings, create_app
+from engine.text import alias_key
 
 AS_OF = "2026-03-01T12:00:00+00:00"
 TOKEN = "t0ken-for-tests-only"

@@ -13,11 +13,11 @@ import pandas as pd
 from .batch import cell_decisions, evaluate_frame
 from .compiler import CompiledPolicy
 from .decision import outcome
-from .errors import EngineError
+from .errors import ComparisonError, EngineError
+from .frames import INVALID, NOT_GIVEN
 from .model import PolicySpec
-from .space import NOT_GIVEN, Axis, FactSpace
+from .space import Axis, FactSpace
 
-_REFUSED = -2  # enum code of a value a policy does not know
 TRANSITION_COLUMNS = ["old_action", "old_rule", "new_action", "new_rule", "cells", "orders", "example"]
 
 
@@ -39,7 +39,7 @@ class PolicyDiff:
 
     def __str__(self) -> str:
         lines = [f"{self.old} -> {self.new}: {self.changed_cells} of {self.cells} cells change"
-                 + ("" if self.orders is None else f"; {len(self.changed)} of {self.orders} orders change")]
+                 + ("" if self.changed is None else f"; {len(self.changed)} of {self.orders} orders change")]
         for t in self.transitions.itertuples():
             orders = "" if pd.isna(t.orders) else f", {int(t.orders)} orders"
             lines.append(f"  {t.old_action} ({t.old_rule}) -> {t.new_action} ({t.new_rule}): "
@@ -55,14 +55,15 @@ def _joint_axes(a: FactSpace, b: FactSpace) -> tuple[Axis, ...]:
     mine = {x.fact: x for x in a.axes}
     theirs = {x.fact: x for x in b.axes}
     order = [x.fact for x in a.axes] + [x.fact for x in b.axes if x.fact not in mine]
-    axes = []
+    axes: list[Axis] = []
     for fact in order:
         x, y = mine.get(fact), theirs.get(fact)
         if x is None or y is None:
-            axes.append(x or y)
+            only = x or y
+            assert only is not None  # each fact of `order` is an axis of one of the two
+            axes.append(only)
         elif x.kind != y.kind:
-            raise ValueError(f"fact '{fact}' is an {x.kind} in one policy and a {y.kind} in the other; "
-                             f"they cannot be compared")
+            raise ComparisonError(fact, (x.kind, y.kind))
         elif x.kind == "enum":
             axes.append(Axis(fact, "enum", values=x.values + tuple(v for v in y.values if v not in x.values),
                              optional=x.optional or y.optional))
@@ -78,7 +79,7 @@ def _joint_axes(a: FactSpace, b: FactSpace) -> tuple[Axis, ...]:
 def _cell_values(joint: FactSpace, ids: np.ndarray) -> dict[str, np.ndarray]:
     """Representative value of each joint cell per fact: enum codes (NOT_GIVEN) or floats (NaN)."""
     out = {}
-    for axis, b in zip(joint.axes, joint.bins(ids)):
+    for axis, b in zip(joint.axes, joint.bins(ids), strict=True):
         if axis.kind == "enum":
             table = np.array([NOT_GIVEN if i == axis.not_given_bin else i for i in range(axis.size)])
         else:
@@ -99,15 +100,14 @@ def _own_values(spec: PolicySpec, joint: FactSpace, values: dict[str, np.ndarray
         if fact is None:  # a fact this policy does not declare: an unknown field to it, ignored
             continue
         if fact.type != axis.kind:
-            raise ValueError(f"fact '{axis.fact}' is a {fact.type} in one policy and an {axis.kind} in the "
-                             f"other; they cannot be compared")
+            raise ComparisonError(axis.fact, (fact.type, axis.kind))
         given = values[axis.fact]
         if axis.kind == "enum":
             index = {value: i for i, value in enumerate(fact.values)}
-            not_given = NOT_GIVEN if fact.optional else index.get(fact.default, _REFUSED)
-            table = np.array([index.get(value, _REFUSED) for value in axis.values] + [not_given], dtype=np.int64)
+            not_given = NOT_GIVEN if fact.optional else index.get(fact.default, INVALID)
+            table = np.array([index.get(value, INVALID) for value in axis.values] + [not_given], dtype=np.int64)
             codes = table[given]  # NOT_GIVEN (-1) picks the last entry
-            bad |= codes == _REFUSED
+            bad |= codes == INVALID
             own[axis.fact] = codes
         else:
             number = given.copy()
@@ -144,7 +144,8 @@ def _winners(compiled: CompiledPolicy, joint: FactSpace, values: dict[str, np.nd
     return out
 
 
-def diff(old: CompiledPolicy, new: CompiledPolicy, orders: pd.DataFrame | None, as_of: datetime) -> PolicyDiff:
+def policy_diff(old: CompiledPolicy, new: CompiledPolicy, orders: pd.DataFrame | None, as_of: datetime
+                ) -> PolicyDiff:
     """Every change of decision between two policies, by cell and (when given) by order."""
     joint = FactSpace(old.spec, _joint_axes(cell_decisions(old).space, cell_decisions(new).space))
     ids = np.arange(joint.n_cells, dtype=np.int64)
@@ -170,8 +171,8 @@ def diff(old: CompiledPolicy, new: CompiledPolicy, orders: pd.DataFrame | None, 
             changed_orders[f"{side}_action"] = frame["action"][moved]
             changed_orders[f"{side}_rule"] = frame["rule_id"][moved]
         for key, group in changed_orders.groupby(["old_action", "old_rule", "new_action", "new_rule"], dropna=False):
-            key = tuple(None if pd.isna(v) else v for v in key)
-            entry = rows.setdefault(key, {"cells": 0, "orders": 0, "example": {}})
+            transition = tuple(None if pd.isna(v) else v for v in key)
+            entry = rows.setdefault(transition, {"cells": 0, "orders": 0, "example": {}})
             entry["orders"] = len(group)
             if not entry["example"]:
                 entry["example"] = {k: v for k, v in group.iloc[0].items() if not str(k).startswith(("old_", "new_"))}
