@@ -676,7 +676,7 @@ def test_two_servers_started_at_once_never_share_the_port(policy: engine.Policy)
 
 
 def test_listeners_of_another_process_in_the_group_are_found() -> None:
-    from engine.service import _bind_listeners, _shared_with_others
+    from engine.service.run import _bind_listeners, _shared_with_others
 
     ours = _bind_listeners("127.0.0.1", 0, 2)
     port = ours[0].getsockname()[1]

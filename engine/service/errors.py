@@ -1,0 +1,97 @@
+"""Client errors answered as JSON ({error, message, problems}), bounded in what they echo, and their handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import FieldProblem
+from .encoding import _ENCODER, JSON_TYPE, _dumps
+
+log = logging.getLogger("engine.service")
+
+ECHO_LIMIT = 200  # characters of a value sent by a client that an error echoes back
+MESSAGE_LIMIT = 8_000  # characters of any one error message (a last bound: values are cut to ECHO_LIMIT first)
+
+
+class ApiError(Exception):
+    """A client error answered as JSON: {error, message, problems: [{field, message, value}]}."""
+
+    def __init__(self, status: int, code: str, message: str, problems: list[dict[str, Any]] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.problems = problems or []
+        self.headers = dict(headers or {})
+
+
+def _problem(field: str, message: str, value: Any = None) -> dict[str, Any]:
+    return {"field": field, "message": message, "value": value}
+
+
+def _error_response(status: int, code: str, message: str, problems: list[dict[str, Any]] | None = None,
+                    headers: Mapping[str, str] | None = None) -> Response:
+    # Whatever built the error, what it echoes of the request is bounded here.
+    problems = [{**p, "message": _cut(p["message"], MESSAGE_LIMIT), "value": _clip(p.get("value"))}
+                for p in problems or []]
+    body = {"error": code, "message": _cut(message, MESSAGE_LIMIT), "problems": problems}
+    return Response(_dumps(body), status_code=status, media_type=JSON_TYPE, headers=dict(headers or {}))
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def _clip(value: Any) -> Any:
+    """A client's value as an error echoes it: text (or an array or object as JSON) cut to ECHO_LIMIT characters."""
+    if isinstance(value, (list, dict)):
+        text = _ENCODER.encode(value)
+        return value if len(text) <= ECHO_LIMIT else _cut(text, ECHO_LIMIT)
+    return _cut(value, ECHO_LIMIT) if isinstance(value, str) else value
+
+
+def _clipped(problem: FieldProblem) -> FieldProblem:
+    """The problem with the value's repr in its message cut to ECHO_LIMIT characters (a 9 MB bad value made a
+    27 MB answer: the value, its repr in the message, and the message again in the summary; _error_response cuts
+    the value)."""
+    value = problem.value
+    if not isinstance(value, str) or len(value) <= ECHO_LIMIT:
+        return problem
+    short = repr(value[:ECHO_LIMIT])
+    short = f"{short[:-1]}…{short[-1]} ({len(value):,} characters)"
+    return FieldProblem(problem.field, value, problem.message.replace(repr(value), short))
+
+
+def _order_problems(problems: list[FieldProblem]) -> list[dict[str, Any]]:
+    return [_problem(p.field, p.message, p.value) for p in problems]
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def api_error(_request: Request, exc: ApiError) -> Response:
+        return _error_response(exc.status, exc.code, exc.message, exc.problems, exc.headers)
+
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        return _error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        problems = [_problem(".".join(str(p) for p in e.get("loc", ())), str(e.get("msg", "invalid")))
+                    for e in exc.errors()]
+        return _error_response(422, "invalid_request", "the request does not match the API schema", problems)
+
+    async def server_error(_request: Request, exc: Exception) -> Response:
+        # The traceback goes to the server log only: a response never carries internals.
+        log.error("unhandled error", exc_info=exc)
+        return _error_response(500, "internal_error", "internal server error")
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, server_error)
