@@ -12,16 +12,16 @@ import pandas as pd
 from ..csvio import frame_csv
 from ..model import alias_key
 from ..policy import Policy
-from .encoding import _dumps
+from .encoding import dumps
 from .errors import ECHO_LIMIT
-from .orders import ID, _problems_with
+from .orders import ID, problems_with
 
 DECISION_COLUMNS = ("action", "rule_id", "message", "error", "policy_version")
 WARNINGS_HEADER = "Cancel-Rules-Warnings"  # batch answers: a JSON array of texts, when there is any
 MAX_HEADER_WARNINGS = 20
 
 
-def _warnings_header(warnings: list[str]) -> dict[str, str]:
+def warnings_header(warnings: list[str]) -> dict[str, str]:
     """The batch's warnings as a header (ASCII JSON), at most MAX_HEADER_WARNINGS of them."""
     if not warnings:
         return {}
@@ -31,7 +31,7 @@ def _warnings_header(warnings: list[str]) -> dict[str, str]:
     return {WARNINGS_HEADER: json.dumps([w[:300] for w in shown])}
 
 
-def _with_errors(result: pd.DataFrame, errors: Mapping[int, str]) -> pd.DataFrame:
+def with_errors(result: pd.DataFrame, errors: Mapping[int, str]) -> pd.DataFrame:
     """The engine's result with the rows the service refused itself marked: an error and no action."""
     if not errors:
         return result
@@ -43,7 +43,7 @@ def _with_errors(result: pd.DataFrame, errors: Mapping[int, str]) -> pd.DataFram
     return result
 
 
-def _batch_json(result: pd.DataFrame, ids: list[Any] | None = None) -> bytes:
+def batch_json(result: pd.DataFrame, ids: list[Any] | None = None) -> bytes:
     """JSON rows in input order: the order's id (as given: `ids` of a JSON batch) and the decision columns.
 
     The caller holds its orders already: echoing each back would double what is sent and parsed."""
@@ -60,10 +60,10 @@ def _batch_json(result: pd.DataFrame, ids: list[Any] | None = None) -> bytes:
             return slim.to_json(orient="records", force_ascii=False, default_handler=str).encode()
         except UnicodeEncodeError:
             pass
-    return _dumps(slim.astype(object).where(slim.notna(), None).to_dict("records"))
+    return dumps(slim.astype(object).where(slim.notna(), None).to_dict("records"))
 
 
-def _clip_errors(policy: Policy, result: pd.DataFrame, orders: Callable[[int], Mapping[str, Any]],
+def clip_errors(policy: Policy, result: pd.DataFrame, orders: Callable[[int], Mapping[str, Any]],
                  as_of: datetime) -> pd.DataFrame:
     """The result with each error that echoes a value longer than ECHO_LIMIT worded again with the value cut, as
     /v1/decisions words it (`orders(i)`: row i's fields)."""
@@ -76,12 +76,12 @@ def _clip_errors(policy: Policy, result: pd.DataFrame, orders: Callable[[int], M
     for i in long_rows:
         fields = orders(int(i))
         if any(isinstance(v, str) and len(v) > ECHO_LIMIT for v in fields.values()):
-            problems = _problems_with(policy, fields, [], as_of)
+            problems = problems_with(policy, fields, [], as_of)
             if problems:
                 result.iat[i, column] = "; ".join(str(p) for p in problems)
     return result
 
 
-def _batch_csv(result: pd.DataFrame, raw: bool = False) -> bytes:
+def batch_csv(result: pd.DataFrame, raw: bool = False) -> bytes:
     """The rows as CSV by the CLI's writer: text a spreadsheet would run as a formula gets a leading ' unless raw."""
     return frame_csv(result, raw)

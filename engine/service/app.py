@@ -14,22 +14,31 @@ from starlette.concurrency import run_in_threadpool
 
 from ..batch import resolve_columns
 from ..policy import EXAMPLES_AS_OF, Policy
-from .answers import WARNINGS_HEADER, _batch_csv, _batch_json, _clip_errors, _warnings_header, _with_errors
+from .answers import WARNINGS_HEADER, batch_csv, batch_json, clip_errors, warnings_header, with_errors
 from .auth import OPEN_PATHS, AllowedHosts, BearerAuth
-from .batch import _evaluate, _frame_from_json, _unknown_columns, _unknown_keys
-from .encoding import CSV_TYPE, JSON_TYPE, _dumps
-from .errors import _install_error_handlers
-from .io import _as_of, _flag, _frame_from_csv, _may_hold_surrogates, _parse_json, _read_body, _require_type, _wants_csv
+from .batch import evaluate, frame_from_json, unknown_column_warnings, unknown_key_warnings
+from .encoding import CSV_TYPE, JSON_TYPE, dumps
+from .errors import install_error_handlers
+from .io import (
+    frame_from_csv,
+    may_hold_surrogates,
+    parse_json,
+    query_flag,
+    read_as_of,
+    read_body,
+    require_type,
+    wants_csv,
+)
 from .openapi import (
     AS_OF_PARAMETER,
     RAW_PARAMETER,
     STRICT_PARAMETER,
-    _batch_row_schema,
-    _decision_schema,
-    _error_schema,
-    _errors_doc,
+    batch_row_schema,
+    decision_schema,
+    error_schema,
+    errors_doc,
 )
-from .orders import OrderShape, _decide
+from .orders import OrderShape, decision_json
 from .settings import Settings
 
 BATCH_THREADS = 2  # batches evaluated at once per worker process
@@ -41,9 +50,9 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
     shape = OrderShape(policy)
     order_schema = shape.schema(policy)
     examples = [ex.order for rule in policy.spec.ranked_rules() for ex in rule.examples[:1]][:4]
-    example_decision = json.loads(_dumps(policy.decide(examples[0], as_of=EXAMPLES_AS_OF))) if examples else None
+    example_decision = json.loads(dumps(policy.decide(examples[0], as_of=EXAMPLES_AS_OF))) if examples else None
     # The file's name, not where it lies on the server.
-    policy_body = _dumps({**policy.to_dict(), "path": Path(policy.spec.path).name})
+    policy_body = dumps({**policy.to_dict(), "path": Path(policy.spec.path).name})
     verify_cache: dict[str, bytes] = {}
     verify_lock = asyncio.Lock()
     batch_slots = asyncio.Semaphore(BATCH_THREADS)
@@ -59,16 +68,16 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
                        else ""),
         redoc_url=None,
     )
-    _install_error_handlers(app)
-    auth_doc = _errors_doc(401) if settings.token else {}
-    common_errors = {**auth_doc, **_errors_doc(500)}
+    install_error_handlers(app)
+    auth_doc = errors_doc(401) if settings.token else {}
+    common_errors = {**auth_doc, **errors_doc(500)}
 
     @app.get("/healthz", summary="Liveness and the policy served", tags=["service"], responses={200: {
         "description": "The service is up.", "content": {JSON_TYPE: {"schema": {"type": "object", "properties": {
             "status": {"type": "string"}, "policy": {"type": "string"}, "version": {"type": "string"}}},
-            "example": {"status": "ok", "policy": policy.name, "version": policy.version}}}}, **_errors_doc(500)})
+            "example": {"status": "ok", "policy": policy.name, "version": policy.version}}}}, **errors_doc(500)})
     async def healthz() -> Response:
-        return Response(_dumps({"status": "ok", "policy": policy.name, "version": policy.version}),
+        return Response(dumps({"status": "ok", "policy": policy.name, "version": policy.version}),
                         media_type=JSON_TYPE)
 
     @app.post(
@@ -78,7 +87,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         responses={200: {"description": "The decision with its explanation.",
                          "content": {JSON_TYPE: {"schema": {"$ref": "#/components/schemas/Decision"},
                                                  **({"example": example_decision} if example_decision else {})}}},
-                   **_errors_doc(400, 413, 415, 422), **common_errors},
+                   **errors_doc(400, 413, 415, 422), **common_errors},
         openapi_extra={"parameters": [AS_OF_PARAMETER, STRICT_PARAMETER],
                        "requestBody": {"required": True, "content": {JSON_TYPE: {
             "schema": {"$ref": "#/components/schemas/Order"},
@@ -87,12 +96,12 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
     )
     async def decide(request: Request) -> Response:
         # as_of is read here, not declared as a FastAPI parameter: that skips per-request dependency solving.
-        when = _as_of(request.query_params.get("as_of"))
-        _require_type(request, (JSON_TYPE,))
-        strict = _flag(request, "strict")
-        body = await _read_body(request, settings.max_body_bytes)
+        when = read_as_of(request.query_params.get("as_of"))
+        require_type(request, (JSON_TYPE,))
+        strict = query_flag(request, "strict")
+        body = await read_body(request, settings.max_body_bytes)
         # One decision takes well under a millisecond: running it inline is cheaper than a thread hop.
-        return Response(_decide(policy, shape, _parse_json(body), when, _may_hold_surrogates(body), strict),
+        return Response(decision_json(policy, shape, parse_json(body), when, may_hold_surrogates(body), strict),
                         media_type=JSON_TYPE)
 
     @app.post(
@@ -105,7 +114,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         responses={200: {"description": "One row per input row, in input order.", "content": {
             JSON_TYPE: {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/BatchRow"}}},
             CSV_TYPE: {"schema": {"type": "string"}}}},
-            **_errors_doc(400, 406, 413, 415, 422), **common_errors},
+            **errors_doc(400, 406, 413, 415, 422), **common_errors},
         openapi_extra={"parameters": [AS_OF_PARAMETER, STRICT_PARAMETER, RAW_PARAMETER],
                        "requestBody": {"required": True, "content": {
             # Any item is accepted (a bad one gets an error row, it never fails the batch): anyOf says so.
@@ -116,36 +125,36 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
                                   "A2,Awaiting shipment,,\n"}}}},
     )
     async def decide_batch(request: Request) -> Response:
-        when = _as_of(request.query_params.get("as_of"))
-        media = _require_type(request, (JSON_TYPE, CSV_TYPE))
-        as_csv = _wants_csv(request)
-        raw, strict = _flag(request, "raw"), _flag(request, "strict")
-        body = await _read_body(request, settings.max_body_bytes)
+        when = read_as_of(request.query_params.get("as_of"))
+        media = require_type(request, (JSON_TYPE, CSV_TYPE))
+        as_csv = wants_csv(request)
+        raw, strict = query_flag(request, "raw"), query_flag(request, "strict")
+        body = await read_body(request, settings.max_body_bytes)
 
         def work() -> tuple[bytes, list[str]]:
             if media == CSV_TYPE:
-                frame = _frame_from_csv(body, settings.max_batch_rows, settings.max_columns)
-                warnings = _unknown_columns(policy, frame)
+                frame = frame_from_csv(body, settings.max_batch_rows, settings.max_columns)
+                warnings = unknown_column_warnings(policy, frame)
                 # Strict CSV refuses a column that looks like a misspelt field (422).
-                result = _evaluate(policy, frame, when, strict)
+                result = evaluate(policy, frame, when, strict)
                 columns = resolve_columns(policy.spec, list(frame.columns))  # as the engine read them
-                result = _clip_errors(policy, result, lambda i: {n: frame[c].iat[i] for n, c in columns.items()}, when)
-                return (_batch_csv(result, raw) if as_csv else _batch_json(result)), warnings
-            rows = _parse_json(body)
-            text = _may_hold_surrogates(body)
-            batch = _frame_from_json(policy, shape, rows, settings.max_batch_rows, when, text)
+                result = clip_errors(policy, result, lambda i: {n: frame[c].iat[i] for n, c in columns.items()}, when)
+                return (batch_csv(result, raw) if as_csv else batch_json(result)), warnings
+            rows = parse_json(body)
+            text = may_hold_surrogates(body)
+            batch = frame_from_json(policy, shape, rows, settings.max_batch_rows, when, text)
             # Strict JSON gives each order holding an unknown key /v1/decisions' strict problems as its error.
-            warnings = _unknown_keys(policy, shape, rows, batch.errors, when, strict, text)
-            result = _clip_errors(policy, _evaluate(policy, batch.frame, when),
+            warnings = unknown_key_warnings(policy, shape, rows, batch.errors, when, strict, text)
+            result = clip_errors(policy, evaluate(policy, batch.frame, when),
                                   lambda i: shape.read(rows[i])[0] if type(rows[i]) is dict else {}, when)
-            result = _with_errors(result, batch.errors)
-            return (_batch_csv(result, raw) if as_csv else _batch_json(result, batch.ids)), warnings
+            result = with_errors(result, batch.errors)
+            return (batch_csv(result, raw) if as_csv else batch_json(result, batch.ids)), warnings
 
         # Parsing and evaluating a large batch takes tens of milliseconds: off the event loop, and only a few at
         # a time (the engine runs one call at a time anyway; more threads would only hold more frames in memory).
         async with batch_slots:
             body_out, warnings = await run_in_threadpool(work)
-        return Response(body_out, media_type=CSV_TYPE if as_csv else JSON_TYPE, headers=_warnings_header(warnings))
+        return Response(body_out, media_type=CSV_TYPE if as_csv else JSON_TYPE, headers=warnings_header(warnings))
 
     @app.get("/v1/policy", summary="The policy: facts schema, parameters, rules, version", tags=["policy"],
              responses={200: {"description": "The policy as data.", "content": {JSON_TYPE: {"schema": {
@@ -163,7 +172,7 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
         async with verify_lock:
             if "body" not in verify_cache:
                 report = await run_in_threadpool(policy.verify)
-                verify_cache["body"] = _dumps(report.to_dict())
+                verify_cache["body"] = dumps(report.to_dict())
         return Response(verify_cache["body"], media_type=JSON_TYPE)
 
     def openapi() -> dict[str, Any]:
@@ -174,8 +183,8 @@ def create_app(policy: Policy, settings: Settings | None = None) -> FastAPI:
                                  routes=app.routes)
             components = schema.setdefault("components", {})
             components.setdefault("schemas", {}).update(
-                Order=order_schema, Decision=_decision_schema(), BatchRow=_batch_row_schema(),
-                Error=_error_schema())
+                Order=order_schema, Decision=decision_schema(), BatchRow=batch_row_schema(),
+                Error=error_schema())
             if settings.token:
                 components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
                 for path, operations in schema["paths"].items():

@@ -6,7 +6,7 @@ import hmac
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .errors import _clip, _error_response, _problem
+from .errors import api_problem, clip, error_response
 
 OPEN_PATHS = frozenset({"/healthz"})
 
@@ -27,7 +27,7 @@ class BearerAuth:
         if header is not None and scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token):
             return await self.app(scope, receive, send)
         message = "missing Authorization header (Bearer token)" if header is None else "invalid bearer token"
-        response = _error_response(401, "unauthorized", message, [_problem("Authorization", message)],
+        response = error_response(401, "unauthorized", message, [api_problem("Authorization", message)],
                                    {"WWW-Authenticate": 'Bearer realm="cancel-rules"'})
         await response(scope, receive, send)
 
@@ -49,8 +49,8 @@ class AllowedHosts:
         host = _host_name(header)
         if host in self.names or (host.endswith(self.suffixes) and host not in self.suffixes):
             return await self.app(scope, receive, send)
-        message = f"the Host header {_clip(header)!r} names no host this service answers for"
-        response = _error_response(400, "invalid_host", message, [_problem("Host", "not an allowed host", header)])
+        message = f"the Host header {clip(header)!r} names no host this service answers for"
+        response = error_response(400, "invalid_host", message, [api_problem("Host", "not an allowed host", header)])
         await response(scope, receive, send)
 
 

@@ -12,9 +12,9 @@ from ..batch import unknown_columns
 from ..errors import FieldProblem, InputError
 from ..facts import unknown_fields
 from ..policy import Policy
-from .errors import ApiError, _problem
-from .io import _too_many
-from .orders import ID, OrderShape, _as_read, _json_kind, _problems_with
+from .errors import ApiError, api_problem
+from .io import too_many
+from .orders import ID, OrderShape, as_read, json_kind, problems_with
 
 
 @dataclass
@@ -28,14 +28,14 @@ class JsonBatch:
     ignored: set[str]  # keys naming no field, and second spellings of a field (see OrderShape.plan)
 
 
-def _frame_from_json(policy: Policy, shape: OrderShape, rows: Any, limit: int, as_of: datetime,
+def frame_from_json(policy: Policy, shape: OrderShape, rows: Any, limit: int, as_of: datetime,
                      text: bool = False) -> JsonBatch:
-    """The JSON orders for the engine; `text`: strings may hold lone surrogates (see _may_hold_surrogates)."""
+    """The JSON orders for the engine; `text`: strings may hold lone surrogates (see may_hold_surrogates)."""
     if not isinstance(rows, list):
-        raise ApiError(422, "invalid_batch", f"the body must be a JSON array of orders, got JSON {_json_kind(rows)}",
-                       [_problem("body", "must be a JSON array of order objects")])
+        raise ApiError(422, "invalid_batch", f"the body must be a JSON array of orders, got JSON {json_kind(rows)}",
+                       [api_problem("body", "must be a JSON array of order objects")])
     if len(rows) > limit:
-        raise _too_many(limit, len(rows))
+        raise too_many(limit, len(rows))
     count = len(rows)
     allowed = {name: (*OrderShape.ALLOWED[kind], type(None)) for name, kind in shape.kinds.items()}
     columns: dict[str, list[Any]] = {}
@@ -46,7 +46,7 @@ def _frame_from_json(policy: Policy, shape: OrderShape, rows: Any, limit: int, a
     plans: dict[tuple[str, ...], tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = {}
     for i, row in enumerate(rows):
         if type(row) is not dict:
-            errors[i] = f"must be a JSON object of order facts, got JSON {_json_kind(row)}"
+            errors[i] = f"must be a JSON object of order facts, got JSON {json_kind(row)}"
             continue
         keys = tuple(row)
         plan = plans.get(keys)
@@ -69,7 +69,7 @@ def _frame_from_json(policy: Policy, shape: OrderShape, rows: Any, limit: int, a
                                           else None) for name in shape.fields if name in columns}, index=range(count))
     for position, problems in bad.items():
         fields = {name: rows[position][key] for name, key in plans[tuple(rows[position])][0]}
-        errors[position] = "; ".join(str(p) for p in _problems_with(policy, fields, problems, as_of))
+        errors[position] = "; ".join(str(p) for p in problems_with(policy, fields, problems, as_of))
     # A field missing from every object is a missing fact of each row, not a missing CSV column.
     for name in shape.required:
         if name not in frame.columns:
@@ -77,7 +77,7 @@ def _frame_from_json(policy: Policy, shape: OrderShape, rows: Any, limit: int, a
     return JsonBatch(frame, errors, ids, ignored)
 
 
-def _unknown_keys(policy: Policy, shape: OrderShape, rows: list[Any], errors: dict[int, str], as_of: datetime,
+def unknown_key_warnings(policy: Policy, shape: OrderShape, rows: list[Any], errors: dict[int, str], as_of: datetime,
                   strict: bool, text: bool = False) -> list[str]:
     """Warnings for the keys of the JSON orders the policy does not read (from the orders' keys, as the batch
     reads them); with strict, each order holding one gets /v1/decisions' strict problems as its error."""
@@ -89,22 +89,22 @@ def _unknown_keys(policy: Policy, shape: OrderShape, rows: list[Any], errors: di
     if strict and unknown:
         for i, row in enumerate(rows):
             if type(row) is dict and not unknown.keys().isdisjoint(row):
-                order, fields = _as_read(shape, row)
-                problems = _problems_with(policy, order, shape.problems(fields, text), as_of, strict=True)
+                order, fields = as_read(shape, row)
+                problems = problems_with(policy, order, shape.problems(fields, text), as_of, strict=True)
                 errors[i] = "; ".join(str(p) for p in problems)
     ranked = sorted(unknown.items(), key=lambda item: item[1] is None)  # look-alikes first: the header is capped
     return [f"unknown field {name!r} ignored" + (f" (did you mean {hint!r}?)" if hint else "") for name, hint in ranked]
 
 
-def _unknown_columns(policy: Policy, frame: pd.DataFrame) -> list[str]:
+def unknown_column_warnings(policy: Policy, frame: pd.DataFrame) -> list[str]:
     """Warnings for the CSV columns that look like a field but are not read (the others are kept and echoed)."""
     return [f"column {col!r} is not read by the policy (did you mean {hint!r}?)"
             for col, hint in unknown_columns(policy.spec, list(frame.columns)).items() if hint]
 
 
-def _evaluate(policy: Policy, frame: pd.DataFrame, as_of: datetime, strict: bool = False) -> pd.DataFrame:
+def evaluate(policy: Policy, frame: pd.DataFrame, as_of: datetime, strict: bool = False) -> pd.DataFrame:
     try:
         return policy.evaluate(frame, as_of=as_of, strict=strict)
     except InputError as exc:
         fields = exc.columns or ["body"]
-        raise ApiError(422, "invalid_batch", str(exc.message), [_problem(c, exc.message) for c in fields]) from None
+        raise ApiError(422, "invalid_batch", str(exc.message), [api_problem(c, exc.message) for c in fields]) from None

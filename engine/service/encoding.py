@@ -28,9 +28,9 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_jsonable)
+ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_jsonable)
 
 
-def _dumps(value: Any) -> bytes:
+def dumps(value: Any) -> bytes:
     # A lone surrogate (valid in JSON text, not in UTF-8) is written as the JSON escape it arrived as.
-    return _ENCODER.encode(value).encode("utf-8", "backslashreplace")
+    return ENCODER.encode(value).encode("utf-8", "backslashreplace")

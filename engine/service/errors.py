@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import FieldProblem
-from .encoding import _ENCODER, JSON_TYPE, _dumps
+from .encoding import ENCODER, JSON_TYPE, dumps
 
 log = logging.getLogger("engine.service")
 
@@ -31,34 +31,34 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
-def _problem(field: str, message: str, value: Any = None) -> dict[str, Any]:
+def api_problem(field: str, message: str, value: Any = None) -> dict[str, Any]:
     return {"field": field, "message": message, "value": value}
 
 
-def _error_response(status: int, code: str, message: str, problems: list[dict[str, Any]] | None = None,
+def error_response(status: int, code: str, message: str, problems: list[dict[str, Any]] | None = None,
                     headers: Mapping[str, str] | None = None) -> Response:
     # Whatever built the error, what it echoes of the request is bounded here.
-    problems = [{**p, "message": _cut(p["message"], MESSAGE_LIMIT), "value": _clip(p.get("value"))}
+    problems = [{**p, "message": _cut(p["message"], MESSAGE_LIMIT), "value": clip(p.get("value"))}
                 for p in problems or []]
     body = {"error": code, "message": _cut(message, MESSAGE_LIMIT), "problems": problems}
-    return Response(_dumps(body), status_code=status, media_type=JSON_TYPE, headers=dict(headers or {}))
+    return Response(dumps(body), status_code=status, media_type=JSON_TYPE, headers=dict(headers or {}))
 
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
-def _clip(value: Any) -> Any:
+def clip(value: Any) -> Any:
     """A client's value as an error echoes it: text (or an array or object as JSON) cut to ECHO_LIMIT characters."""
     if isinstance(value, (list, dict)):
-        text = _ENCODER.encode(value)
+        text = ENCODER.encode(value)
         return value if len(text) <= ECHO_LIMIT else _cut(text, ECHO_LIMIT)
     return _cut(value, ECHO_LIMIT) if isinstance(value, str) else value
 
 
-def _clipped(problem: FieldProblem) -> FieldProblem:
+def clipped(problem: FieldProblem) -> FieldProblem:
     """The problem with the value's repr in its message cut to ECHO_LIMIT characters (a 9 MB bad value made a
-    27 MB answer: the value, its repr in the message, and the message again in the summary; _error_response cuts
+    27 MB answer: the value, its repr in the message, and the message again in the summary; error_response cuts
     the value)."""
     value = problem.value
     if not isinstance(value, str) or len(value) <= ECHO_LIMIT:
@@ -68,28 +68,28 @@ def _clipped(problem: FieldProblem) -> FieldProblem:
     return FieldProblem(problem.field, value, problem.message.replace(repr(value), short))
 
 
-def _order_problems(problems: list[FieldProblem]) -> list[dict[str, Any]]:
-    return [_problem(p.field, p.message, p.value) for p in problems]
+def order_problems(problems: list[FieldProblem]) -> list[dict[str, Any]]:
+    return [api_problem(p.field, p.message, p.value) for p in problems]
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI) -> None:
     async def api_error(_request: Request, exc: ApiError) -> Response:
-        return _error_response(exc.status, exc.code, exc.message, exc.problems, exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.problems, exc.headers)
 
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return _error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+        return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
     async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
-        problems = [_problem(".".join(str(p) for p in e.get("loc", ())), str(e.get("msg", "invalid")))
+        problems = [api_problem(".".join(str(p) for p in e.get("loc", ())), str(e.get("msg", "invalid")))
                     for e in exc.errors()]
-        return _error_response(422, "invalid_request", "the request does not match the API schema", problems)
+        return error_response(422, "invalid_request", "the request does not match the API schema", problems)
 
     async def server_error(_request: Request, exc: Exception) -> Response:
         # The traceback goes to the server log only: a response never carries internals.
         log.error("unhandled error", exc_info=exc)
-        return _error_response(500, "internal_error", "internal server error")
+        return error_response(500, "internal_error", "internal server error")
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -16,42 +16,43 @@ from starlette.requests import ClientDisconnect
 from ..csvio import DEFAULT_MAX_COLUMNS
 from ..facts import parse_as_of
 from .encoding import CSV_TYPE, JSON_TYPE
-from .errors import ApiError, _problem
+from .errors import ApiError, api_problem
 
 
 def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def _require_type(request: Request, accepted: tuple[str, ...]) -> str:
+def require_type(request: Request, accepted: tuple[str, ...]) -> str:
     """The body's media type if accepted; an absent Content-Type is read as JSON (curl -d sends a form type)."""
     media = _media_type(request) or JSON_TYPE
     if media not in accepted:
         raise ApiError(415, "unsupported_media_type", f"Content-Type {media!r} is not supported; use "
-                       + " or ".join(accepted), [_problem("Content-Type", f"expected {' or '.join(accepted)}", media)])
+                       + " or ".join(accepted),
+                       [api_problem("Content-Type", f"expected {' or '.join(accepted)}", media)])
     return media
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed `limit` bytes."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:  # chunked bodies carry no length: count while reading
-                raise _too_large(limit)
+                raise too_large(limit)
             chunks.append(chunk)
     except ClientDisconnect:  # gone, or closed for sending too slowly: the answer goes nowhere, nothing to log
         raise ApiError(400, "client_disconnected", "the client closed the connection before the body ended") from None
     return b"".join(chunks)
 
 
-def _too_large(limit: int) -> ApiError:
+def too_large(limit: int) -> ApiError:
     return ApiError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes",
-                    [_problem("body", f"at most {limit} bytes")])
+                    [api_problem("body", f"at most {limit} bytes")])
 
 
 def _reject_constant(name: str) -> Any:
@@ -64,10 +65,10 @@ def _parse_int(text: str) -> int | float:
     return int(text) if len(text) < 300 else float(text)
 
 
-def _parse_json(body: bytes) -> Any:
+def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise ApiError(400, "invalid_json", "the body is empty; send a JSON document",
-                       [_problem("body", "empty")])
+                       [api_problem("body", "empty")])
     try:
         return json.loads(body, parse_constant=_reject_constant, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
@@ -76,20 +77,20 @@ def _parse_json(body: bytes) -> Any:
         message = "not valid JSON: the body is not UTF-8 text"
     except (ValueError, RecursionError) as exc:
         message = f"not valid JSON: {exc}" if isinstance(exc, ValueError) else "not valid JSON: nested too deeply"
-    raise ApiError(400, "invalid_json", message, [_problem("body", message)])
+    raise ApiError(400, "invalid_json", message, [api_problem("body", message)])
 
 
-def _as_of(value: str | None) -> datetime:
+def read_as_of(value: str | None) -> datetime:
     if value is not None:
         # An unescaped "+00:00" in a query string arrives as " 00:00": read it as the offset it was.
         value = re.sub(r" (\d\d:?\d\d)$", r"+\1", value.strip())
     try:
         return parse_as_of(value)
     except ValueError as exc:
-        raise ApiError(422, "invalid_as_of", str(exc), [_problem("as_of", str(exc), value)]) from None
+        raise ApiError(422, "invalid_as_of", str(exc), [api_problem("as_of", str(exc), value)]) from None
 
 
-def _flag(request: Request, name: str) -> bool:
+def query_flag(request: Request, name: str) -> bool:
     """A true/false query parameter (absent: false)."""
     value = request.query_params.get(name)
     if value is None or value.strip().lower() in ("false", "0", "no", ""):
@@ -97,10 +98,10 @@ def _flag(request: Request, name: str) -> bool:
     if value.strip().lower() in ("true", "1", "yes"):
         return True
     message = f"?{name}= takes true or false, got {value[:50]!r}"
-    raise ApiError(422, "invalid_query", message, [_problem(name, message, value[:50])])
+    raise ApiError(422, "invalid_query", message, [api_problem(name, message, value[:50])])
 
 
-def _wants_csv(request: Request) -> bool:
+def wants_csv(request: Request) -> bool:
     """Content negotiation for the batch answer: CSV only when the client prefers it to JSON."""
     accept = request.headers.get("accept", "").strip()
     if not accept:
@@ -125,11 +126,11 @@ def _wants_csv(request: Request) -> bool:
     json_q, csv_q = q_of(JSON_TYPE), q_of(CSV_TYPE)
     if json_q <= 0 and csv_q <= 0:
         raise ApiError(406, "not_acceptable", "the batch answer is application/json or text/csv",
-                       [_problem("Accept", "accept application/json or text/csv", accept)])
+                       [api_problem("Accept", "accept application/json or text/csv", accept)])
     return csv_q > json_q
 
 
-def _may_hold_surrogates(body: bytes) -> bool:
+def may_hold_surrogates(body: bytes) -> bool:
     """Whether JSON text escapes a UTF-16 surrogate (\\ud800 to \\udfff): only then can a string hold a lone one."""
     return _SURROGATE_ESCAPE.search(body) is not None
 
@@ -137,14 +138,14 @@ def _may_hold_surrogates(body: bytes) -> bool:
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def _frame_from_csv(body: bytes, limit: int, max_columns: int = DEFAULT_MAX_COLUMNS) -> pd.DataFrame:
+def frame_from_csv(body: bytes, limit: int, max_columns: int = DEFAULT_MAX_COLUMNS) -> pd.DataFrame:
     if not body.strip():
         raise ApiError(422, "invalid_csv", "the CSV body is empty; it needs a header row",
-                       [_problem("body", "empty")])
+                       [api_problem("body", "empty")])
     width = _csv_width(body)
     if width > max_columns:  # from the header line alone: pandas takes seconds over 100,000 columns
         raise ApiError(413, "too_many_columns", f"the CSV has {width} columns; the limit is {max_columns}",
-                       [_problem("columns", f"at most {max_columns} columns", width)])
+                       [api_problem("columns", f"at most {max_columns} columns", width)])
     try:
         # A first row longer than the header would lose its extra fields (pandas reads them as an index, or with
         # index_col=False drops them with a warning); read as data, the header is one row more and pandas refuses
@@ -153,12 +154,13 @@ def _frame_from_csv(body: bytes, limit: int, max_columns: int = DEFAULT_MAX_COLU
         # index_col=False: a row longer than the header must not shift its fields into an index.
         frame = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False, encoding="utf-8-sig", index_col=False)
     except UnicodeDecodeError:
-        raise ApiError(422, "invalid_csv", "the CSV body is not UTF-8 text", [_problem("body", "not UTF-8")]) from None
+        raise ApiError(422, "invalid_csv", "the CSV body is not UTF-8 text",
+                       [api_problem("body", "not UTF-8")]) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         message = f"not readable as CSV: {' '.join(str(exc).split())}"
-        raise ApiError(422, "invalid_csv", message, [_problem("body", message)]) from None
+        raise ApiError(422, "invalid_csv", message, [api_problem("body", message)]) from None
     if len(frame) > limit:
-        raise _too_many(limit, len(frame))
+        raise too_many(limit, len(frame))
     return frame
 
 
@@ -171,6 +173,6 @@ def _csv_width(body: bytes) -> int:
         return 0
 
 
-def _too_many(limit: int, count: int) -> ApiError:
+def too_many(limit: int, count: int) -> ApiError:
     return ApiError(413, "too_many_rows", f"the batch has {count} rows; the limit is {limit}",
-                    [_problem("rows", f"at most {limit} rows", count)])
+                    [api_problem("rows", f"at most {limit} rows", count)])

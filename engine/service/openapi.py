@@ -22,7 +22,7 @@ AS_OF_PARAMETER = {
     "schema": {"type": "string"}, "example": "2026-01-01T00:00:00Z"}
 
 
-def _error_schema() -> dict[str, Any]:
+def error_schema() -> dict[str, Any]:
     return {"type": "object", "required": ["error", "message", "problems"], "properties": {
         "error": {"type": "string", "description": "machine-readable code"},
         "message": {"type": "string"},
@@ -31,7 +31,7 @@ def _error_schema() -> dict[str, Any]:
             "message": {"type": "string"}, "value": {"description": "the value given, if any"}}}}}}
 
 
-def _decision_schema() -> dict[str, Any]:
+def decision_schema() -> dict[str, Any]:
     condition = {"type": "object", "properties": {
         "fact": {"type": "string"}, "op": {"type": "string"}, "expected": {}, "actual": {},
         "passed": {"type": "boolean"}, "parameter": {"type": ["string", "null"]}}}
@@ -49,7 +49,7 @@ def _decision_schema() -> dict[str, Any]:
         "error": {**maybe, "description": "why there is no action (a policy gap), else null"}}}
 
 
-def _batch_row_schema() -> dict[str, Any]:
+def batch_row_schema() -> dict[str, Any]:
     maybe = {"type": ["string", "null"]}
     return {"type": "object", "description": "one input row's order id (as given) and its decision columns",
             "properties": {"order_id": {"description": "the order's id exactly as sent (null if none)"},
@@ -57,7 +57,7 @@ def _batch_row_schema() -> dict[str, Any]:
             "required": ["order_id", *DECISION_COLUMNS], "additionalProperties": False}
 
 
-def _errors_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def errors_doc(*statuses: int) -> dict[int | str, dict[str, Any]]:
     text = {400: "The body is not valid JSON.", 401: "Missing or wrong bearer token.",
             406: "The Accept header allows neither JSON nor CSV.", 413: "The body or the batch is too large.",
             415: "The Content-Type is not supported.", 422: "Invalid input: each bad field is named.",

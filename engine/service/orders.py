@@ -10,8 +10,8 @@ from ..errors import FieldProblem, OrderError
 from ..facts import input_fields
 from ..model import alias_key
 from ..policy import Policy
-from .encoding import _dumps
-from .errors import ApiError, _clipped, _order_problems, _problem
+from .encoding import dumps
+from .errors import ApiError, api_problem, clipped, order_problems
 
 ID = "order_id"  # the field echoed with every batch row
 
@@ -65,7 +65,7 @@ class OrderShape:
         if kind is None or value is None:
             return None
         if type(value) not in self.ALLOWED[kind]:
-            return FieldProblem(name, value, f"must be {self.EXPECTED[kind]}, got JSON {_json_kind(value)}")
+            return FieldProblem(name, value, f"must be {self.EXPECTED[kind]}, got JSON {json_kind(value)}")
         if text and type(value) is str and (char := _lone_surrogate(value)):
             return FieldProblem(name, value, f"is not valid Unicode text (a lone surrogate \\u{ord(char):04x})")
         return None
@@ -116,42 +116,42 @@ def _lone_surrogate(text: str) -> str | None:
     return None
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
     return {dict: "object", list: "array"}.get(type(value), type(value).__name__)
 
 
-def _problems_with(policy: Policy, order: Mapping[str, Any], bad: list[FieldProblem],
+def problems_with(policy: Policy, order: Mapping[str, Any], bad: list[FieldProblem],
                    as_of: datetime, strict: bool = False) -> list[FieldProblem]:
     """`bad` (values the engine must not see) and the engine's problems with the other fields, each clipped."""
     fields = {p.field for p in bad}
     try:
         policy.decide({k: v for k, v in order.items() if k not in fields}, as_of=as_of, strict=strict)
     except OrderError as exc:
-        return [_clipped(p) for p in bad + [p for p in exc.problems if p.field not in fields]]
-    return [_clipped(p) for p in bad]
+        return [clipped(p) for p in bad + [p for p in exc.problems if p.field not in fields]]
+    return [clipped(p) for p in bad]
 
 
-def _decide(policy: Policy, shape: OrderShape, order: Any, as_of: datetime, text: bool, strict: bool = False
+def decision_json(policy: Policy, shape: OrderShape, order: Any, as_of: datetime, text: bool, strict: bool = False
             ) -> bytes:
     if not isinstance(order, dict):
         raise ApiError(422, "invalid_order", f"the body must be a JSON object of order facts, got JSON "
-                       f"{_json_kind(order)}", [_problem("body", "must be a JSON object")])
-    order, fields = _as_read(shape, order)
+                       f"{json_kind(order)}", [api_problem("body", "must be a JSON object")])
+    order, fields = as_read(shape, order)
     problems = shape.problems(fields, text)
     if problems:
-        problems = _problems_with(policy, order, problems, as_of, strict)
+        problems = problems_with(policy, order, problems, as_of, strict)
     else:
         try:
-            return _dumps(policy.decide(order, as_of=as_of, strict=strict))
+            return dumps(policy.decide(order, as_of=as_of, strict=strict))
         except OrderError as exc:
-            problems = [_clipped(p) for p in exc.problems]
+            problems = [clipped(p) for p in exc.problems]
     raise ApiError(422, "invalid_order", "invalid order: " + "; ".join(str(p) for p in problems),
-                   _order_problems(problems))
+                   order_problems(problems))
 
 
-def _as_read(shape: OrderShape, order: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def as_read(shape: OrderShape, order: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the order as the engine gets it, its fields): the fields under their own names, so that a row of a batch
     and the same order alone read the same values, and keys naming no field as they came (warned, not read)."""
     fields, ignored = shape.read(order)

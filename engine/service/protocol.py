@@ -6,7 +6,7 @@ import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .encoding import _dumps
+from .encoding import dumps
 from .settings import Settings
 
 
@@ -78,7 +78,7 @@ class TimedHttpProtocol(HttpToolsProtocol):
         # Say why, when no answer is under way on this connection (head) or to this request (body).
         if (part == "head" and (cycle is None or cycle.response_complete)) or \
                 (part == "body" and cycle is not None and not cycle.response_started):
-            body = _dumps({"error": "request_timeout", "message": f"the request {part} did not arrive within "
+            body = dumps({"error": "request_timeout", "message": f"the request {part} did not arrive within "
                                                                   f"{seconds:g} s", "problems": []})
             self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
                                  b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
