@@ -1,4 +1,4 @@
-"""A batch as the engine reads it: JSON orders as columns, CSV as a frame, and the warnings about their fields."""
+"""Batches: JSON orders as columns, CSV as a frame, the warnings about their fields, and the answer to each."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from typing import Any
 
 import pandas as pd
 
-from ..batch import unknown_columns
+from ..batch import resolve_columns, unknown_columns
 from ..errors import FieldProblem, InputError
 from ..facts import unknown_fields
 from ..policy import Policy
+from .answers import batch_csv, batch_json, clip_errors, with_errors
 from .errors import ApiError, api_problem
-from .io import too_many
+from .io import frame_from_csv, may_hold_surrogates, parse_json, too_many
 from .orders import ID, OrderShape, as_read, json_kind, problems_with
+from .settings import Settings
 
 
 @dataclass
@@ -108,3 +110,38 @@ def evaluate(policy: Policy, frame: pd.DataFrame, as_of: datetime, strict: bool 
     except InputError as exc:
         fields = exc.columns or ["body"]
         raise ApiError(422, "invalid_batch", str(exc.message), [api_problem(c, exc.message) for c in fields]) from None
+
+
+@dataclass(frozen=True)
+class BatchQuery:
+    """What a batch request asks for besides its orders."""
+
+    as_of: datetime
+    strict: bool = False  # a field the policy does not read is an error
+    as_csv: bool = False  # the answer as CSV (by Accept), else JSON
+    raw: bool = False  # CSV answers: text cells as they are, formulas not neutralized
+
+
+def answer_csv(policy: Policy, body: bytes, query: BatchQuery, settings: Settings) -> tuple[bytes, list[str]]:
+    """The answer to a CSV batch, and its warnings."""
+    frame = frame_from_csv(body, settings.max_batch_rows, settings.max_columns)
+    warnings = unknown_column_warnings(policy, frame)
+    # Strict CSV refuses a column that looks like a misspelt field (422).
+    result = evaluate(policy, frame, query.as_of, query.strict)
+    columns = resolve_columns(policy.spec, list(frame.columns))  # as the engine read them
+    result = clip_errors(policy, result, lambda i: {n: frame[c].iat[i] for n, c in columns.items()}, query.as_of)
+    return (batch_csv(result, query.raw) if query.as_csv else batch_json(result)), warnings
+
+
+def answer_json(policy: Policy, shape: OrderShape, body: bytes, query: BatchQuery, settings: Settings
+                ) -> tuple[bytes, list[str]]:
+    """The answer to a JSON batch, and its warnings."""
+    rows = parse_json(body)
+    text = may_hold_surrogates(body)
+    batch = frame_from_json(policy, shape, rows, settings.max_batch_rows, query.as_of, text)
+    # Strict JSON gives each order holding an unknown key /v1/decisions' strict problems as its error.
+    warnings = unknown_key_warnings(policy, shape, rows, batch.errors, query.as_of, query.strict, text)
+    result = clip_errors(policy, evaluate(policy, batch.frame, query.as_of),
+                         lambda i: shape.read(rows[i])[0] if type(rows[i]) is dict else {}, query.as_of)
+    result = with_errors(result, batch.errors)
+    return (batch_csv(result, query.raw) if query.as_csv else batch_json(result, batch.ids)), warnings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -73,25 +73,35 @@ def order_problems(problems: list[FieldProblem]) -> list[dict[str, Any]]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def api_error(_request: Request, exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.problems, exc.headers)
+    """Every error answered as JSON in the one shape; an unexpected one as a generic 500, its traceback logged."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _server_error)
 
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
-    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
-        problems = [api_problem(".".join(str(p) for p in e.get("loc", ())), str(e.get("msg", "invalid")))
-                    for e in exc.errors()]
-        return error_response(422, "invalid_request", "the request does not match the API schema", problems)
+# Starlette types a handler as taking any Exception; each is registered above for its own class only.
 
-    async def server_error(_request: Request, exc: Exception) -> Response:
-        # The traceback goes to the server log only: a response never carries internals.
-        log.error("unhandled error", exc_info=exc)
-        return error_response(500, "internal_error", "internal server error")
 
-    app.add_exception_handler(ApiError, api_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(Exception, server_error)
+async def _api_error(_request: Request, exc: Exception) -> Response:
+    error = cast(ApiError, exc)
+    return error_response(error.status, error.code, error.message, error.problems, error.headers)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    error = cast(StarletteHTTPException, exc)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+    message = error.detail if isinstance(error.detail, str) else "request failed"
+    return error_response(error.status_code, code, message, headers=getattr(error, "headers", None))
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    problems = [api_problem(".".join(str(p) for p in e.get("loc", ())), str(e.get("msg", "invalid")))
+                for e in cast(RequestValidationError, exc).errors()]
+    return error_response(422, "invalid_request", "the request does not match the API schema", problems)
+
+
+async def _server_error(_request: Request, exc: Exception) -> Response:
+    # The traceback goes to the server log only: a response never carries internals.
+    log.error("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "internal server error")

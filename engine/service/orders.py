@@ -73,40 +73,6 @@ class OrderShape:
     def problems(self, order: Mapping[str, Any], text: bool = False) -> list[FieldProblem]:
         return [p for name, value in order.items() if (p := self.problem(name, value, text=text)) is not None]
 
-    def schema(self, policy: Policy) -> dict[str, Any]:
-        """JSON Schema of one order, for the OpenAPI document."""
-        props: dict[str, Any] = {}
-        for name, fact in policy.spec.facts.items():
-            doc = fact.description or name
-            if fact.type == "enum":
-                known = [*fact.values, *(fact.labels[v] for v in fact.values if v in fact.labels)]
-                # The enum documents (and lets generators find) the known spellings; the free-text branch is
-                # the truth: aliases are matched case- and space-insensitively, and unknown ones answered 422.
-                branches: list[dict[str, Any]] = [{"enum": known}, {"type": "string"}]
-                props[name] = {"anyOf": branches if fact.required else [*branches, {"type": "null"}],
-                               "description": f"{doc}. One of {', '.join(fact.values)}; display labels and aliases "
-                                              f"are accepted, case- and space-insensitive"
-                                              + (f". Default: {fact.default}" if fact.default else "")}
-            elif fact.type == "number":
-                number: dict[str, Any] = {"type": "number"}
-                if fact.min is not None:
-                    number["minimum"] = fact.min
-                if fact.max is not None:
-                    number["maximum"] = fact.max
-                text = {"type": "string", "description": "the number as text (as in CSV)"}
-                props[name] = {"anyOf": [number, text, {"type": "null"}],
-                               "description": doc + (f" ({fact.unit})" if fact.unit else "")
-                               + (f"; or give {fact.from_timestamp}" if fact.from_timestamp else "")}
-            else:
-                props[name] = {"type": ["string", "integer"], "description": doc}
-            if fact.from_timestamp:
-                props[fact.from_timestamp] = {
-                    "type": ["string", "null"],
-                    "description": f"ISO 8601 time from which {name} is counted to the as-of time "
-                                   f"(used when {name} is not given)"}
-        return {"type": "object", "properties": props, "required": list(self.required),
-                "additionalProperties": True}
-
 
 def _lone_surrogate(text: str) -> str | None:
     try:
@@ -119,7 +85,10 @@ def _lone_surrogate(text: str) -> str | None:
 def json_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
-    return {dict: "object", list: "array"}.get(type(value), type(value).__name__)
+    return _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+_JSON_KINDS: dict[type, str] = {dict: "object", list: "array"}
 
 
 def problems_with(policy: Policy, order: Mapping[str, Any], bad: list[FieldProblem],
