@@ -64,7 +64,7 @@ def batch_json(result: pd.DataFrame, ids: list[Any] | None = None) -> bytes:
 
 
 def clip_errors(policy: Policy, result: pd.DataFrame, orders: Callable[[int], Mapping[str, Any]],
-                 as_of: datetime) -> pd.DataFrame:
+                as_of: datetime) -> pd.DataFrame:
     """The result with each error that echoes a value longer than ECHO_LIMIT worded again with the value cut, as
     /v1/decisions words it (`orders(i)`: row i's fields)."""
     lengths = result["error"].map(lambda e: len(e) if isinstance(e, str) else 0).to_numpy()

@@ -28,7 +28,7 @@ class BearerAuth:
             return await self.app(scope, receive, send)
         message = "missing Authorization header (Bearer token)" if header is None else "invalid bearer token"
         response = error_response(401, "unauthorized", message, [api_problem("Authorization", message)],
-                                   {"WWW-Authenticate": 'Bearer realm="cancel-rules"'})
+                                  {"WWW-Authenticate": 'Bearer realm="cancel-rules"'})
         await response(scope, receive, send)
 
 

@@ -31,7 +31,7 @@ class JsonBatch:
 
 
 def frame_from_json(policy: Policy, shape: OrderShape, rows: Any, limit: int, as_of: datetime,
-                     text: bool = False) -> JsonBatch:
+                    text: bool = False) -> JsonBatch:
     """The JSON orders for the engine; `text`: strings may hold lone surrogates (see may_hold_surrogates)."""
     if not isinstance(rows, list):
         raise ApiError(422, "invalid_batch", f"the body must be a JSON array of orders, got JSON {json_kind(rows)}",
@@ -79,8 +79,8 @@ def frame_from_json(policy: Policy, shape: OrderShape, rows: Any, limit: int, as
     return JsonBatch(frame, errors, ids, ignored)
 
 
-def unknown_key_warnings(policy: Policy, shape: OrderShape, rows: list[Any], errors: dict[int, str], as_of: datetime,
-                  strict: bool, text: bool = False) -> list[str]:
+def unknown_key_warnings(policy: Policy, shape: OrderShape, rows: list[Any], errors: dict[int, str],
+                         as_of: datetime, strict: bool, text: bool = False) -> list[str]:
     """Warnings for the keys of the JSON orders the policy does not read (from the orders' keys, as the batch
     reads them); with strict, each order holding one gets /v1/decisions' strict problems as its error."""
     keys: dict[str, None] = {}

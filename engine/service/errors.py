@@ -36,7 +36,7 @@ def api_problem(field: str, message: str, value: Any = None) -> dict[str, Any]:
 
 
 def error_response(status: int, code: str, message: str, problems: list[dict[str, Any]] | None = None,
-                    headers: Mapping[str, str] | None = None) -> Response:
+                   headers: Mapping[str, str] | None = None) -> Response:
     # Whatever built the error, what it echoes of the request is bounded here.
     problems = [{**p, "message": _cut(p["message"], MESSAGE_LIMIT), "value": clip(p.get("value"))}
                 for p in problems or []]

@@ -92,7 +92,7 @@ _JSON_KINDS: dict[type, str] = {dict: "object", list: "array"}
 
 
 def problems_with(policy: Policy, order: Mapping[str, Any], bad: list[FieldProblem],
-                   as_of: datetime, strict: bool = False) -> list[FieldProblem]:
+                  as_of: datetime, strict: bool = False) -> list[FieldProblem]:
     """`bad` (values the engine must not see) and the engine's problems with the other fields, each clipped."""
     fields = {p.field for p in bad}
     try:
@@ -102,8 +102,8 @@ def problems_with(policy: Policy, order: Mapping[str, Any], bad: list[FieldProbl
     return [clipped(p) for p in bad]
 
 
-def decision_json(policy: Policy, shape: OrderShape, order: Any, as_of: datetime, text: bool, strict: bool = False
-            ) -> bytes:
+def decision_json(policy: Policy, shape: OrderShape, order: Any, as_of: datetime, text: bool,
+                  strict: bool = False) -> bytes:
     if not isinstance(order, dict):
         raise ApiError(422, "invalid_order", f"the body must be a JSON object of order facts, got JSON "
                        f"{json_kind(order)}", [api_problem("body", "must be a JSON object")])

@@ -79,7 +79,7 @@ class TimedHttpProtocol(HttpToolsProtocol):
         if (part == "head" and (cycle is None or cycle.response_complete)) or \
                 (part == "body" and cycle is not None and not cycle.response_started):
             body = dumps({"error": "request_timeout", "message": f"the request {part} did not arrive within "
-                                                                  f"{seconds:g} s", "problems": []})
+                                                                 f"{seconds:g} s", "problems": []})
             self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
                                  b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
         self.transport.close()
