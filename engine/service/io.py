@@ -66,6 +66,7 @@ def _parse_int(text: str) -> int | float:
 
 
 def parse_json(body: bytes) -> Any:
+    """The JSON document a body holds; 400 saying where it is not JSON."""
     if not body.strip():
         raise ApiError(400, "invalid_json", "the body is empty; send a JSON document",
                        [api_problem("body", "empty")])
@@ -81,6 +82,7 @@ def parse_json(body: bytes) -> Any:
 
 
 def read_as_of(value: str | None) -> datetime:
+    """The as_of query parameter as a time (absent: now); 422 if it is not one."""
     if value is not None:
         # An unescaped "+00:00" in a query string arrives as " 00:00": read it as the offset it was.
         value = re.sub(r" (\d\d:?\d\d)$", r"+\1", value.strip())
@@ -139,6 +141,7 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def frame_from_csv(body: bytes, limit: int, max_columns: int = DEFAULT_MAX_COLUMNS) -> pd.DataFrame:
+    """A CSV body as text columns; 413 beyond `limit` rows or `max_columns` columns, 422 if it is not CSV."""
     if not body.strip():
         raise ApiError(422, "invalid_csv", "the CSV body is empty; it needs a header row",
                        [api_problem("body", "empty")])

@@ -83,6 +83,7 @@ def _lone_surrogate(text: str) -> str | None:
 
 
 def json_kind(value: Any) -> str:
+    """What JSON calls the type of a parsed value."""
     if isinstance(value, bool):
         return "boolean"
     return _JSON_KINDS.get(type(value), type(value).__name__)
@@ -104,6 +105,7 @@ def problems_with(policy: Policy, order: Mapping[str, Any], bad: list[FieldProbl
 
 def decision_json(policy: Policy, shape: OrderShape, order: Any, as_of: datetime, text: bool,
                   strict: bool = False) -> bytes:
+    """The decision on one JSON order, as JSON; ApiError 422 naming every bad field."""
     if not isinstance(order, dict):
         raise ApiError(422, "invalid_order", f"the body must be a JSON object of order facts, got JSON "
                        f"{json_kind(order)}", [api_problem("body", "must be a JSON object")])

@@ -45,7 +45,9 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-HTTP_PROTOCOL = "engine.service.protocol:TimedHttpProtocol"  # as uvicorn imports it in each worker
+# As uvicorn imports them in each worker process; from the objects, so that a move cannot leave them behind.
+HTTP_PROTOCOL = f"{TimedHttpProtocol.__module__}:{TimedHttpProtocol.__qualname__}"
+APP_FACTORY = f"{__name__}:{app_from_env.__qualname__}"
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -155,7 +157,7 @@ def _worker(sock: socket.socket, options: dict[str, Any]) -> None:
     """One worker process: serves on a listening socket of the supervisor's, with its own policy."""
     import uvicorn
 
-    config = uvicorn.Config("engine.service.run:app_from_env", factory=True, **options)
+    config = uvicorn.Config(APP_FACTORY, factory=True, **options)
     uvicorn.Server(config).run(sockets=[sock])
 
 
