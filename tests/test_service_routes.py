@@ -12,8 +12,10 @@ import httpx
 import pandas as pd
 import pytest
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 
 import engine
+from engine.service import create_app
 from engine.service.app import ServiceApp
 from engine.service.batch import BatchQuery, answer_json
 from engine.service.errors import install_error_handlers
@@ -178,3 +180,9 @@ def test_json_batch_answer_without_http(legacy: engine.Policy) -> None:
     strict, _ = answer_json(legacy, OrderShape(legacy), body, BatchQuery(query.as_of, strict=True), Settings())
     first = json.loads(strict)[0]
     assert first["action"] is None and "colour" in first["error"]
+
+
+def test_the_app_holds_the_routes_themselves(legacy: engine.Policy) -> None:
+    # Not the routers: FastAPI 0.165 matches a request through each included router (7% more CPU per decision).
+    paths = [route.path for route in create_app(legacy).routes if isinstance(route, APIRoute)]
+    assert paths == ["/healthz", "/v1/decisions", "/v1/decisions/batch", "/v1/policy", "/v1/policy/verify"]
