@@ -158,12 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UsageError(f"the service needs the [service] extra: pip install 'cancel-rules[service]' "
                          f"({exc})") from None
-    try:
-        return serve(args)
-    except CancelRulesError:
-        raise
-    except ValueError as exc:  # the service words a bad setting or a port in use as a ValueError: the user's
-        raise UsageError(str(exc)) from None
+    return serve(args)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,10 +21,9 @@ ENGINE = ROOT / "engine"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
-# The argparse builder is one long declaration. engine/service* is being made a package on another branch and
-# engine/synthetic.py is being finished on another (it is split after): both are held to these limits there.
+# The argparse builder is one long declaration. engine/synthetic.py (the generators) is split next.
 LONG_FUNCTIONS = {("engine/cli.py", "build_parser")}
-NOT_YET = ("engine/service", "engine/synthetic.py")
+NOT_YET = ("engine/synthetic.py",)
 
 # Every cycle among the package's modules at run time (lazy imports included, TYPE_CHECKING ones not), as JSON.
 CYCLES = """
@@ -87,7 +86,9 @@ def upward_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_layers_contract_holds():
     done = _lint_imports(ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Contracts: 1 kept, 0 broken." in done.stdout
+    assert "engine layers: run-time imports point down KEPT" in done.stdout
+    assert "service layers: run-time imports point down KEPT" in done.stdout
+    assert "Contracts: 2 kept, 0 broken." in done.stdout
 
 
 def test_an_upward_import_breaks_the_contract(upward_copy):
