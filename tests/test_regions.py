@@ -346,3 +346,27 @@ def test_describe_bins():
     assert regions.describe_bins(status, np.array([0, 2])) == "open or held"
     assert regions.describe_bins(status, np.array([1])) == "closed"
 
+
+# --- regressions --------------------------------------------------------------------------------------------
+
+def test_examples_give_required_facts_that_no_rule_reads(tmp_path):
+    """A required enum or number that no rule reads has no axis; a finding's example order must still carry
+    it, or decide() refuses the example ('missing (required)'). Only strings were filled before."""
+    doc = {"policy": "unread", "version": "1", "hit_policy": "first",
+           "facts": {"order_id": {"type": "string", "required": True},
+                     "channel": {"type": "enum", "required": True, "values": {"web": {}, "app": {}}},
+                     "amount": {"type": "number", "required": True, "min": 5, "max": 9},
+                     "s": {"type": "enum", "required": True, "values": {"a": {}, "b": {}}}},
+           "actions": {"go": "Go."},
+           "rules": [{"id": "only_a", "when": {"s": "a"}, "then": {"action": "go"}, "source": "test",
+                      "examples": []},
+                     {"id": "also_a", "when": {"s": {"in": ["a"]}}, "then": {"action": "go"}, "source": "test",
+                      "examples": []}]}
+    path = tmp_path / "unread.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    p = engine.load(path)
+    report = p.verify()
+    assert len(report.gaps) == 1 and len(report.overlaps) == 1
+    for finding in report.gaps + report.overlaps:
+        d = p.decide(finding.example, as_of=AS_OF)
+        assert (*((d.rule_id,) if d.rule_id else ()), *d.also_matched) == finding.rules, d.error
