@@ -179,8 +179,9 @@ class FactSpace:
                 return None
             if value is not None:
                 facts[axis.fact] = value
+        on_axes = {axis.fact for axis in self.axes}
         for name, fact in self.spec.facts.items():  # required facts no rule reads still need a valid value
-            if name in facts or not fact.required:
+            if name in on_axes or not fact.required:
                 continue
             if fact.type == "string":
                 facts[name] = f"cell-{cell}"
