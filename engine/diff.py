@@ -151,11 +151,13 @@ def diff(old: CompiledPolicy, new: CompiledPolicy, orders: pd.DataFrame | None, 
     ids = ids[joint.nonempty(ids)]
     values = _cell_values(joint, ids)
     before, after = _winners(old, joint, values), _winners(new, joint, values)
-    changed = before != after
-    action = {r.id: r.action for r in (*old.spec.rules, *new.spec.rules)}
+    # A decision is an action and a rule: a rule that keeps its id may change its action.
+    old_action = np.array([None if r is None else old.spec.rule(r).action for r in before], dtype=object)
+    new_action = np.array([None if r is None else new.spec.rule(r).action for r in after], dtype=object)
+    changed = (before != after) | (old_action != new_action)
     rows: dict[tuple, dict[str, Any]] = {}
     for k in np.flatnonzero(changed):
-        key = (action.get(before[k]), before[k], action.get(after[k]), after[k])
+        key = (old_action[k], before[k], new_action[k], after[k])
         if key not in rows:
             rows[key] = {"cells": 0, "orders": np.nan, "example": joint.example(int(ids[k]))}
         rows[key]["cells"] += 1
