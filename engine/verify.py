@@ -35,7 +35,7 @@ class VerifyReport:
     version: str
     hit_policy: str
     cells: int
-    canonical_cells: int
+    canonical_cells: int  # regions the space was cut into (engine.regions); the name is kept for callers
     engine_calls: int
     wins: dict[str, int]
     gaps: list[Finding] = field(default_factory=list)
@@ -53,8 +53,9 @@ class VerifyReport:
         return {**asdict(self), "ok": self.ok}
 
     def __str__(self) -> str:
-        lines = [f"policy {self.policy} {self.version}: {self.cells} cells ({self.canonical_cells} distinct, "
-                 f"{self.engine_calls} engine calls, {self.seconds:.2f} s), hit policy {self.hit_policy}"]
+        lines = [f"policy {self.policy} {self.version}: {self.cells} cells in {self.canonical_cells} regions "
+                 f"({self.engine_calls} engine calls on {self.engine_check}, {self.seconds:.2f} s), "
+                 f"hit policy {self.hit_policy}"]
         lines.append(f"gaps: {len(self.gaps)}")
         lines += [f"  {g.cells} cells decided by no rule, e.g. {g.example}" for g in self.gaps]
         lines.append(f"unreachable rules: {len(self.unreachable)}" +
