@@ -67,7 +67,6 @@ class _Classes:
 
     def __init__(self, axes: Sequence[Axis]) -> None:
         self.axes = axes
-        self.axis: list[int] = []
         self.bins: list[np.ndarray] = []
         self.representative: list[int] = []
         self._index: dict[tuple[int, bytes], int] = {}
@@ -77,7 +76,6 @@ class _Classes:
         if key not in self._index:
             parked = parking_bin(self.axes[axis])
             self._index[key] = len(self.bins)
-            self.axis.append(axis)
             self.bins.append(bins)
             self.representative.append(parked if parked in bins else int(bins[0]))
         return self._index[key]
