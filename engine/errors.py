@@ -96,6 +96,17 @@ class ComparisonError(DefinitionError):
                 f"the other; they cannot be compared")
 
 
+class SpaceTooLargeError(DefinitionError):
+    """A policy's fact space has more cells than a 64-bit count holds, so its regions cannot be weighed."""
+
+    def __init__(self, cells: int) -> None:
+        self.cells = cells
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"the fact space has {self.cells:,} cells, more than verify and diff can count (2^63)"
+
+
 def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 

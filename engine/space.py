@@ -179,9 +179,16 @@ class FactSpace:
                 return None
             if value is not None:
                 facts[axis.fact] = value
-        for name, fact in self.spec.facts.items():  # facts no rule reads still need a valid value
-            if name not in facts and fact.required and fact.type == "string":
+        on_axes = {axis.fact for axis in self.axes}
+        for name, fact in self.spec.facts.items():  # required facts no rule reads still need a valid value
+            if name in on_axes or not fact.required:
+                continue
+            if fact.type == "string":
                 facts[name] = f"cell-{cell}"
+            elif fact.type == "enum":
+                facts[name] = fact.values[0]
+            else:
+                facts[name] = float(fact.min if fact.min is not None else min(0, fact.max or 0))
         return facts
 
     def example(self, cell: int) -> dict[str, Any]:

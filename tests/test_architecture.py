@@ -6,9 +6,11 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,18 @@ def test_the_layers_contract_holds():
     assert "engine layers: run-time imports point down KEPT" in done.stdout
     assert "service layers: run-time imports point down KEPT" in done.stdout
     assert "Contracts: 2 kept, 0 broken." in done.stdout
+
+
+def test_every_module_is_in_a_layer():
+    """A module the contract does not name is held to nothing: each one must be in a layer."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    contracts = {c["containers"][0]: c["layers"] for c in config["contracts"]}
+    for container, layers in contracts.items():
+        named = {name.strip() for layer in layers for name in re.split(r"[|:]", layer)}
+        folder = ROOT.joinpath(*container.split("."))
+        present = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+        present |= {p.parent.name for p in folder.glob("*/__init__.py")}
+        assert named == present, container
 
 
 def test_an_upward_import_breaks_the_contract(upward_copy):
