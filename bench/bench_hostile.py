@@ -27,7 +27,7 @@ from orders import AS_OF  # noqa: E402
 from orders import main as write_orders  # noqa: E402
 
 import engine  # noqa: E402
-from engine.csvio import _write  # noqa: E402
+from engine.tabular import write_rows  # noqa: E402
 
 CLI = str(Path(sys.executable).parent / "cancel-rules")
 
@@ -95,7 +95,7 @@ def main() -> None:
         for raw in (True, False, True, False):
             started = time.perf_counter()
             for chunk in chunks:
-                _write(chunk, io.BytesIO(), raw)
+                write_rows(chunk, io.BytesIO(), raw)
             print(f"CSV writer, {len(out):,} rows in 100,000-row chunks, {'raw    ' if raw else 'defused'}: "
                   f"{time.perf_counter() - started:.3f} s")
         for extra in ([], ["--raw-csv"], [], ["--raw-csv"]):

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import engine
 from engine.errors import OrderError
-from engine.jdm import ZenTable, import_jdm
+from engine.jdm import ZenTable
+from engine.policy import import_jdm
 from engine.synthetic import AS_OF, marketplace_orders, marketplace_yaml, synthetic_orders
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from engine.synthetic import AS_OF, synthetic_orders
 
-__all__ = ["AS_OF", "synthetic_orders", "main"]
+__all__ = ["AS_OF", "main", "synthetic_orders"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,29 +8,27 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
 from .compiler import CompiledPolicy
-from .decision import decide_row, format_value, match, outcome, render
-from .errors import EngineError, InputError, OrderError
-from .facts import elapsed, enum_value, input_fields, is_blank, normalize, number_value, unknown_fields
-from .loader import PLACEHOLDER, PLACEHOLDER_BODY
-from .model import MAX_NUMBER, TIME_UNITS, FactSpec, KeyedParameter, PolicySpec, alias_key
-from .space import NOT_GIVEN, FactSpace
-
-OUTPUT_COLUMNS = ("action", "rule_id", "message", "error", "policy_version")
-_BAD = -2  # enum code of a value that is not valid
+from .decision import decide_row, match, outcome
+from .errors import EngineError, InputError, OrderError, UsageError
+from .facts import input_fields, normalize, unknown_fields
+from .frames import frame_orders, normalize_frame
+from .model import Method, PolicySpec
+from .space import FactSpace
+from .tabular import OUTPUT_COLUMNS
+from .template import render_rows
+from .text import alias_key
 
 
 def resolve_columns(spec: PolicySpec, columns: list[str], source: str = "input") -> dict[str, str]:
     """Field name -> input column, matching header case and surrounding spaces; checks required facts."""
-    by_key = {}
+    by_key: dict[str, str] = {}
     for col in columns:
         by_key.setdefault(alias_key(str(col)), col)
     found = {name: by_key[alias_key(name)] for name in input_fields(spec) if alias_key(name) in by_key}
@@ -86,8 +84,10 @@ class CellDecisions:
         out = []
         for cell in canonical_cells.tolist():
             if cell not in self.matched:
+                facts = self.space.facts_of(cell)
+                assert facts is not None, cell  # only cells that hold a value on every axis are asked
                 try:
-                    self.matched[cell] = match(self.compiled, self.space.facts_of(cell))
+                    self.matched[cell] = match(self.compiled, facts)
                 except EngineError as exc:
                     if exc.code is None:
                         raise
@@ -116,190 +116,12 @@ def cell_decisions(compiled: CompiledPolicy) -> CellDecisions:
         return table
 
 
-@dataclass
-class _Normalized:
-    """Normalized fact columns: enum codes (NOT_GIVEN, _BAD) and floats (NaN: not given), plus bad rows."""
-
-    values: dict[str, np.ndarray]
-    bad: np.ndarray
-
-
-def _missing(raw: Any) -> bool:
-    """A blank, or one of pandas' missing markers (in a frame NaN means 'not given')."""
-    return is_blank(raw) or _missing_marker(raw)
-
-
-def _missing_marker(value: Any) -> bool:
-    """NaN, None, NA or NaT (a list or a dict is a value, never missing)."""
-    return pd.api.types.is_scalar(value) and not isinstance(value, str) and pd.isna(value)
-
-
-class _Own:
-    """Stands for one unhashable cell in factorize: equal to nothing else, so judged on its own."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-def _factorize(col: pd.Series) -> tuple[np.ndarray, Any]:
-    """(codes, distinct values) of a column; a cell holding a list or a dict is a distinct value of its own
-    (pandas cannot hash it, and one such cell must not fail the whole batch)."""
-    try:
-        return pd.factorize(col, use_na_sentinel=False)
-    except TypeError:
-        keys = np.empty(len(col), dtype=object)
-        for i, value in enumerate(col.to_numpy(dtype=object)):
-            try:
-                hash(value)
-                keys[i] = value
-            except TypeError:
-                keys[i] = _Own(value)
-        codes, uniques = pd.factorize(keys, use_na_sentinel=False)
-        return codes, [u.value if isinstance(u, _Own) else u for u in uniques]
-
-
-def _blank(col: pd.Series) -> np.ndarray:
-    """Missing markers and empty or all-space text."""
-    return (col.isna() | (col.astype("string").str.strip() == "")).to_numpy(dtype=bool, na_value=True)
-
-
-def _enum_column(fact: FactSpec, col: pd.Series) -> np.ndarray:
-    codes, uniques = _factorize(col)
-    index = {v: i for i, v in enumerate(fact.values)}
-    table = np.empty(len(uniques) + 1, dtype=np.int64)
-    for i, raw in enumerate(uniques):
-        if _missing(raw):
-            value = fact.default
-            table[i] = _BAD if value is None and fact.required else index.get(value, NOT_GIVEN)
-        else:
-            code, problem = enum_value(fact, raw)
-            table[i] = _BAD if problem else index[code]
-    return table[codes]
-
-
-def _number_column(fact: FactSpec, col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(values with NaN where not given, bad mask)."""
-    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
-        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
-        blank = np.isnan(values)
-        with np.errstate(invalid="ignore"):
-            bad = np.isinf(values) | (np.abs(values) > MAX_NUMBER)
-            if fact.min is not None:
-                bad |= values < fact.min
-            if fact.max is not None:
-                bad |= values > fact.max
-    else:  # text: parse each distinct spelling once, exactly as the per-row path does
-        codes, uniques = _factorize(col)
-        parsed = np.full(len(uniques), np.nan)
-        unique_blank = np.zeros(len(uniques), dtype=bool)
-        unique_bad = np.zeros(len(uniques), dtype=bool)
-        for i, raw in enumerate(uniques):
-            if _missing(raw):
-                unique_blank[i] = True
-                continue
-            number, problem = number_value(fact, raw)
-            unique_bad[i] = problem is not None
-            parsed[i] = np.nan if problem else number
-        values, blank, bad = parsed[codes], unique_blank[codes], unique_bad[codes]
-        if col.dtype == object:  # factorize files True under 1.0; the per-row path rejects booleans
-            is_bool = np.fromiter((isinstance(v, (bool, np.bool_)) for v in col), dtype=bool, count=len(col))
-            bad |= is_bool
-            values = np.where(is_bool, np.nan, values)
-            blank &= ~is_bool
-    return np.where(bad | blank, np.nan, values), bad  # defaults come after the timestamp, in normalize_frame
-
-
-# Texts of this exact shape mean the same instant to pandas and to datetime.fromisoformat (the per-row
-# parser), so they are parsed vectorized; every other value goes through the per-row parser itself.
-_PLAIN_ISO = (r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
-              r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?$")
-
-
-def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime) -> tuple[np.ndarray, np.ndarray]:
-    """(elapsed time in the fact's unit with NaN where blank, bad mask) for a timestamp column."""
-    values = np.full(len(col), np.nan)
-    bad = np.zeros(len(col), dtype=bool)
-    plain = np.zeros(len(col), dtype=bool)
-    if pd.api.types.is_string_dtype(col.dtype) and len(col):
-        plain = col.astype("string").str.fullmatch(_PLAIN_ISO).to_numpy(dtype=bool, na_value=False)
-        if col.dtype == object:  # astype would also turn a date object into matching text
-            plain &= np.fromiter((isinstance(v, str) for v in col), dtype=bool, count=len(col))
-    if plain.any():
-        stamps = pd.to_datetime(col[plain], utc=True, format="ISO8601", errors="coerce", cache=False)
-        # Whole microseconds, as datetime subtraction counts them, so both paths round alike.
-        micros = stamps.to_numpy(dtype="datetime64[us]").astype(np.int64)
-        as_of_us = np.datetime64(as_of.astimezone(UTC).replace(tzinfo=None), "us").astype(np.int64)
-        amount = (as_of_us - micros) / 1e6 / TIME_UNITS[fact.per]
-        parsed = ~stamps.isna().to_numpy() & (amount >= 0)
-        values[np.flatnonzero(plain)[parsed]] = amount[parsed]
-        plain[np.flatnonzero(plain)[~parsed]] = False  # invalid dates or future stamps: the per-row words
-    rest = np.flatnonzero(~plain)
-    if len(rest):
-        codes, uniques = _factorize(col.iloc[rest])
-        parsed_rest = np.full(len(uniques), np.nan)
-        unique_bad = np.zeros(len(uniques), dtype=bool)
-        for i, raw in enumerate(uniques):
-            if _missing(raw):
-                continue
-            amount_i, problem = elapsed(fact, raw, as_of)
-            unique_bad[i] = problem is not None
-            parsed_rest[i] = np.nan if problem else amount_i
-        values[rest], bad[rest] = parsed_rest[codes], unique_bad[codes]
-    return values, bad
-
-
-def normalize_frame(spec: PolicySpec, df: pd.DataFrame, columns: Mapping[str, str], as_of: datetime
-                    ) -> _Normalized:
-    bad = np.zeros(len(df), dtype=bool)
-    values: dict[str, np.ndarray] = {}
-    for name, fact in spec.facts.items():
-        if fact.type == "string":
-            if fact.required:
-                col = df[columns[name]] if name in columns else pd.Series([None] * len(df))
-                bad |= _blank(col)
-            continue
-        if fact.type == "enum":
-            codes = _enum_column(fact, df[columns[name]]) if name in columns else \
-                np.full(len(df), _BAD if fact.required else NOT_GIVEN if fact.default is None
-                        else fact.values.index(fact.default), dtype=np.int64)
-            bad |= codes == _BAD
-            values[name] = codes
-            continue
-        if name in columns:
-            number, number_bad = _number_column(fact, df[columns[name]])
-        else:
-            number, number_bad = np.full(len(df), np.nan), np.zeros(len(df), dtype=bool)
-        if fact.from_timestamp in columns:
-            # The number wins when both are given; the timestamp fills the rows where it is blank.
-            fill = np.isnan(number) & ~number_bad
-            stamp, stamp_bad = _elapsed_column(fact, df[columns[fact.from_timestamp]][fill], as_of)
-            number[fill] = stamp
-            number_bad[fill] |= stamp_bad
-        blank = np.isnan(number) & ~number_bad  # neither the number nor its timestamp given
-        if fact.default is not None:
-            number[blank] = float(fact.default)
-        elif fact.required:
-            number_bad |= blank
-        bad |= number_bad
-        values[name] = number
-    return _Normalized(values, bad)
-
-
-def _row_orders(df: pd.DataFrame, columns: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Rows as orders keyed by field name; pandas' missing markers (NaN, None, NA, NaT) mean 'not given'."""
-    names = list(columns)
-    table = df[[columns[n] for n in names]].to_numpy(dtype=object)
-    return [{n: None if _missing_marker(v) else v for n, v in zip(names, row)} for row in table]
-
-
-def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, method: str = "cells",
+def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, method: Method = "cells",
                    source: str = "input", strict: bool = False) -> pd.DataFrame:
     """The input rows, in order, with the decision columns added. With strict, a column that looks like a
     misspelt field is an InputError (other unknown columns are kept and echoed)."""
     if method not in ("cells", "rows"):
-        raise ValueError(f"method must be 'cells' or 'rows', got {method!r}")
+        raise UsageError(f"method must be 'cells' or 'rows', got {method!r}", "method")
     spec = compiled.spec
     columns = resolve_columns(spec, list(df.columns), source)
     if strict:
@@ -307,16 +129,18 @@ def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, 
     n = len(df)
     action, rule_id, message, error = (np.empty(n, dtype=object) for _ in range(4))  # all None
     if method == "rows":
-        for i, order in enumerate(_row_orders(df, columns)):
+        for i, order in enumerate(frame_orders(df, columns)):
             action[i], rule_id[i], text, error[i] = decide_row(compiled, order, as_of)
             message[i] = text or None
     elif n:
         _evaluate_cells(compiled, df, columns, as_of, action, rule_id, message, error)
     out = df.copy()
-    for name, values in zip(OUTPUT_COLUMNS, (action, rule_id, message, error)):
-        out[name] = pd.Series(values, index=df.index, dtype=object)  # object: no costly string inference
-    # One value for every row: a categorical costs a byte a row instead of a pointer.
-    out["policy_version"] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[spec.version])
+    decided = {"action": action, "rule_id": rule_id, "message": message, "error": error}
+    for name in OUTPUT_COLUMNS:  # each by name, in the one order of the output columns
+        if name == "policy_version":  # one value for every row: a categorical costs a byte a row, not a pointer
+            out[name] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[spec.version])
+        else:
+            out[name] = pd.Series(decided[name], index=df.index, dtype=object)  # object: no string inference
     return out
 
 
@@ -324,7 +148,8 @@ def _evaluate_cells(compiled, df, columns, as_of, action, rule_id, message, erro
     spec = compiled.spec
     norm = normalize_frame(spec, df, columns, as_of)
     bad_rows = np.flatnonzero(norm.bad)
-    for i, order in zip(bad_rows, _row_orders(df.iloc[bad_rows], columns)):  # the reference path words errors
+    # The reference path words the errors of bad rows.
+    for i, order in zip(bad_rows, frame_orders(df.iloc[bad_rows], columns), strict=True):
         try:
             normalize(spec, order, as_of)
         except OrderError as exc:
@@ -357,83 +182,5 @@ def _evaluate_cells(compiled, df, columns, as_of, action, rule_id, message, erro
     for k, rule in enumerate(ranked):
         rows = good[row_winner == k]
         if len(rows):
-            texts = _messages(spec, rule.message, norm.values, rows)
+            texts = render_rows(spec, rule.message, norm.values, rows)
             message[rows] = (texts or None) if isinstance(texts, str) else texts  # no message: None, as per row
-
-
-def _messages(spec: PolicySpec, template: str, values: dict[str, np.ndarray], rows: np.ndarray
-              ) -> np.ndarray | str:
-    """One rule's message for the given rows, rendered once per distinct combination of what it shows."""
-    keys = []
-    for body in PLACEHOLDER.findall(template):
-        first, second = PLACEHOLDER_BODY.match(body).groups()
-        if second is not None:
-            keys.append(_tenths_key(_placeholder(spec, first, values, rows) - _placeholder(spec, second, values, rows)))
-            continue
-        param = spec.parameters.get(first)
-        if isinstance(param, KeyedParameter):
-            keys.append(values[param.by][rows])
-        elif first in spec.facts:
-            v = values[first][rows]
-            keys.append(v if spec.facts[first].type == "enum" else _tenths_key(v))
-    if not keys:
-        return render(spec, template, {})  # one text, broadcast by the caller
-    combined = np.zeros(len(rows), dtype=np.int64)
-    for key in keys:
-        k_codes, k_uniques = pd.factorize(key)
-        combined = combined * (len(k_uniques) + 1) + k_codes
-    codes, uniques = pd.factorize(combined)
-    first_row = np.zeros(len(uniques), dtype=np.int64)
-    first_row[codes[::-1]] = np.arange(len(codes))[::-1]
-    texts = np.array(_render_rows(spec, template, values, rows[first_row]), dtype=object)
-    return texts[codes]
-
-
-def _render_rows(spec: PolicySpec, template: str, values: dict[str, np.ndarray], rows: np.ndarray) -> list[str]:
-    """decision.render for each row, one placeholder column at a time (same text, far fewer calls)."""
-    parts = PLACEHOLDER.split(" ".join(template.split()))  # literal, placeholder, literal, ...
-    columns: list[list[str]] = []
-    for body in parts[1::2]:
-        first, second = PLACEHOLDER_BODY.match(body).groups()
-        if second is not None:
-            diff = _placeholder(spec, first, values, rows) - _placeholder(spec, second, values, rows)
-            columns.append([format_value(None if np.isnan(v) else float(v)) for v in diff])
-        elif first in spec.facts and spec.facts[first].type == "enum":
-            fact = spec.facts[first]
-            labels = [fact.label(v) for v in fact.values]
-            columns.append([labels[c] if c >= 0 else format_value(None) for c in values[first][rows]])
-        elif first in spec.facts:
-            columns.append([format_value(None if np.isnan(v) else float(v)) for v in values[first][rows]])
-        else:
-            param = spec.parameters[first]
-            if isinstance(param, KeyedParameter):
-                table = [format_value(param.lookup(v)) for v in spec.facts[param.by].values]
-                missing = format_value(param.lookup(None))
-                columns.append([table[c] if c >= 0 else missing for c in values[param.by][rows]])
-            else:
-                columns.append([format_value(param)] * len(rows))
-    literals = parts[0::2]
-    out = []
-    for cells in zip(*columns) if columns else [()] * len(rows):
-        pieces = [literals[0]]
-        for text, literal in zip(cells, literals[1:]):
-            pieces += [text, literal]
-        out.append("".join(pieces))
-    return out
-
-
-def _placeholder(spec: PolicySpec, name: str, values: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
-    if name in spec.facts:
-        return values[name][rows]
-    param = spec.parameters[name]
-    if isinstance(param, KeyedParameter):
-        codes = values[param.by][rows]
-        table = np.array([param.lookup(v) for v in spec.facts[param.by].values] + [param.lookup(None)],
-                         dtype=np.float64)
-        return table[np.where(codes < 0, len(table) - 1, codes)]
-    return np.full(len(rows), float(param))
-
-
-def _tenths_key(v: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isnan(v), np.iinfo(np.int64).min, np.floor(v * 10 + 0.5)).astype(np.int64)

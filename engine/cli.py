@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -12,13 +11,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from .csvio import DEFAULT_CHUNKSIZE, evaluate_csv, max_columns_from_env, read_orders, terminal_progress
-from .errors import OrderError, PolicyError
+from .errors import CancelRulesError, InputError, OrderError, UsageError
 from .facts import parse_as_of
-from .policy import Policy, diff, load
-
-
-class UsageError(Exception):
-    """Bad command-line input: reported on one line, exit status 2."""
+from .policy import Policy, diff, import_jdm, load
 
 
 class Terminated(BaseException):
@@ -31,6 +26,9 @@ class Terminated(BaseException):
 
     def __str__(self) -> str:
         return f"terminated ({signal.Signals(self.signum).name})"
+
+
+INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): a bug, not the input
 
 
 @contextmanager
@@ -64,11 +62,12 @@ def cmd_decide(args: argparse.Namespace) -> int:
     try:
         order = json.loads(sys.stdin.read() if args.json == "-" else args.json)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"--json is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise UsageError(f"--json is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                         "--json") from None
     except RecursionError:  # json's decoder recurses once per bracket
-        raise UsageError("--json is not valid JSON: nested too deeply") from None
+        raise UsageError("--json is not valid JSON: nested too deeply", "--json") from None
     if not isinstance(order, dict):
-        raise UsageError("--json must be a JSON object of order facts")
+        raise UsageError("--json must be a JSON object of order facts", "--json")
     decision = _policy(args).decide(order, as_of=parse_as_of(args.as_of), strict=args.strict)
     print(decision.explain() if args.text else decision.to_json())
     return 0 if decision.action else 1
@@ -83,8 +82,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
     headers = ["id", "priority", "when", "action"]
     widths = [max(len(h), *(len(r[h]) for r in rows)) for h in headers]
     print(f"{policy.name} {policy.version} (hit policy {policy.spec.hit_policy}, {len(rows)} rules)")
-    for row in [dict(zip(headers, headers)), *rows]:
-        print("  ".join(row[h].ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for row in [dict(zip(headers, headers, strict=True)), *rows]:
+        print("  ".join(row[h].ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     return 0
 
 
@@ -92,21 +91,14 @@ def _max_columns(args: argparse.Namespace) -> int:
     if args.max_columns is None:
         return max_columns_from_env()
     if args.max_columns < 1:
-        raise UsageError(f"--max-columns must be a positive integer, got {args.max_columns}")
+        raise UsageError(f"--max-columns must be a positive integer, got {args.max_columns}", "--max-columns")
     return args.max_columns
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     args.max_columns = _max_columns(args)
     if args.dask is not None:
-        try:
-            import dask.dataframe  # noqa: F401
-            import distributed  # noqa: F401
-
-            from .cluster import run_dask_evaluate
-        except ImportError as exc:
-            raise UsageError(f"--dask needs the [dask] extra: pip install 'cancel-rules[dask]' ({exc})") from None
-        return run_dask_evaluate(args)
+        return _evaluate_on_dask(args)
     policy = _policy(args)
     as_of = parse_as_of(args.as_of)
     progress = terminal_progress()
@@ -118,6 +110,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             sys.stderr.write("\n")
     print(f"wrote {args.output} (policy {policy.name} {policy.version}, as of {as_of.isoformat()})\n{summary}",
           file=sys.stderr)
+    return 0
+
+
+def _evaluate_on_dask(args: argparse.Namespace) -> int:
+    """`evaluate IN -o OUT --dask [ADDRESS] [--output-format csv|csv-folder|parquet]`."""
+    try:
+        import dask.dataframe  # noqa: F401
+        import distributed  # noqa: F401
+
+        from .cluster import run_evaluate
+    except ImportError as exc:
+        raise UsageError(f"--dask needs the [dask] extra: pip install 'cancel-rules[dask]' ({exc})",
+                         "--dask") from None
+    policy = _policy(args)
+    as_of = parse_as_of(args.as_of)
+    progress = terminal_progress()
+    try:
+        run = run_evaluate(policy.compiled, args.input, args.output, as_of, address=args.dask,
+                           fmt=args.output_format, max_columns=args.max_columns, strict=args.strict,
+                           raw=args.raw_csv, progress=progress)
+    finally:
+        if progress:  # the bar's line ends before the summary or the error
+            sys.stderr.write("\n")
+    print(f"wrote {args.output} ({run.fmt}, {run.partitions} partitions on {run.workers} Dask workers; policy "
+          f"{policy.name} {policy.version}, as of {as_of.isoformat()})\n{run.summary}", file=sys.stderr)
     return 0
 
 
@@ -136,25 +153,20 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _write_text(target: str, text: str) -> None:
-    """Write text to target under a temp name, then rename: a failed run never leaves half a file ('-': stdout)."""
+    """Write text to target, whole or not at all (atomic_file); '-' is stdout."""
     if target == "-":
         sys.stdout.write(text)
         return
     from pathlib import Path
 
-    from .csvio import remove_temp, temp_path
+    from .atomic import atomic_file
+    from .tabular import write_reason
 
-    path = Path(target)
-    temp = temp_path(path, "part")
     try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
+        with atomic_file(Path(target)) as sink:
+            sink.write(text.encode("utf-8"))
     except OSError as exc:
-        remove_temp(temp)
-        raise UsageError(f"cannot write {target}: {exc.strerror}") from None
-    except BaseException:
-        remove_temp(temp)
-        raise
+        raise InputError(target, write_reason(exc)) from None
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -164,13 +176,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .jdm import import_jdm
+    from .tabular import read_reason
 
     try:
         with open(args.input, "rb") as handle:
             data = handle.read()
     except OSError as exc:
-        raise UsageError(f"cannot read {args.input}: {exc.strerror}") from None
+        raise InputError(args.input, read_reason(exc)) from None
     result = import_jdm(data, args.input)
     _write_text(args.output, result.yaml)
     for warning in result.warnings:
@@ -192,6 +204,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cancel-rules", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="let errors end in their traceback (for bug reports)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, func, help: str, as_of: bool = False) -> argparse.ArgumentParser:
@@ -272,14 +285,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated as exc:
         print(f"cancel-rules {args.command}: {exc}", file=sys.stderr)
         return 128 + exc.signum
-    except (UsageError, ValueError) as exc:
-        print(f"cancel-rules {args.command}: {exc}", file=sys.stderr)
-    except OrderError as exc:
-        print(f"cancel-rules {args.command}: invalid order: {exc}", file=sys.stderr)
-    except PolicyError as exc:
-        # A policy with problems lists every one of them, each on its own path:line:col line.
-        print(f"cancel-rules {args.command}: {exc}", file=sys.stderr)
-    return 2
+    except CancelRulesError as exc:
+        if args.debug:
+            raise
+        # One line; a policy with problems lists every one of them, each on its own path:line:col line.
+        what = "invalid order: " if isinstance(exc, OrderError) else ""
+        print(f"cancel-rules {args.command}: {what}{exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # not the input's fault: a bug, said so in one line
+        if args.debug:
+            raise
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())
+        print(f"cancel-rules {args.command}: internal error: {text} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -3,26 +3,21 @@
 durable_rules keeps process-global state that cannot be pickled, so the policy travels to the workers as
 its source: the YAML texts (base, then variants, with their relative layout) and the parameter values.
 Each worker process loads and compiles it once (cached by the source's hash, the last MAX_WORKER_POLICIES;
-the compiler reuses rulesets by content hash anyway). Every partition goes through the same cell path as the local batch
-(`engine.batch.evaluate_frame`), so rows, columns, errors and the summary are those of the local run.
+the compiler reuses rulesets by content hash anyway). Every partition goes through the same cell path as the
+local batch (`engine.batch.evaluate_frame`), so rows, columns, errors and the summary are those of the local run.
 
-Dask is imported on use: `import engine` never needs it.
+Reading and writing order files on Dask is engine.daskio's; this module sends the policy, evaluates, and runs
+the cluster. Dask is imported on use: `import engine` never needs it.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
-import io
 import json
 import os
-import shutil
 import signal
-import sys
 import tempfile
 import threading
-import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -33,48 +28,27 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .batch import OUTPUT_COLUMNS, check_strict_columns, evaluate_frame, input_fields, resolve_columns, unknown_columns
+from .batch import check_strict_columns, evaluate_frame, resolve_columns, unknown_columns
 from .compiler import CompiledPolicy, compile_policy
-from .csvio import (
-    DEFAULT_MAX_COLUMNS,
-    Summary,
-    _header_line,
-    _reason,
-    _write,
-    _write_reason,
-    check_repeated,
-    check_width,
-    read_header,
-    remove_stale,
-    remove_temp,
-    temp_path,
-    terminal_progress,
+from .csvio import DEFAULT_MAX_COLUMNS
+from .daskio import (
+    DEFAULT_BLOCKSIZE,
+    PartitionError,
+    check_input,
+    check_target,
+    output_format,
+    read_orders_dask,
+    write_dask,
 )
-from .errors import InputError
+from .errors import InputError, UsageError
 from .facts import parse_as_of
 from .loader import load_spec
+from .model import Method, OutputFormat
+from .tabular import Summary
 
 if TYPE_CHECKING:  # pragma: no cover
     import dask.dataframe as dd
     from distributed import Client
-
-    from .policy import Policy
-
-DEFAULT_BLOCKSIZE = 16 * 2**20  # bytes of CSV per partition: about 120 k orders, like the local chunks
-OUTPUT_FORMATS = ("csv", "csv-folder", "parquet")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-
-
-class PartitionError(ValueError):
-    """A partition could not be read on a worker; plain (picklable) so it crosses back to the client."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(path, reason)
-        self.path, self.reason = path, reason
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
-
 
 # ---------------------------------------------------------------------------------------------------------
 # The policy as data: what travels to the workers.
@@ -93,14 +67,14 @@ class PolicySource:
         return self.files[-1][0]
 
 
-def policy_source(policy: Policy) -> PolicySource:
-    """What a worker needs to rebuild `policy`: never its compiled (durable_rules) state."""
-    spec = policy.spec
+def policy_source(compiled: CompiledPolicy) -> PolicySource:
+    """What a worker needs to rebuild the policy: never its compiled (durable_rules) state."""
+    spec = compiled.spec
     if not spec.sources:
-        raise ValueError(f"policy {spec.name!r} has no source files to send to the workers")
+        raise UsageError(f"policy {spec.name!r} has no source files to send to the workers")
     paths = [Path(p).resolve() for p, _ in spec.sources]
     root = Path(os.path.commonpath([str(p.parent) for p in paths]))
-    files = tuple((p.relative_to(root).as_posix(), text) for p, (_, text) in zip(paths, spec.sources))
+    files = tuple((p.relative_to(root).as_posix(), text) for p, (_, text) in zip(paths, spec.sources, strict=True))
     parameters = dict(spec.parameters)
     digest = hashlib.sha256(json.dumps([files, spec.parameter_values()], sort_keys=True, default=str)
                             .encode()).hexdigest()
@@ -139,312 +113,28 @@ def compiled_from_source(source: PolicySource) -> CompiledPolicy:
 # ---------------------------------------------------------------------------------------------------------
 # Evaluation: lazy, one task per partition.
 
-def _evaluate_partition(part: pd.DataFrame, source: PolicySource, as_of: datetime, method: str,
+def _evaluate_partition(part: pd.DataFrame, source: PolicySource, as_of: datetime, method: Method,
                         name: str) -> pd.DataFrame:
     return evaluate_frame(compiled_from_source(source), part, as_of, method, source=name)
 
 
-def evaluate_dask(policy: Policy, ddf: dd.DataFrame, as_of: str | datetime | None = None,
-                  method: str = "cells", source: str = "input", strict: bool = False) -> dd.DataFrame:
+def evaluate_dask(compiled: CompiledPolicy, ddf: dd.DataFrame, as_of: str | datetime | None = None,
+                  method: Method = "cells", source: str = "input", strict: bool = False) -> dd.DataFrame:
     """`ddf`'s rows with the decision columns added: lazy, `map_partitions` over the cell path, order kept.
 
     A missing required column (or with strict, a misspelt one) raises InputError here, before anything is
     computed."""
     when = parse_as_of(as_of)
-    resolve_columns(policy.spec, [str(c) for c in ddf.columns], source)
+    resolve_columns(compiled.spec, [str(c) for c in ddf.columns], source)
     if strict:
-        check_strict_columns(policy.spec, [str(c) for c in ddf.columns], source)
-    meta = evaluate_frame(policy.compiled, ddf._meta, when, method, source=source)
-    return ddf.map_partitions(_evaluate_partition, policy_source(policy), when, method, source, meta=meta,
+        check_strict_columns(compiled.spec, [str(c) for c in ddf.columns], source)
+    meta = evaluate_frame(compiled, ddf._meta, when, method, source=source)
+    return ddf.map_partitions(_evaluate_partition, policy_source(compiled), when, method, source, meta=meta,
                               align_dataframes=False)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Input: a CSV, a glob of CSVs (same header), or Parquet (a file, a folder or a glob).
-
-def is_parquet(path: str) -> bool:
-    p = Path(path)
-    return path.lower().endswith(PARQUET_SUFFIXES) or p.is_dir()
-
-
-def expand_inputs(path: str) -> list[str]:
-    """The files a path names, sorted (a glob), or the path itself; none found is an InputError."""
-    if glob.has_magic(path):
-        files = sorted(f for f in glob.glob(path) if Path(f).is_file())
-        if not files:
-            raise InputError(path, "no file matches")
-        return files
-    if not Path(path).exists():
-        raise InputError(path, "no such file")
-    return [path]
-
-
-def _parse_block(block: bytes, header: bytes | None, path: str, names: list[str]) -> pd.DataFrame:
-    """One byte block of a CSV (the file's header line prepended after the first block) as text columns."""
-    data = block if header is None else header + block
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)  # a row longer than the header
-            df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                             index_col=False)
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError) as exc:
-        raise PartitionError(path, _reason(exc)) from None
-    if list(df.columns) != names:
-        raise PartitionError(path, "malformed CSV: a block's header does not match the file's")
-    return df
-
-
-def _read_block(path: str, start: int, stop: int, header_end: int, names: list[str], last: bool) -> pd.DataFrame:
-    """Bytes start:stop of a CSV (record boundaries), parsed; blocks after the first get the header record."""
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(header_end) if start > 0 else None
-            handle.seek(start)
-            block = handle.read(stop - start)
-    except OSError as exc:  # e.g. a worker on another machine that does not see the input
-        raise PartitionError(path, _reason(exc)) from None
-    try:
-        return _parse_block(block, header, path, names)
-    except PartitionError as exc:
-        if last or "EOF inside string" not in exc.reason:
-            raise
-        raise PartitionError(path, f"{exc.reason} (a quote inside an unquoted value? --dask cuts files at newlines "
-                                   f"outside quotes; without --dask the file is read whole)") from None
-
-
-SCAN_CHUNK = 4 * 2**20
-
-
-def record_blocks(path: str, blocksize: int) -> tuple[int, list[tuple[int, int]]]:
-    """The length of a CSV's header record and its byte blocks: size // blocksize blocks of about equal size
-    (as dask's read_bytes makes them), each cut at the first record boundary at or past its nominal offset. A
-    record boundary is a newline outside quotes, where the count of quote characters before it is even. That
-    parity is exact for RFC 4180 CSV (a quote inside a quoted value is doubled), so a value with newlines stays
-    in one block. Where a file breaks the rule (a lone quote inside an unquoted value), a cut can land inside
-    a value as pandas reads it; the block before it then fails to parse ('EOF inside string'): never a
-    silently different row. One streaming pass up to the last cut; bytes.count and bytes.find do the work,
-    the Python loop runs once per cut and per quote inside a quoted value at a cut."""
-    cuts: list[int] = []  # record starts: the header's end first, then one per block
-    with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        count = max(1, size // max(1, blocksize))
-        wants = [1, *(size * k // count for k in range(1, count))]  # the header's end, then the nominal offsets
-        inside = False  # quote parity of the bytes before base + pos
-        base = 0
-        while wants and (chunk := handle.read(SCAN_CHUNK)):
-            pos = 0
-            while wants:
-                ahead = wants[0] - 1 - base  # the newline ending a record that starts at wants[0] or later
-                if ahead > pos:
-                    inside ^= chunk.count(b'"', pos, ahead) & 1
-                    pos = ahead
-                if inside:  # every newline before the next quote is inside the value
-                    quote = chunk.find(b'"', pos)
-                    if quote < 0:
-                        pos = len(chunk)
-                        break
-                    inside, pos = False, quote + 1
-                    continue
-                newline = chunk.find(b"\n", pos)
-                if newline < 0:
-                    break
-                inside ^= chunk.count(b'"', pos, newline) & 1
-                pos = newline + 1
-                if not inside:
-                    cuts.append(base + pos)
-                    wants = [w for w in wants if w > base + pos]
-            inside ^= chunk.count(b'"', pos) & 1
-            base += len(chunk)
-    cuts = [c for c in cuts if c < size]
-    header_end = cuts.pop(0) if cuts else size
-    starts = [0, *cuts]
-    return header_end, list(zip(starts, [*starts[1:], size]))
-
-
-def read_orders_dask(path: str, blocksize: int = DEFAULT_BLOCKSIZE, max_columns: int = DEFAULT_MAX_COLUMNS
-                     ) -> tuple[dd.DataFrame, list[str] | None]:
-    """Orders as a lazy dask frame of text columns (the local reader's conventions) and, for CSV, the header
-    exactly as written. Every CSV file must have the same header; headers are checked here, eagerly."""
-    import dask.dataframe as dd
-    from dask import delayed
-
-    files = expand_inputs(path)
-    if is_parquet(files[0]):
-        try:
-            found = [os.path.abspath(f) for f in files]
-            return dd.read_parquet(found if len(found) > 1 else found[0]), None
-        except (OSError, ValueError) as exc:
-            raise InputError(path, f"cannot read Parquet: {str(exc).strip().splitlines()[0]}") from None
-    header = read_header(Path(files[0]))
-    check_width(header, files[0], max_columns)
-    for other in files[1:]:
-        if read_header(Path(other)) != header:
-            raise InputError(other, f"header differs from {files[0]}'s")
-    parts, meta = [], None
-    for file in files:
-        try:
-            header_end, blocks = record_blocks(file, blocksize)
-        except OSError as exc:
-            raise InputError(file, _reason(exc)) from None
-        if meta is None:  # the column names as pandas reads them (a repeated name becomes 'name.1')
-            with open(file, "rb") as handle:
-                meta = pd.read_csv(io.BytesIO(handle.read(header_end)), dtype=str, keep_default_na=False,
-                                   encoding="utf-8-sig", index_col=False)
-        absolute = os.path.abspath(file)  # workers may run in another working folder
-        parts += [delayed(_read_block)(absolute, start, stop, header_end, list(meta.columns), k == len(blocks) - 1)
-                  for k, (start, stop) in enumerate(blocks)]
-    return dd.from_delayed(parts, meta=meta, verify_meta=False), header
-
-
-def check_input(policy: Policy, path: str, header: list[str] | None, columns: list[str], strict: bool = False
-                ) -> None:
-    """What the local path refuses before writing anything: repeated or missing columns, output columns, and with
-    strict misspelt ones."""
-    if header is not None:
-        check_repeated(header, input_fields(policy.spec), path)
-    resolve_columns(policy.spec, header if header is not None else columns, path)
-    if strict:
-        check_strict_columns(policy.spec, header if header is not None else columns, path)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Output: each partition written by the worker that computed it (a temp name, then renamed: a retried task
-# overwrites its own part, so every row lands exactly once), a small summary returned to the client.
-
-def _write_part(out: pd.DataFrame, index: int, folder: str, fmt: str, width: int,
-                header: list[str] | None, raw: bool = False) -> Summary:
-    name = f"part.{index:0{width}d}.{'parquet' if fmt == 'parquet' else 'csv'}"
-    final = Path(folder, name)
-    temp = Path(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        if fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            pq.write_table(pa.Table.from_pandas(out, preserve_index=False), temp)
-        else:
-            with open(temp, "wb") as sink:
-                if fmt == "csv-folder":
-                    names = (header if header is not None else [str(c) for c in out.columns[:-5]])
-                    sink.write(_header_line(list(names) + list(OUTPUT_COLUMNS), raw))
-                _write(out, sink, raw)
-        os.replace(temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    summary = Summary()
-    summary.add(out, 1)
-    return summary
-
-
-def merge_summaries(parts: list[Summary]) -> Summary:
-    """Partition summaries, in partition order, as one: row numbers become the row's place in the whole."""
-    total = Summary()
-    for part in parts:
-        offset = total.rows
-        total.rows += part.rows
-        total.actions.update(part.actions)
-        total.rules.update(part.rules)
-        total.errors.update(part.errors)
-        for reason, rows in part.error_rows.items():
-            kept = total.error_rows.setdefault(reason, [])
-            kept.extend(offset + r for r in rows[: max(0, 3 - len(kept))])
-    return total
-
-
-def output_format(target: str, fmt: str | None) -> str:
-    if fmt is None:
-        return "parquet" if target.lower().endswith(PARQUET_SUFFIXES) else "csv"
-    if fmt not in OUTPUT_FORMATS:
-        raise InputError(target, f"unknown output format {fmt!r} (use one of: {', '.join(OUTPUT_FORMATS)})")
-    return fmt
-
-
-def check_target(target: Path, fmt: str, shown: str) -> None:
-    """What makes an output impossible, found before anything is computed."""
-    if not target.parent.is_dir():
-        raise InputError(shown, f"output folder does not exist: {target.parent}")
-    if fmt != "csv" and target.exists() and not target.is_dir():
-        raise InputError(shown, f"exists and is not a folder (the {fmt} output is a folder of parts)")
-    if fmt == "csv" and target.is_dir():
-        raise InputError(shown, "is a folder (use --output-format csv-folder or parquet for a folder of parts)")
-
-
-def write_dask(out: dd.DataFrame, target: str | Path, fmt: str, client: Client, header: list[str] | None = None,
-               progress: Callable[[int, float], None] | None = None, raw: bool = False) -> Summary:
-    """Compute `out` on the client's cluster into target: a single CSV (parts joined in partition order), a
-    folder of CSV parts or of Parquet parts (part.00000.* in partition order). Target appears only complete.
-
-    The target folder must be reachable by the workers under the same path (a shared file system). CSV text
-    cells a spreadsheet would run as formulas get a leading ' unless raw."""
-    from dask import delayed
-    from distributed import as_completed
-
-    started = time.perf_counter()
-    shown, target = str(target), Path(target).absolute()  # workers may run in another working folder
-    check_target(target, fmt, shown)
-    remove_stale(target)
-    staging = temp_path(target, "parts")
-    try:
-        staging.mkdir()
-    except OSError as exc:
-        raise InputError(shown, _write_reason(exc)) from None
-    try:
-        parts = out.to_delayed()
-        width = max(5, len(str(len(parts) - 1)))
-        tasks = [delayed(_write_part)(part, i, str(staging), fmt, width, header, raw) for i, part in enumerate(parts)]
-        futures = client.compute(tasks)
-        rows = done = 0
-        for future in as_completed(futures):
-            rows += future.result().rows
-            done += 1
-            if progress:
-                progress(rows, done / len(futures))
-        summary = merge_summaries(client.gather(futures))
-        _finish(staging, target, fmt, header, out, width, len(parts), raw)
-    except OSError as exc:  # e.g. a worker on another machine that does not see the output folder
-        remove_temp(staging)
-        raise InputError(shown, f"cannot write: {exc.strerror or exc} (the output folder must be reachable "
-                                f"by every worker under the same path)") from None
-    except BaseException:  # workers may still be writing parts into staging: remove_temp sees to it
-        remove_temp(staging)
-        raise
-    summary.seconds = time.perf_counter() - started
-    return summary
-
-
-def _finish(staging: Path, target: Path, fmt: str, header: list[str] | None, out: dd.DataFrame, width: int,
-            count: int, raw: bool = False) -> None:
-    if fmt == "csv":
-        temp = temp_path(target, "part")
-        try:
-            with open(temp, "wb") as sink:
-                names = header if header is not None else [str(c) for c in out.columns[:-5]]
-                sink.write(_header_line(list(names) + list(OUTPUT_COLUMNS), raw))
-                for i in range(count):
-                    with open(staging / f"part.{i:0{width}d}.csv", "rb") as part:
-                        shutil.copyfileobj(part, sink, 2**20)
-            os.replace(temp, target)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        remove_temp(staging)
-        return
-    parts = {f"part.{i:0{width}d}.{'parquet' if fmt == 'parquet' else 'csv'}" for i in range(count)}
-    for stray in staging.iterdir():  # the temp file of a writer that was killed mid-write (its task reran)
-        if stray.name not in parts:
-            remove_temp(stray)
-    old = None
-    if target.exists():  # a folder from an earlier run: swapped out, then removed
-        old = temp_path(target, "old")
-        os.replace(target, old)
-    os.replace(staging, target)
-    if old is not None:
-        remove_temp(old)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The cluster and the CLI entry point.
+# The cluster, and a whole run.
 
 @contextmanager
 def dask_client(address: str | None = "local", n_workers: int = 2) -> Iterator[Client]:
@@ -469,31 +159,33 @@ def dask_setup(worker: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_dask_evaluate(args: Any) -> int:
-    """`cancel-rules evaluate IN -o OUT --dask [ADDRESS] [--output-format csv|csv-folder|parquet]`."""
-    from .policy import load
+@dataclass(frozen=True)
+class DaskRun:
+    """What `run_evaluate` did: the summary, the output format, and how many partitions and workers."""
 
-    policy = load(args.policy)
-    as_of = parse_as_of(args.as_of)
-    fmt = output_format(args.output, getattr(args, "output_format", None))
-    blocksize = getattr(args, "blocksize", None) or DEFAULT_BLOCKSIZE
-    ddf, header = read_orders_dask(args.input, blocksize, getattr(args, "max_columns", DEFAULT_MAX_COLUMNS))
-    strict = getattr(args, "strict", False)
-    check_input(policy, args.input, header, [str(c) for c in ddf.columns], strict)
-    target = Path(args.output)
-    check_target(target.absolute(), fmt, args.output)  # refused before a cluster is started
-    out = evaluate_dask(policy, ddf, as_of, source=args.input)
-    progress = terminal_progress()
-    with dask_client(args.dask) as client:
+    summary: Summary
+    fmt: OutputFormat
+    partitions: int
+    workers: int
+
+
+def run_evaluate(compiled: CompiledPolicy, source: str, target: str, as_of: datetime, *,
+                 address: str | None = "local", fmt: OutputFormat | None = None,
+                 blocksize: int = DEFAULT_BLOCKSIZE, max_columns: int = DEFAULT_MAX_COLUMNS, strict: bool = False,
+                 raw: bool = False, progress: Callable[[int, float], None] | None = None) -> DaskRun:
+    """Evaluate every order of source (a CSV, a glob of CSVs, or Parquet) into target on the Dask scheduler at
+    address ('local': a LocalCluster of 2 worker processes). What the local path refuses before writing is
+    refused here before a cluster is started."""
+    chosen = output_format(target, fmt)
+    ddf, header = read_orders_dask(source, blocksize, max_columns)
+    check_input(compiled.spec, source, header, [str(c) for c in ddf.columns], strict)
+    check_target(Path(target).absolute(), chosen, target)
+    out = evaluate_dask(compiled, ddf, as_of, source=source)
+    with dask_client(address) as client:
         try:
-            summary = write_dask(out, target, fmt, client, header, progress, getattr(args, "raw_csv", False))
-            summary.unknown_columns = unknown_columns(policy.spec, header or [str(c) for c in ddf.columns])
+            summary = write_dask(out, Path(target), chosen, client, header, progress, raw)
         except PartitionError as exc:
             raise InputError(exc.path, exc.reason) from None
-        finally:
-            if progress:  # the bar's line ends before the summary or the error
-                sys.stderr.write("\n")
+        summary.unknown_columns = unknown_columns(compiled.spec, header or [str(c) for c in ddf.columns])
         workers = len(client.scheduler_info().get("workers", {}))
-    print(f"wrote {args.output} ({fmt}, {ddf.npartitions} partitions on {workers} Dask workers; policy "
-          f"{policy.name} {policy.version}, as of {as_of.isoformat()})\n{summary}", file=sys.stderr)
-    return 0
+    return DaskRun(summary, chosen, ddf.npartitions, workers)

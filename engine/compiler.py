@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import EngineError, RuleError, RuleProblem
 from .model import Condition, PolicySpec
+from .operators import OPERATORS, all_of, any_of
 
 try:
     from durable import engine as _durable
@@ -66,7 +67,6 @@ NO_RULE = "__no_rule__"
 _NO_RULE_PRI = 65000  # pri is unsigned 16-bit; lower fires first
 _SID = "0"
 _NOT_STATE = {"$nex": {"$s": 1}}  # without it a rule can match the session's state fact and loop forever
-_COMPARISONS = {"ne": "$neq", "lt": "$lt", "lte": "$lte", "gt": "$gt", "gte": "$gte"}
 
 _lock = threading.RLock()
 _fired: list[str] = []
@@ -99,45 +99,22 @@ def engine_names(spec: PolicySpec) -> dict[str, str]:
     return {name: f"f{index}" for index, name in enumerate(spec.facts)}
 
 
-def _term(fact: str, op: str, value: Any) -> dict:
-    if op == "eq":
-        return {fact: value}
-    if op in _COMPARISONS:
-        return {_COMPARISONS[op]: {fact: value}}
-    if op == "in":
-        return _any([{fact: v} for v in value])
-    if op == "not_in":
-        return _all([{"$neq": {fact: v}} for v in value])
-    if op == "between":
-        return _all([{"$gte": {fact: value[0]}}, {"$lte": {fact: value[1]}}])
-    if op == "given":
-        return {"$ex" if value else "$nex": {fact: 1}}
-    raise ValueError(f"unknown operator {op!r}")
-
-
-def _any(terms: list[dict]) -> dict:
-    return terms[0] if len(terms) == 1 else {"$or": terms}
-
-
-def _all(terms: list[dict]) -> dict:
-    return terms[0] if len(terms) == 1 else {"$and": terms}
-
-
 def condition_json(spec: PolicySpec, cond: Condition) -> dict:
     """One condition in durable_rules' JSON form (facts by engine name); a keyed parameter becomes one branch
     per key."""
     names = engine_names(spec)
     fact = names[cond.fact]
     keyed = spec.keyed_parameter(cond)
+    engine_form = OPERATORS[cond.op].engine
     if keyed is None:
-        return _term(fact, cond.op, spec.resolve(cond.value, {}))
+        return engine_form(fact, spec.resolve(cond.value, {}))
     by = names[keyed.by]
     branches = []
     for key in spec.facts[keyed.by].values:
-        branches.append(_all([{by: key}, _term(fact, cond.op, spec.resolve(cond.value, {keyed.by: key}))]))
+        branches.append(all_of([{by: key}, engine_form(fact, spec.resolve(cond.value, {keyed.by: key}))]))
     if keyed.default is not None:
-        branches.append(_all([{"$nex": {by: 1}}, _term(fact, cond.op, spec.resolve(cond.value, {}))]))
-    return _any(branches)
+        branches.append(all_of([{"$nex": {by: 1}}, engine_form(fact, spec.resolve(cond.value, {}))]))
+    return any_of(branches)
 
 
 def ruleset_definition(spec: PolicySpec) -> dict[str, dict]:
@@ -145,7 +122,7 @@ def ruleset_definition(spec: PolicySpec) -> dict[str, dict]:
     rules: dict[str, dict] = {}
     for rank, rule in enumerate(spec.ranked_rules(), start=1):
         terms = [_NOT_STATE, *(condition_json(spec, c) for c in rule.conditions)]
-        rules[rule.id] = {"all": [{"m": _all(terms)}], "pri": rank, "run": rule.id}
+        rules[rule.id] = {"all": [{"m": all_of(terms)}], "pri": rank, "run": rule.id}
     # Every message is handled, so durable_rules never raises "not handled" (and delete_state stays safe).
     rules[NO_RULE] = {"all": [{"m": _NOT_STATE}], "pri": _NO_RULE_PRI, "run": NO_RULE}
     return rules
@@ -317,12 +294,12 @@ class CompiledPolicy:
         message["sid"] = _SID
         with _lock:
             _fired.clear()
-            _register(self.spec, self.ruleset, "evaluation")
+            host = _register(self.spec, self.ruleset, "evaluation")
             try:
-                _host.assert_fact(self.ruleset, message)
+                host.assert_fact(self.ruleset, message)
                 # No fact outlives its evaluation. Never after a failed assert: durable_rules would free a
                 # half-built state and abort the process; the next evaluation that succeeds clears it.
-                _host.delete_state(self.ruleset, _SID)
+                host.delete_state(self.ruleset, _SID)
             except Exception as exc:  # raw durable_rules texts embed whole messages: never show them
                 raise _engine_error(self.ruleset, "evaluation", exc) from None
             fired = tuple(_fired)
@@ -343,30 +320,32 @@ def compile_policy(spec: PolicySpec) -> CompiledPolicy:
     return CompiledPolicy(spec, name, tuple(sorted(used)))
 
 
-def _register(spec: PolicySpec, name: str, operation: str, definition: dict | None = None) -> None:
+def _register(spec: PolicySpec, name: str, operation: str, definition: dict | None = None) -> _QuietHost:
     """Make `name` the most recently used registered ruleset, registering it (again) if needed and deleting
-    the least recently used beyond MAX_RULESETS. The caller holds _lock."""
+    the least recently used beyond MAX_RULESETS; the Host that holds it. The caller holds _lock."""
     global _host
-    if name in _registered:
-        _registered.move_to_end(name)
-        return
     if _host is None:
         _host = _QuietHost()
+    host = _host
+    if name in _registered:
+        _registered.move_to_end(name)
+        return host
     if definition is None:  # deleted since it was compiled: the same content again, under the same name
         definition = ruleset_definition(spec)
         if ruleset_name(spec, definition) != name:
             raise EngineError(name, operation, "UnknownRuleset") from None
     try:
-        _host.set_rulesets({name: copy.deepcopy(definition)})  # it mutates what it is given
+        host.set_rulesets({name: copy.deepcopy(definition)})  # it mutates what it is given
     except Exception as exc:
         raise _engine_error(name, "compilation", exc) from None
     _registered[name] = None
     while len(_registered) > MAX_RULESETS:
-        _delete(_registered.popitem(last=False)[0])
+        _delete(host, _registered.popitem(last=False)[0])
+    return host
 
 
-def _delete(name: str) -> None:
+def _delete(host: _QuietHost, name: str) -> None:
     """Delete a registered ruleset: the Host's Python side keeps no other reference, so its C handle can go."""
-    ruleset = _host._ruleset_directory.pop(name)
-    _host._ruleset_list.remove(ruleset)
+    ruleset = host._ruleset_directory.pop(name)
+    host._ruleset_list.remove(ruleset)
     _durable.durable_rules_engine.delete_ruleset(ruleset._handle)

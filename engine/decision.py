@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
-import operator
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -13,26 +11,10 @@ from typing import Any
 from .compiler import CompiledPolicy
 from .errors import EngineError, OrderError
 from .facts import normalize, unknown_field_warnings
-from .loader import PLACEHOLDER, PLACEHOLDER_BODY
-from .model import Condition, ParamRef, PolicySpec, Rule
-
-OP_SYMBOLS = {"eq": "=", "ne": "≠", "in": "in", "not_in": "not in", "lt": "<", "lte": "≤", "gt": ">",
-              "gte": "≥", "between": "between", "given": "given"}
-
-
-@dataclass(frozen=True)
-class ConditionResult:
-    fact: str
-    op: str
-    expected: Any
-    actual: Any
-    passed: bool
-    parameter: str | None = None
-
-    def __str__(self) -> str:
-        expected = f"{self.parameter}={format_value(self.expected)}" if self.parameter else format_value(self.expected)
-        mark = "✓" if self.passed else "✗"
-        return f"{mark} {self.fact} {OP_SYMBOLS[self.op]} {expected} (actual: {format_value(self.actual)})"
+from .html import decision_html
+from .model import PolicySpec, Rule
+from .operators import ConditionResult, check
+from .template import render
 
 
 @dataclass(frozen=True)
@@ -65,8 +47,6 @@ class Decision:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, default=str)
 
     def _repr_html_(self) -> str:
-        from .html import decision_html  # a later stage: imported on use, only in a notebook
-
         return decision_html(self)
 
     def explain(self) -> str:
@@ -81,78 +61,6 @@ class Decision:
         if self.also_matched:
             lines.append(f"  also matched: {', '.join(self.also_matched)}")
         return "\n".join(lines)
-
-
-def format_value(value: Any) -> str:
-    if value is None:
-        return "not given"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return format_tenths(tenths(value))
-    if isinstance(value, tuple):
-        return "[" + ", ".join(format_value(v) for v in value) + "]"
-    return str(value)
-
-
-def tenths(value: float) -> int:
-    """A number rounded to tenths, half up; the batch path does the same arithmetic in numpy."""
-    return int(math.floor(value * 10 + 0.5))
-
-
-def format_tenths(count: int) -> str:
-    sign, count = ("-", -count) if count < 0 else ("", count)
-    whole, tenth = divmod(count, 10)
-    return f"{sign}{whole}" if tenth == 0 else f"{sign}{whole}.{tenth}"
-
-
-_TESTS = {
-    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "lte": operator.le, "gt": operator.gt,
-    "gte": operator.ge, "in": lambda a, e: a in e, "not_in": lambda a, e: a not in e,
-    "between": lambda a, e: e[0] <= a <= e[1],
-}
-
-
-def _parameter(value: Any) -> str | None:
-    if isinstance(value, ParamRef):
-        return value.name
-    if isinstance(value, tuple):
-        return next((r.name for r in value if isinstance(r, ParamRef)), None)
-    return None
-
-
-def check(spec: PolicySpec, cond: Condition, facts: Mapping[str, Any]) -> ConditionResult:
-    """Evaluate one condition in Python with the engine's semantics: a fact not given fails every test
-    but `given: false`."""
-    actual = facts.get(cond.fact)
-    expected = spec.resolve(cond.value, facts)
-    if cond.op == "given":
-        passed = (actual is not None) == expected
-    elif actual is None or expected is None or (isinstance(expected, tuple) and None in expected):
-        passed = False
-    else:
-        passed = _TESTS[cond.op](actual, expected)
-    parameter = _parameter(cond.value)
-    return ConditionResult(cond.fact, cond.op, expected, actual, passed, parameter)
-
-
-def render(spec: PolicySpec, template: str, facts: Mapping[str, Any]) -> str:
-    """Fill `{name}` and `{a - b}` placeholders with fact values (enum labels) and parameters."""
-
-    def value(name: str) -> Any:
-        if name in spec.facts:
-            raw = facts.get(name)
-            return spec.facts[name].label(raw) if spec.facts[name].type == "enum" and raw else raw
-        return spec.resolve(ParamRef(name), facts)
-
-    def fill(match) -> str:
-        first, second = PLACEHOLDER_BODY.match(match.group(1)).groups()
-        if second is None:
-            return format_value(value(first))
-        a, b = value(first), value(second)
-        return format_value(None if a is None or b is None else float(a) - float(b))
-
-    return PLACEHOLDER.sub(fill, " ".join(template.split()))
 
 
 def outcome(spec: PolicySpec, matched: tuple[str, ...]) -> tuple[Rule | None, str | None]:
@@ -188,7 +96,7 @@ def decide(compiled: CompiledPolicy, order: Mapping[str, Any], as_of: datetime, 
     explained = tuple(r.id for r in spec.ranked_rules() if all(c.passed for c in results[r.id]))
     if explained != matched:  # the explanation must describe what the engine did, never guess
         raise EngineError(compiled.ruleset, "explanation", f"engine matched {matched}, conditions say {explained}")
-    base = dict(order_id=facts.get("order_id"), policy=spec.name, policy_version=spec.version,
+    base: dict[str, Any] = dict(order_id=facts.get("order_id"), policy=spec.name, policy_version=spec.version,
                 as_of=as_of.isoformat(), facts=facts)
     winner, error = outcome(spec, matched)
     ranked = spec.ranked_rules()

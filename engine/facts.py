@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import functools
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -11,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FieldProblem, OrderError
-from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec, alias_key
+from .errors import AsOfError, FieldProblem, OrderError
+from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec
+from .text import alias_key, did_you_mean
 
 # How alike (difflib ratio, after folding case and separators) a field name must be to a field the policy
 # reads to count as a misspelling of it: 'hours_since_contakt' (0.95) is, 'order_date' (0.78 to 'order_id')
@@ -29,7 +28,7 @@ def parse_as_of(value: str | datetime | None) -> datetime:
     if isinstance(value, str):
         parsed = parse_timestamp(value)
         if parsed is None:
-            raise ValueError(f"as-of time is not an ISO 8601 timestamp: {value!r}")
+            raise AsOfError(value)
         return parsed
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -58,33 +57,6 @@ def input_fields(spec: PolicySpec) -> list[str]:
     return names
 
 
-@functools.lru_cache(maxsize=64)  # one entry per fact (or field list) asked about: a few per policy
-def _folded(spellings: tuple[str, ...]) -> dict[str, str]:
-    folded: dict[str, str] = {}
-    for spelling in spellings:
-        folded.setdefault(alias_key(spelling), spelling)  # of spellings that fold alike, the first is shown
-    return folded
-
-
-def closest(text: str, spellings: tuple[str, ...], cutoff: float) -> str | None:
-    """The spelling most like text, compared with case, spaces, '_' and '-' folded; None if none is close."""
-    # A ratio of 0.6 or more needs the text within 7/3 of a spelling's length: a far longer one matches nothing,
-    # and neither difflib (it indexes every character) nor the cache should ever hold a 9 MB value.
-    key = alias_key(text)
-    if not spellings or len(key) > 3 * max(map(len, spellings)):
-        return None
-    return _closest(key, spellings, cutoff)
-
-
-# Keyed by the text and every candidate spelling, so a changed policy never gets an old hint; 4,096 entries
-# keep a batch full of one typo from running difflib once per row.
-@functools.lru_cache(maxsize=4096)
-def _closest(key: str, spellings: tuple[str, ...], cutoff: float) -> str | None:
-    folded = _folded(spellings)
-    found = difflib.get_close_matches(key, folded, n=1, cutoff=cutoff)
-    return folded[found[0]] if found else None
-
-
 def unknown_fields(spec: PolicySpec, names: Iterable[str], loose: bool = False) -> dict[str, str | None]:
     """The names the policy does not read, each with the field it is probably a misspelling of (or None).
 
@@ -93,7 +65,8 @@ def unknown_fields(spec: PolicySpec, names: Iterable[str], loose: bool = False) 
     fields = tuple(input_fields(spec))
     known = {alias_key(f) for f in fields} if loose else set(fields)
     unknown = [name for name in names if (alias_key(str(name)) if loose else name) not in known]
-    return {name: closest(str(name), fields, FIELD_CUTOFF) if i < HINTED else None for i, name in enumerate(unknown)}
+    return {name: did_you_mean(name, fields, FIELD_CUTOFF, fold=True) if i < HINTED else None
+            for i, name in enumerate(unknown)}
 
 
 def _hint_text(hint: str | None) -> str:
@@ -113,7 +86,7 @@ def enum_value(fact: FactSpec, value: Any) -> tuple[str | None, str | None]:
     code = fact.aliases.get(alias_key(value))
     if code is None:
         # Codes first, then labels, then the (folded) aliases: a hint names a spelling that is accepted.
-        hint = closest(value, (*fact.values, *fact.labels.values(), *fact.aliases), VALUE_CUTOFF)
+        hint = did_you_mean(value, (*fact.values, *fact.labels.values(), *fact.aliases), VALUE_CUTOFF, fold=True)
         return None, f"unknown value {value!r}{_hint_text(hint)}"
     return code, None
 
@@ -168,7 +141,8 @@ def normalize(spec: PolicySpec, order: Mapping[str, Any], as_of: datetime, stric
     problems: list[FieldProblem] = []
     for name, fact in spec.facts.items():
         raw = order.get(name)
-        field, value, problem = name, None, None
+        field, problem = name, None
+        value: Any = None
         if is_blank(raw) and fact.from_timestamp and not is_blank(order.get(fact.from_timestamp)):
             field, raw = fact.from_timestamp, order.get(fact.from_timestamp)
             value, problem = elapsed(fact, raw, as_of)

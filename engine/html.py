@@ -1,20 +1,20 @@
-"""HTML views of policies, decisions and tables, and the probe of what would change a decision."""
+"""HTML views of policies, decisions, tables and what would change a decision: renderers of data, nothing more."""
 
 from __future__ import annotations
 
 import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .decision import OP_SYMBOLS, ConditionResult, Decision, check, format_value
 from .errors import OrderError
-from .model import TIME_UNITS, Condition, KeyedParameter, ParamRef, PolicySpec, Rule
+from .model import Condition, KeyedParameter, ParamRef, PolicySpec, Rule
+from .operators import OPERATORS, ConditionResult, check
+from .text import format_value
 
-if TYPE_CHECKING:  # policy.py imports this module lazily for _repr_html_; no import cycle at run time
-    from .policy import Policy
+if TYPE_CHECKING:  # types only: this module renders data, and decision.py and probe.py import it
+    from .decision import Decision
+    from .probe import Change
 
 # Inline styles, not a <style> block: notebook viewers (and GitHub) drop style elements but keep attributes.
 _FONT = "font-family:system-ui,-apple-system,Segoe UI,sans-serif;font-size:13px;line-height:1.4"
@@ -32,7 +32,6 @@ _BADGES = {
 }
 _OK = "<span style='color:#1e8e3e;font-weight:700'>✓</span>"
 _NO = "<span style='color:#c5221f;font-weight:700'>✗</span>"
-_EPSILON = 1e-6  # a probe just past a threshold, so strict and non-strict comparisons both show
 
 
 def esc(value: Any) -> str:
@@ -79,10 +78,7 @@ def frame_html(frame: Any, max_rows: int = 50, caption: str = "") -> str:
 
 
 def _unit(spec: PolicySpec, fact: str) -> str:
-    f = spec.facts.get(fact)
-    if f is None or not f.unit:
-        return ""
-    return f" {f.unit}" if f.unit != "%" else " %"
+    return spec.facts[fact].unit_suffix if fact in spec.facts else ""
 
 
 def _with_unit(spec: PolicySpec, fact: str, value: Any) -> str:
@@ -92,18 +88,19 @@ def _with_unit(spec: PolicySpec, fact: str, value: Any) -> str:
 
 def condition_text(spec: PolicySpec, cond: Condition, facts: Mapping[str, Any] | None = None) -> str:
     """One condition as readable text; parameters show their name and, when known, their value."""
-    if cond.op == "given":
-        return f"{cond.fact} {'given' if cond.value else 'not given'}"
+    row = OPERATORS[cond.op]
+    if row.operand == "flag":
+        return f"{cond.fact} {'' if cond.value else 'not '}{row.symbol}"
     refs = cond.value if isinstance(cond.value, tuple) else (cond.value,)
     param = next((r.name for r in refs if isinstance(r, ParamRef)), None)
-    if facts is not None or param is None or not isinstance(spec.parameters[param], KeyedParameter):
+    keyed = spec.parameters[param] if param is not None else None
+    if facts is None and isinstance(keyed, KeyedParameter):  # no single value without the order's facts
+        expected = f"{param} (by {keyed.by})"
+    else:
         expected = format_value(spec.resolve(cond.value, facts or {}))
         expected = f"{param} = {expected}" if param else expected
-    else:  # a keyed parameter has no single value without the order's facts
-        keyed = spec.parameters[param]
-        expected = f"{param} (by {keyed.by})"
-    unit = _unit(spec, cond.fact) if cond.op not in ("eq", "ne", "in", "not_in") else ""
-    return f"{cond.fact} {OP_SYMBOLS[cond.op]} {expected}{unit}"
+    unit = _unit(spec, cond.fact) if row.shows_unit else ""
+    return f"{cond.fact} {row.symbol} {expected}{unit}"
 
 
 def _conditions_html(spec: PolicySpec, rule: Rule, facts: Mapping[str, Any] | None) -> str:
@@ -143,7 +140,14 @@ def rules_table_html(spec: PolicySpec, facts: Mapping[str, Any] | None = None, f
     return table_html(rows, ["#", "priority", "rule", "when", "then"], raw=True, row_attrs=attrs)
 
 
-def policy_html(policy: Policy, decision: Decision | None = None) -> str:
+class Described(Protocol):
+    """Anything with a policy spec (engine.Policy is one): what policy_html reads."""
+
+    @property
+    def spec(self) -> PolicySpec: ...
+
+
+def policy_html(policy: Described, decision: Decision | None = None) -> str:
     """A policy as HTML (Policy._repr_html_): header, parameters and the rules table; with a decision, the
     fired rule highlighted and every condition ticked against that order's facts."""
     spec = policy.spec
@@ -203,7 +207,7 @@ def decision_html(decision: Decision) -> str:
 
     def cond(c: ConditionResult) -> str:
         expected = f"{c.parameter} = {format_value(c.expected)}" if c.parameter else format_value(c.expected)
-        return (f"<div>{_OK if c.passed else _NO} {esc(c.fact)} {esc(OP_SYMBOLS[c.op])} {esc(expected)} "
+        return (f"<div>{_OK if c.passed else _NO} {esc(c.fact)} {esc(OPERATORS[c.op].symbol)} {esc(expected)} "
                 f"<span style='color:#555;font-weight:400'>(actual: {esc(format_value(c.actual))})</span></div>")
 
     for w in decision.why_not:
@@ -221,179 +225,6 @@ def decision_html(decision: Decision) -> str:
                      f"style=\"{_ROW_STYLES['also']}\"")
     table = table_html(rows, ["rule", "conditions", "then"], raw=True, row_attrs=attrs) if rows else ""
     return f"<div class='cr-decision'>{card}<div style='height:6px'></div>{table}</div>"
-
-
-# ---------------------------------------------------------------------------------------------- what would change
-
-
-@dataclass(frozen=True)
-class Change:
-    """One way the decision changes: as time passes (`after_hours`) or with another value of one fact."""
-
-    kind: str  # "time" or "value"
-    fact: str | None
-    when: str  # "in 13 h", "seller_rating < 90 %", "seller_reply = Refused to cancel"
-    action: str
-    rule_id: str
-    after_hours: float | None = None
-
-
-def _outcome(policy: Policy, order: Mapping[str, Any], as_of: datetime) -> tuple[str, str] | None:
-    try:
-        decision = policy.decide(order, as_of=as_of)
-    except OrderError:
-        return None
-    return (decision.action, decision.rule_id) if decision.action else None
-
-
-def _action(outcome: tuple[str, str] | None) -> str | None:
-    # a hint is about what the buyer should do: another rule giving the same action is no change
-    return outcome[0] if outcome else None
-
-
-def _thresholds(spec: PolicySpec, fact: str, facts: Mapping[str, Any]) -> list[float]:
-    """Every constant a rule compares `fact` with, parameters resolved for these facts (keyed ones too)."""
-    found: set[float] = set()
-    for rule in spec.rules:
-        for cond in rule.conditions:
-            if cond.fact != fact or cond.op == "given":
-                continue
-            value = spec.resolve(cond.value, facts)
-            for v in value if isinstance(value, tuple) else (value,):
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    found.add(float(v))
-    return sorted(found)
-
-
-def _duration(hours: float) -> str:
-    if hours < 48:
-        return f"{format_value(round(hours, 1))} h"
-    return f"{format_value(round(hours / 24, 1))} days"
-
-
-def _time_changes(policy: Policy, facts: Mapping[str, Any], as_of: datetime, current: tuple[str, str] | None,
-                  limit: int) -> list[Change]:
-    """Move the as-of time forward to each threshold of a given time-derived fact, all such facts together."""
-    spec = policy.spec
-    clocks = {n: f for n, f in spec.facts.items()
-              if f.from_timestamp and f.type == "number" and facts.get(n) is not None}
-    steps: set[float] = set()
-    for name, fact in clocks.items():
-        per_hour = TIME_UNITS[fact.per] / 3600.0
-        for t in _thresholds(spec, name, facts):
-            if t > facts[name]:
-                hours = (t - facts[name]) * per_hour
-                steps.update((hours, hours + _EPSILON))
-    changes: list[Change] = []
-    before = current
-    for hours in sorted(steps):
-        probe = dict(facts)
-        for name, fact in clocks.items():
-            probe[name] = facts[name] + hours * 3600.0 / TIME_UNITS[fact.per]
-        after = _outcome(policy, probe, as_of + timedelta(hours=hours))
-        if after is not None and _action(after) != _action(before):
-            at = (as_of + timedelta(hours=hours)).strftime("%Y-%m-%d %H:%M UTC")
-            changes.append(Change("time", None, f"in {_duration(hours)} (at {at})", after[0], after[1], hours))
-            if len(changes) >= limit:
-                break
-        before = after
-    return changes
-
-
-def _interval_text(fact: str, lo: float | None, lo_in: bool, hi: float | None, hi_in: bool, unit: str) -> str:
-    f = format_value
-    if lo is not None and hi is not None and lo == hi:
-        return f"{fact} = {f(lo)}{unit}"
-    if lo is None:
-        return f"{fact} {'≤' if hi_in else '<'} {f(hi)}{unit}"
-    if hi is None:
-        return f"{fact} {'≥' if lo_in else '>'} {f(lo)}{unit}"
-    return f"{fact} {'≥' if lo_in else '>'} {f(lo)} and {'≤' if hi_in else '<'} {f(hi)}{unit}"
-
-
-def _number_changes(policy: Policy, name: str, facts: Mapping[str, Any], as_of: datetime,
-                    current: tuple[str, str] | None) -> list[Change]:
-    """Cut the fact at every threshold (each threshold a point, open intervals between) and report the
-    pieces whose decision differs from the current one."""
-    spec = policy.spec
-    fact = spec.facts[name]
-    cuts = _thresholds(spec, name, facts)
-    lo_bound = fact.min if fact.min is not None else -math.inf
-    hi_bound = fact.max if fact.max is not None else math.inf
-    cuts = [c for c in cuts if lo_bound <= c <= hi_bound]
-    # pieces: (representative value, lo, lo included, hi, hi included); None is an open end
-    pieces: list[tuple[float, float | None, bool, float | None, bool]] = []
-    for i, cut in enumerate(cuts):
-        left = cuts[i - 1] if i else lo_bound
-        if left < cut:
-            if math.isinf(left):
-                pieces.append((cut - 1, None, False, cut, False))
-            else:  # only the fact's own minimum is included; a previous cut is a piece of its own
-                pieces.append(((left + cut) / 2, left, i == 0, cut, False))
-        pieces.append((cut, cut, True, cut, True))
-    if cuts and cuts[-1] < hi_bound:
-        if math.isinf(hi_bound):
-            pieces.append((cuts[-1] + 1, cuts[-1], False, None, False))
-        else:
-            pieces.append(((cuts[-1] + hi_bound) / 2, cuts[-1], False, hi_bound, True))
-    merged: list[list[Any]] = []  # adjacent pieces with the same action read as one range
-    for rep, lo, lo_in, hi, hi_in in pieces:
-        outcome = _outcome(policy, {**facts, name: rep}, as_of)
-        if merged and _action(merged[-1][4]) == _action(outcome):
-            merged[-1][2], merged[-1][3] = hi, hi_in
-        else:
-            merged.append([lo, lo_in, hi, hi_in, outcome])
-    unit = _unit(spec, name)
-    changes = []
-    for lo, lo_in, hi, hi_in, outcome in merged:
-        if outcome is None or _action(outcome) == _action(current):
-            continue
-        if lo is not None and lo == fact.min and lo_in:
-            lo = None  # "≥ 0 and < 90" says no more than "< 90"
-        changes.append(Change("value", name, _interval_text(name, lo, lo_in, hi, hi_in, unit), *outcome))
-    if fact.optional and facts.get(name) is not None:
-        probe = {k: v for k, v in facts.items() if k != name}
-        outcome = _outcome(policy, probe, as_of)
-        if outcome is not None and _action(outcome) != _action(current):
-            changes.append(Change("value", name, f"{name} not given", *outcome))
-    return changes
-
-
-def _enum_changes(policy: Policy, name: str, facts: Mapping[str, Any], as_of: datetime,
-                  current: tuple[str, str] | None) -> list[Change]:
-    fact = policy.spec.facts[name]
-    options: list[str | None] = [v for v in fact.values if v != facts.get(name)]
-    if fact.optional and facts.get(name) is not None:
-        options.append(None)
-    changes = []
-    for value in options:
-        probe = {k: v for k, v in facts.items() if k != name}
-        if value is not None:
-            probe[name] = value
-        outcome = _outcome(policy, probe, as_of)
-        if outcome is not None and _action(outcome) != _action(current):
-            shown = fact.label(value) if value is not None else "not given"
-            changes.append(Change("value", name, f"{name} = {shown}", *outcome))
-    return changes
-
-
-def what_would_change(policy: Policy, facts: Mapping[str, Any], as_of: datetime,
-                      time_limit: int = 3) -> list[Change]:
-    """The ways this order's decision would change, found by probing the policy (never by rule knowledge):
-    first as time passes (each time-derived fact moved to the next thresholds of the rules' conditions),
-    then for each other value of every fact the rules look at."""
-    spec = policy.spec
-    current = _outcome(policy, facts, as_of)
-    changes = _time_changes(policy, facts, as_of, current, time_limit)
-    used = spec.read_facts()
-    for name, fact in spec.facts.items():
-        if name not in used:
-            continue
-        if fact.type == "enum":
-            changes += _enum_changes(policy, name, facts, as_of, current)
-        elif fact.type == "number":
-            changes += _number_changes(policy, name, facts, as_of, current)
-    return changes
 
 
 def changes_html(changes: Sequence[Change], actions: Mapping[str, str] | None = None) -> str:

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-OPERATORS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "between", "given")
-HIT_POLICIES = ("first", "unique")
-FACT_TYPES = ("enum", "number", "string")
+from .errors import UnknownRuleError
+
+if TYPE_CHECKING:  # the operators are rows of operators.py, a layer above this plain data
+    from .operators import OperatorName
+
+# The kinds of things, each a Literal (the operators' names are operators.OperatorName, next to their rows).
+FactType = Literal["enum", "number", "string"]
+HitPolicy = Literal["first", "unique"]  # first: the highest priority wins; unique: two matches are an error
+FindingKind = Literal["gap", "overlap"]  # of a verify report
+ChangeKind = Literal["time", "value"]  # of what would change a decision: time passing, or another fact value
+Method = Literal["cells", "rows"]  # batch evaluation: once per distinct cell, or once per row (the reference)
+OutputFormat = Literal["csv", "csv-folder", "parquet"]  # what a Dask run writes
+FACT_TYPES: tuple[FactType, ...] = get_args(FactType)
+HIT_POLICIES: tuple[HitPolicy, ...] = get_args(HitPolicy)
 TIME_UNITS = {"hours": 3600.0, "days": 86400.0}
 MAX_NUMBER = 1e9  # largest number fact accepted
-
-
-def alias_key(text: str) -> str:
-    """Fold case, spaces, underscores and hyphens so 'In Transit' and 'in_transit' meet."""
-    return re.sub(r"[\s_\-]+", " ", text.strip().lower())
 
 
 @dataclass(frozen=True)
 class FactSpec:
     name: str
-    type: str
+    type: FactType
     required: bool = False
     default: Any = None
     values: tuple[str, ...] = ()
@@ -42,6 +47,11 @@ class FactSpec:
 
     def label(self, value: str) -> str:
         return self.labels.get(value, value)
+
+    @property
+    def unit_suffix(self) -> str:
+        """The unit as shown after a value (' h', ' %'), or '' for a fact without one."""
+        return f" {self.unit}" if self.unit else ""
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,7 @@ class ParamRef:
 @dataclass(frozen=True)
 class Condition:
     fact: str
-    op: str
+    op: OperatorName
     value: Any  # constant, ParamRef, or a tuple of them for in / not_in / between
     line: int = 0
     col: int = 0
@@ -104,7 +114,7 @@ class Rule:
 class PolicySpec:
     name: str
     version: str
-    hit_policy: str
+    hit_policy: HitPolicy
     facts: Mapping[str, FactSpec]
     parameters: Mapping[str, float | KeyedParameter]
     actions: Mapping[str, str]
@@ -122,13 +132,14 @@ class PolicySpec:
         for rule in self.rules:
             if rule.id == rule_id:
                 return rule
-        raise KeyError(rule_id)
+        raise UnknownRuleError(rule_id)
 
     def keyed_parameter(self, cond: Condition) -> KeyedParameter | None:
         """The keyed parameter a condition compares with, if any (it makes the condition read two facts)."""
         for item in cond.value if isinstance(cond.value, tuple) else (cond.value,):
-            if isinstance(item, ParamRef) and isinstance(self.parameters[item.name], KeyedParameter):
-                return self.parameters[item.name]
+            param = self.parameters[item.name] if isinstance(item, ParamRef) else None
+            if isinstance(param, KeyedParameter):
+                return param
         return None
 
     def read_facts(self) -> set[str]:

@@ -7,20 +7,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .batch import evaluate_frame
+from .compare import PolicyDiff, policy_diff
 from .compiler import CompiledPolicy, compile_policy
-from .decision import Decision, decide, format_value
-from .diff import PolicyDiff
-from .diff import diff as diff_policies
-from .errors import OrderError, RuleError, RuleProblem
+from .decision import Decision, decide
+from .errors import OrderError, ParameterError, RuleError, RuleProblem
 from .facts import normalize, parse_as_of
+from .html import policy_html
 from .loader import load_spec
-from .model import Example, KeyedParameter, PolicySpec
+from .model import Example, KeyedParameter, Method, PolicySpec
+from .text import format_value
 from .verify import VerifyReport, verify
+
+if TYPE_CHECKING:
+    from .jdm import JdmImport
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,11 @@ class Policy:
 
     def to_jdm(self) -> dict[str, Any]:
         """The policy as a GoRules JDM decision table over normalized facts (engine.jdm.to_jdm)."""
-        from .jdm import to_jdm  # interop is a later stage: imported on use
+        from .jdm import to_jdm  # interop: imported on use
 
         return to_jdm(self.spec)
 
-    def evaluate(self, df: pd.DataFrame, as_of: str | datetime | None = None, method: str = "cells",
+    def evaluate(self, df: pd.DataFrame, as_of: str | datetime | None = None, method: Method = "cells",
                  strict: bool = False) -> pd.DataFrame:
         """The rows of df, in order, with action, rule_id, message, error and policy_version added.
 
@@ -66,7 +70,7 @@ class Policy:
         if type(df).__module__.split(".")[0] in ("dask", "dask_expr"):
             from .cluster import evaluate_dask  # dask is an optional extra: imported only when given its frame
 
-            return evaluate_dask(self, df, as_of, method, strict=strict)
+            return evaluate_dask(self.compiled, df, as_of, method, strict=strict)
         return evaluate_frame(self.compiled, df, parse_as_of(as_of), method, strict=strict)
 
     def verify(self) -> VerifyReport:
@@ -78,23 +82,23 @@ class Policy:
         params = dict(self.spec.parameters)
         for name, value in overrides.items():
             if name not in params:
-                raise KeyError(f"unknown parameter {name!r} (parameters: {', '.join(params)})")
+                raise ParameterError(name, f"unknown parameter {name!r} (parameters: {', '.join(params)})")
             current = params[name]
             if isinstance(current, KeyedParameter):
                 if not isinstance(value, Mapping):
-                    raise TypeError(f"parameter {name!r} is keyed by {current.by}: give a mapping")
+                    raise ParameterError(name, f"parameter {name!r} is keyed by {current.by}: give a mapping")
                 unknown = set(value) - set(current.values)
                 if unknown:
-                    raise KeyError(f"parameter {name!r} has no key {sorted(unknown)[0]!r}")
+                    raise ParameterError(name, f"parameter {name!r} has no key {sorted(unknown)[0]!r}")
                 params[name] = replace(current, values={**current.values, **{k: float(v) for k, v in value.items()}})
+            elif isinstance(value, Mapping):
+                raise ParameterError(name, f"parameter {name!r} takes a number, not a mapping")
             else:
                 params[name] = float(value)
         spec = replace(self.spec, parameters=params)
         return Policy(spec, compile_policy(spec))
 
     def _repr_html_(self) -> str:
-        from .html import policy_html  # html reads Policy: import on use to keep the module graph one-way
-
         return policy_html(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,4 +180,17 @@ def load(path: str | Path | None = None) -> Policy:
 def diff(old: Policy, new: Policy, orders: pd.DataFrame | None = None, as_of: str | datetime | None = None
          ) -> PolicyDiff:
     """Every change of decision from old to new: by cell of the joint fact space and, given orders, by order."""
-    return diff_policies(old.compiled, new.compiled, orders, parse_as_of(as_of))
+    return policy_diff(old.compiled, new.compiled, orders, parse_as_of(as_of))
+
+
+def import_jdm(doc: Mapping[str, Any] | str | bytes, source: str = "<jdm>") -> JdmImport:
+    """A GoRules JDM decision table as a policy: its YAML, the policy loaded from it, and warnings; raises JdmError
+    locating every problem by rule (row) and column (engine.jdm.import_table)."""
+    from .jdm import import_table  # interop: imported on use
+
+    return import_table(doc, source, load)
+
+
+def from_jdm(doc: Mapping[str, Any] | str | bytes, source: str = "<jdm>") -> Policy:
+    """The policy of a JDM document holding one decision table (a dict or its JSON text); raises JdmError."""
+    return import_jdm(doc, source).policy

@@ -13,14 +13,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from .decision import check
+from .frames import NOT_GIVEN
 from .model import KeyedParameter, ParamRef, PolicySpec
-
-NOT_GIVEN = -1  # enum code of a fact that is not given
+from .operators import OPERATORS, check
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class Axis:
     """One fact cut into bins: enum values (then 'not given'), or number points and open intervals."""
 
     fact: str
-    kind: str  # "enum" | "number"
+    kind: Literal["enum", "number"]
     values: tuple[str, ...] = ()  # enum codes
     points: tuple[float, ...] = ()  # sorted thresholds
     low: float = -math.inf  # the fact's declared minimum (inclusive)
@@ -88,7 +87,7 @@ class Axis:
         """Bin of each value: enum codes (NOT_GIVEN for missing), or floats (NaN for missing)."""
         if self.kind == "enum":
             out = values.astype(np.int64, copy=True)
-            if self.optional:
+            if self.not_given_bin is not None:
                 out[out == NOT_GIVEN] = self.not_given_bin
             return out
         points = np.asarray(self.points, dtype=np.float64)
@@ -97,20 +96,21 @@ class Axis:
         inside = pos < len(points)
         hit[inside] = points[pos[inside]] == values[inside]
         out = 2 * pos + hit
-        if self.optional:
+        if self.not_given_bin is not None:
             out[np.isnan(values)] = self.not_given_bin
         return out.astype(np.int64)
 
 
-def _thresholds(spec: PolicySpec, fact: str) -> list[float]:
+def _cut_points(spec: PolicySpec, fact: str) -> list[float]:
+    """Every constant a rule compares `fact` with (each keyed parameter's values too): where its axis is cut."""
     cuts: set[float] = set()
     for rule in spec.rules:
         for cond in rule.conditions:
-            if cond.fact != fact or cond.op == "given":
+            if cond.fact != fact or not OPERATORS[cond.op].cuts:
                 continue
             for item in cond.value if isinstance(cond.value, tuple) else (cond.value,):
-                if isinstance(item, ParamRef) and isinstance(spec.parameters[item.name], KeyedParameter):
-                    param = spec.parameters[item.name]
+                param = spec.parameters[item.name] if isinstance(item, ParamRef) else None
+                if isinstance(param, KeyedParameter):
                     cuts.update(float(v) for v in param.values.values())
                     if param.default is not None:
                         cuts.add(float(param.default))
@@ -131,7 +131,7 @@ def build_axes(spec: PolicySpec) -> tuple[Axis, ...]:
         else:
             low = -math.inf if fact.min is None else float(fact.min)
             high = math.inf if fact.max is None else float(fact.max)
-            axes.append(Axis(name, "number", points=tuple(_thresholds(spec, name)), low=low, high=high,
+            axes.append(Axis(name, "number", points=tuple(_cut_points(spec, name)), low=low, high=high,
                              optional=fact.optional))
     return tuple(axes)
 
@@ -158,7 +158,7 @@ class FactSpace:
     def cell_ids(self, bins: list[np.ndarray]) -> np.ndarray:
         """Cell id of each row from its per-axis bins (same order as `axes`)."""
         ids = np.zeros(len(bins[0]) if bins else 0, dtype=np.int64)
-        for axis, b in zip(self.axes, bins):
+        for axis, b in zip(self.axes, bins, strict=True):
             ids = ids * axis.size + b
         return ids
 
@@ -172,16 +172,23 @@ class FactSpace:
     def facts_of(self, cell: int) -> dict[str, Any] | None:
         """Representative facts of one cell (None if the cell is empty given the facts' ranges)."""
         facts: dict[str, Any] = {}
-        for axis, b in zip(self.axes, self.bins(np.array([cell]))):
-            b = int(b[0])
+        for axis, bins in zip(self.axes, self.bins(np.array([cell])), strict=True):
+            b = int(bins[0])
             value = axis.representative(b)
             if value is None and b != axis.not_given_bin:
                 return None
             if value is not None:
                 facts[axis.fact] = value
-        for name, fact in self.spec.facts.items():  # facts no rule reads still need a valid value
-            if name not in facts and fact.required and fact.type == "string":
+        on_axes = {axis.fact for axis in self.axes}
+        for name, fact in self.spec.facts.items():  # required facts no rule reads still need a valid value
+            if name in on_axes or not fact.required:
+                continue
+            if fact.type == "string":
                 facts[name] = f"cell-{cell}"
+            elif fact.type == "enum":
+                facts[name] = fact.values[0]
+            else:
+                facts[name] = float(fact.min if fact.min is not None else min(0, fact.max or 0))
         return facts
 
     def example(self, cell: int) -> dict[str, Any]:
@@ -190,7 +197,7 @@ class FactSpace:
         return {"order_id": f"cell-{cell}", **{k: v for k, v in facts.items() if k != "order_id"}}
 
     def describe(self, cell: int) -> dict[str, str]:
-        return {a.fact: a.describe(int(b[0])) for a, b in zip(self.axes, self.bins(np.array([cell])))}
+        return {a.fact: a.describe(int(b[0])) for a, b in zip(self.axes, self.bins(np.array([cell])), strict=True)}
 
     @cached_property
     def _truth(self) -> dict[tuple[str, int], tuple[tuple[int, ...], np.ndarray]]:
@@ -206,7 +213,8 @@ class FactSpace:
                 shape = tuple(self.axes[i].size for i in reads)
                 table = np.zeros(shape, dtype=bool)
                 for combo in np.ndindex(*shape):
-                    facts = {self.axes[i].fact: self.axes[i].representative(b) for i, b in zip(reads, combo)}
+                    facts = {self.axes[i].fact: self.axes[i].representative(b)
+                             for i, b in zip(reads, combo, strict=True)}
                     facts = {f: v for f, v in facts.items() if v is not None}
                     table[combo] = check(self.spec, cond, facts).passed
                 tables[(rule.id, k)] = (tuple(reads), table)
@@ -249,7 +257,7 @@ class FactSpace:
     @staticmethod
     def _fixed_bin(axis: Axis) -> int:
         """Where an irrelevant axis is parked: 'not given', else its first bin that holds a value."""
-        if axis.optional:
+        if axis.not_given_bin is not None:
             return axis.not_given_bin
         return next(b for b in range(axis.size) if axis.representative(b) is not None)
 
@@ -268,7 +276,7 @@ class FactSpace:
         """Cells whose every bin holds a value within the facts' declared ranges."""
         bins = self.bins(ids)
         ok = np.ones(len(ids), dtype=bool)
-        for axis, b in zip(self.axes, bins):
+        for axis, b in zip(self.axes, bins, strict=True):
             has = np.array([axis.representative(i) is not None or i == axis.not_given_bin
                             for i in range(axis.size)])
             ok &= has[b]

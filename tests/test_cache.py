@@ -24,13 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
+from conftest import AS_OF, SAMPLE_ORDERS
 from engine import batch, cli, compiler
 from engine.facts import normalize, parse_as_of
 from engine.loader import RULES_DIR
 
-ROOT = Path(__file__).parent.parent
-ORDERS_CSV = ROOT / "notebooks" / "data" / "orders.csv"
-AS_OF = "2026-11-26T12:00:00Z"
+ORDERS_CSV = SAMPLE_ORDERS
 BASE = yaml.safe_load((RULES_DIR / "cancellation.yaml").read_text(encoding="utf-8"))
 ENUMS = ("status", "seller_reply", "payment_method")
 
@@ -192,7 +191,7 @@ def test_evicted_rulesets_are_deleted_and_registered_again_with_the_same_answers
     assert len(compiler._registered) == 2 and len(compiler._host._ruleset_directory) == 2
     handles = set()
     for _ in range(3):
-        for policy, expected in zip(policies, first):
+        for policy, expected in zip(policies, first, strict=True):
             pd.testing.assert_frame_equal(_decisions(policy.evaluate(orders, as_of=AS_OF, method="rows")), expected)
             handles.add(compiler._host._ruleset_directory[policy.compiled.ruleset]._handle)
             assert set(compiler._host._ruleset_directory) == set(compiler._registered)
@@ -235,10 +234,10 @@ def test_worker_policy_cache_is_bounded(tmp_path):
 
     base = engine.load()
     for hours in range(MAX_WORKER_POLICIES + 3):
-        compiled_from_source(policy_source(base.with_parameters(seller_reply_hours=10 + hours)))
+        compiled_from_source(policy_source(base.with_parameters(seller_reply_hours=10 + hours).compiled))
     assert len(_compiled) == MAX_WORKER_POLICIES
     reordered = engine.load(_write(_cancelled_first(), tmp_path / "cancellation.yaml"))
-    compiled = compiled_from_source(policy_source(reordered))
+    compiled = compiled_from_source(policy_source(reordered.compiled))
     assert compiled.spec.facts["status"].values[0] == "cancelled"
     assert compiled.content_key == reordered.compiled.content_key
 

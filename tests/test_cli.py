@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import engine
+
+# The examples' time (conftest): the orders here are the policy's examples and their neighbours.
+from conftest import EXAMPLES_AS_OF as AS_OF
+from conftest import SCRIPT
 from engine.loader import RULES_DIR
 
 HERE = Path(__file__).parent
 MALFORMED = HERE / "fixtures" / "malformed"
 VALID = HERE / "fixtures" / "valid"
-SCRIPT = Path(sys.executable).parent / "cancel-rules"
-AS_OF = "2026-01-01T00:00:00+00:00"
 ACCEPTANCE = '{"order_id":"A1","status":"Sent","seller_reply":"no_reply","hours_since_contact":50}'
 
 
@@ -165,7 +166,7 @@ def test_rules_prints_a_table():
     rows = lines[2:]
     ranked = policy.spec.ranked_rules()
     assert len(rows) == len(ranked)
-    for line, rule in zip(rows, ranked):
+    for line, rule in zip(rows, ranked, strict=True):
         cells = line.split()
         assert (cells[0], cells[1], cells[-1]) == (rule.id, str(rule.priority), rule.action)
     silent = rows[[r.id for r in ranked].index("seller_silent_past_window")]

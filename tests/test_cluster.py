@@ -17,26 +17,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import AS_OF, LEGACY, ROOT
+
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
 import engine  # noqa: E402
-from engine import cli, cluster  # noqa: E402
-from engine.cluster import (  # noqa: E402
-    compiled_from_source,
-    evaluate_dask,
-    policy_source,
-    read_orders_dask,
-    write_dask,
-)
+from engine import cli, daskio  # noqa: E402
+from engine.cluster import compiled_from_source, evaluate_dask, policy_source  # noqa: E402
 from engine.csvio import evaluate_csv, read_orders  # noqa: E402
+from engine.daskio import read_orders_dask, write_dask  # noqa: E402
+from engine.synthetic import synthetic_orders  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-from orders import synthetic_orders  # noqa: E402
-
-AS_OF = "2026-11-26T12:00:00Z"
-ROOT = Path(__file__).parent.parent
-LEGACY = ROOT / "rules" / "variants" / "legacy-72h.yaml"
 ROWS = 240_000
 FILES = 4
 BLOCK = 1 << 20  # 1 MB partitions: a few dozen of them, so order across partitions is really exercised
@@ -87,7 +79,7 @@ def test_glob_of_csvs_gives_the_local_output_byte_for_byte(client, orders, local
     folder, _ = orders
     ddf, header = read_orders_dask(str(folder / "orders-*.csv"), BLOCK)
     assert ddf.npartitions > 2 * FILES
-    out = evaluate_dask(engine.load(), ddf, AS_OF)
+    out = evaluate_dask(engine.load().compiled, ddf, AS_OF)
     target = tmp_path / "out.csv"
     summary = write_dask(out, target, "csv", client, header)
     assert target.read_bytes() == local[0].read_bytes()  # every row, in order, bad rows and all
@@ -100,7 +92,7 @@ def test_csv_folder_parts_read_back_in_order(client, orders, local, tmp_path):
     folder, _ = orders
     ddf, header = read_orders_dask(str(folder / "orders-*.csv"), BLOCK)
     target = tmp_path / "parts"
-    write_dask(evaluate_dask(engine.load(), ddf, AS_OF), target, "csv-folder", client, header)
+    write_dask(evaluate_dask(engine.load().compiled, ddf, AS_OF), target, "csv-folder", client, header)
     parts = sorted(target.glob("part.*.csv"))
     assert len(parts) == ddf.npartitions
     header_line, rows = local[0].read_bytes().split(b"\n", 1)
@@ -124,7 +116,7 @@ def test_parquet_in_and_out(client, orders, tmp_path):
     ddf, header = read_orders_dask(str(source))
     assert header is None
     target = tmp_path / "out.parquet"
-    summary = write_dask(evaluate_dask(policy, ddf, AS_OF), target, "parquet", client)
+    summary = write_dask(evaluate_dask(policy.compiled, ddf, AS_OF), target, "parquet", client)
     assert summary.rows == len(text)
     back = pd.concat([pd.read_parquet(p) for p in sorted(target.glob("part.*.parquet"))], ignore_index=True)
     expected = policy.evaluate(text, as_of=AS_OF)
@@ -146,7 +138,7 @@ def test_policy_evaluate_takes_a_dask_frame(client, which):
 
 def test_the_worker_rebuilds_the_policy_from_its_source():
     policy = engine.load(LEGACY).with_parameters(seller_reply_hours=60)
-    source = policy_source(policy)
+    source = policy_source(policy.compiled)
     assert [rel for rel, _ in source.files] == ["cancellation.yaml", "variants/legacy-72h.yaml"]
     rebuilt = compiled_from_source(source)
     assert rebuilt.ruleset == policy.compiled.ruleset  # same content, same engine ruleset
@@ -216,7 +208,7 @@ def test_a_worker_killed_mid_write_still_yields_every_row_once_and_leaves_nothin
     scheduler reruns its lost tasks, and retried parts overwrite themselves, so every row lands exactly once;
     the dead writer's temp file does not end up in the output folder (issue 9, item 11)."""
     ddf, header = read_orders_dask(str(orders[0] / "orders-*.csv"), BLOCK)
-    out = evaluate_dask(engine.load(), ddf, AS_OF)
+    out = evaluate_dask(engine.load().compiled, ddf, AS_OF)
     target = tmp_path / "out"
     killed: dict[str, int] = {}
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
@@ -295,7 +287,7 @@ def test_quoted_newlines_split_safely(client, tmp_path):
     ddf, header = read_orders_dask(str(source), 8 * 1024)
     assert ddf.npartitions > 20
     target = tmp_path / "dask.csv"
-    write_dask(evaluate_dask(engine.load(), ddf, AS_OF), target, "csv", client, header)
+    write_dask(evaluate_dask(engine.load().compiled, ddf, AS_OF), target, "csv", client, header)
     expected = tmp_path / "local.csv"
     evaluate_csv(engine.load().compiled, source, expected, engine.facts.parse_as_of(AS_OF))
     assert target.read_bytes() == expected.read_bytes()
@@ -311,19 +303,19 @@ CELLS = st.text(alphabet='ab ,"\n\r', max_size=12)
 def test_blocks_are_cut_at_record_boundaries(tmp_path, monkeypatch, rows, blocksize, scan_chunk):
     """RFC 4180 text with quotes, commas and newlines in values: the blocks' rows, in order, are the whole
     file's rows (as pandas reads it), whatever the block and scan sizes."""
-    monkeypatch.setattr(cluster, "SCAN_CHUNK", scan_chunk)
+    monkeypatch.setattr(daskio, "SCAN_CHUNK", scan_chunk)
     path = tmp_path / "in.csv"
     with path.open("w", newline="") as handle:
         csv.writer(handle, lineterminator="\n").writerows([["id", "note\nx"], *[[f"r{i}", *r[1:]] for i, r in
                                                                                   enumerate(rows)]])
-    header_end, blocks = cluster.record_blocks(str(path), blocksize)
+    header_end, blocks = daskio.record_blocks(str(path), blocksize)
     size = path.stat().st_size
     assert blocks[0][0] == 0 and blocks[-1][1] == size and all(a < b for a, b in blocks)
-    assert all(stop == start for (_, stop), (start, _) in zip(blocks, blocks[1:]))
+    assert all(stop == start for (_, stop), (start, _) in zip(blocks, blocks[1:], strict=False))
     assert header_end == len(b'id,"note\nx"\n')
     assert len(blocks) <= max(1, size // blocksize)
     whole = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
-    parts = [cluster._read_block(str(path), a, b, header_end, list(whole.columns), k == len(blocks) - 1)
+    parts = [daskio._read_block(str(path), a, b, header_end, list(whole.columns), k == len(blocks) - 1)
              for k, (a, b) in enumerate(blocks)]
     pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)
 

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 import engine
 from engine.compiler import NO_RULE, compile_policy, condition_json, engine_names, ruleset_definition, ruleset_name
-from engine.decision import check
 from engine.loader import RULES_DIR, load_spec
 from engine.model import Condition, ParamRef
+from engine.operators import check
 
 HERE = Path(__file__).parent
 VALID = HERE / "fixtures" / "valid"

@@ -7,7 +7,7 @@ import math
 import random
 import re
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,19 +15,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
+
+# The rules' examples are decided at the examples' time, and so are the orders written alongside them here.
+from conftest import EXAMPLES_AS_OF as AS_OF
+from conftest import EXAMPLES_AS_OF_DT as AS_OF_DT
+from conftest import LEGACY as LEGACY_PATH
+from conftest import load_policy
 from engine.compiler import CompiledPolicy, compile_policy
-from engine.decision import ConditionResult, Decision, WhyNot
+from engine.decision import Decision, WhyNot
 from engine.errors import EngineError, OrderError
 from engine.loader import RULES_DIR
 from engine.model import ParamRef
+from engine.operators import ConditionResult
 
 HERE = Path(__file__).parent
-VARIANT = RULES_DIR / "variants" / "legacy-72h.yaml"
-AS_OF = "2026-01-01T00:00:00+00:00"
-AS_OF_DT = datetime(2026, 1, 1, tzinfo=UTC)
+VARIANT = LEGACY_PATH
 
-DEFAULT = engine.load()
-LEGACY = engine.load(VARIANT)
+DEFAULT = load_policy("default")
+LEGACY = load_policy("legacy")
 POLICIES = {"default": DEFAULT, "legacy": LEGACY}
 
 
@@ -453,7 +458,7 @@ def respell(draw, fact: str, code: str) -> str:
     text = draw(st.sampled_from(sorted(k for k, v in spec.aliases.items() if v == code)))
     words = re.split(r"[\s_\-]+", text)
     seps = draw(st.lists(st.sampled_from([" ", "  ", "_", "-", "\t"]), min_size=len(words), max_size=len(words)))
-    text = "".join(w + s for w, s in zip(words, seps))[: -len(seps[-1])]
+    text = "".join(w + s for w, s in zip(words, seps, strict=True))[: -len(seps[-1])]
     text = "".join(draw(st.sampled_from([c.lower(), c.upper()])) for c in text)
     return draw(st.sampled_from(["", " ", "  "])) + text + draw(st.sampled_from(["", " ", "\t"]))
 

@@ -23,10 +23,9 @@ import pytest
 import yaml
 
 import engine
+from conftest import AS_OF
 from engine import cli, compiler
 from engine.loader import RULES_DIR
-
-AS_OF = "2026-11-26T12:00:00Z"
 
 
 def _policy(tmp_path: Path, conditions: list[str], name: str = "limits") -> Path:

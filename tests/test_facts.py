@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 import engine
+
+# The examples' time (conftest): these orders' timestamps were written against it.
+from conftest import EXAMPLES_AS_OF as AS_OF
+from conftest import EXAMPLES_AS_OF_DT as AS_OF_DT
 from engine.errors import FieldProblem, OrderError
 from engine.facts import normalize, parse_as_of
-
-AS_OF = "2026-01-01T00:00:00Z"
-AS_OF_DT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,14 @@ import resource
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-from orders import synthetic_orders  # noqa: E402
+from conftest import AS_OF, ROOT, SCRIPT
+from engine.synthetic import synthetic_orders
 
-ROOT = Path(__file__).parent.parent
-SCRIPT = Path(sys.executable).parent / "cancel-rules"
-AS_OF = "2026-11-26T12:00:00Z"
 ROWS = 150_000
 CHUNK = "2000"  # small chunks: the part file grows from the first second, the run lasts a few seconds
 
@@ -129,7 +125,7 @@ def test_an_unwritable_folder_names_the_output(small_csv):
 
 def test_a_zombie_is_gone(tmp_path):
     """A killed child its parent has not waited for yet still has its pid: its part is removed all the same."""
-    from engine.csvio import remove_stale
+    from engine.atomic import remove_stale
 
     child = subprocess.Popen(["sleep", "60"])
     try:

@@ -18,21 +18,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.decision import check
-from engine.errors import OrderError
-from engine.jdm import JDM_OPERATORS, JdmError, ZenTable, cell_text, from_jdm, import_jdm
+from conftest import AS_OF, LEGACY, SAMPLE_ORDERS
+from engine.errors import JdmError, OrderError
+from engine.jdm import JDM_OPERATORS, ZenTable, cell_text
 from engine.jdm.cells import CellError, evaluate, number_truth, parse, text_truth
 from engine.jdm.export import read_parameters
 from engine.jdm.operators import number_tests, text_tests
 from engine.model import Condition, FactSpec, ParamRef, PolicySpec
+from engine.operators import check
+from engine.policy import from_jdm, import_jdm
 from engine.space import build_axes
 from engine.synthetic import growth_yaml, marketplace_orders, marketplace_yaml, synthetic_orders
 
-AS_OF = "2026-11-26T12:00:00Z"
-ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "jdm"
-SAMPLE = ROOT / "notebooks" / "data" / "orders.csv"
-LEGACY = ROOT / "rules" / "variants" / "legacy-72h.yaml"
+SAMPLE = SAMPLE_ORDERS
 POLICIES = ["bundled", "legacy", "growth3", "marketplace3"]
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -370,7 +369,7 @@ def expression_cells(draw, depth: int = 0) -> str:
     joiners = [kind] * (len(parts) - 1)
     if draw(st.integers(0, 4)) == 0:  # now and then a mix, which must be refused
         joiners[-1] = "or" if kind == "and" else "and"
-    return parts[0] + "".join(f" {j} {p}" for j, p in zip(joiners, parts[1:]))
+    return parts[0] + "".join(f" {j} {p}" for j, p in zip(joiners, parts[1:], strict=True))
 
 
 VALUES = [None, -4.0, -3.0, 0.0, 1.0, 2.5, 3.0, 5.0, 7.5, 10.0, 12.0, "a", "b", "c", "ab"]
@@ -467,10 +466,12 @@ def test_hand_written_table_imports_exactly(folder):
     spec = result.policy.spec
     assert spec.facts["status"].values == ("delivered", "cancelled", "shipped", "awaiting_shipment")
     assert spec.facts["weight_kg"].type == "number" and spec.facts["country"].values == ("us", "ca")
-    # '!= us' also accepts a country not given: the row becomes two rules; '< 1, > 50' one per range
+    # '!= us' also accepts a country not given: the row becomes two rules; '< 1, > 50' is not_between [1, 50]
     assert [r.id for r in spec.ranked_rules()] == ["closed", "heavy_in_transit", "row3.part1", "row3.part2",
-                                                   "odd_weight.part1", "odd_weight.part2", "no_rating",
-                                                   "low_rating", "light_parcel", "otherwise"]
+                                                   "odd_weight", "no_rating", "low_rating", "light_parcel",
+                                                   "otherwise"]
+    assert [(c.fact, c.op, c.value) for c in spec.rule("odd_weight").conditions] == [
+        ("weight_kg", "not_between", (1, 50))]
     row_of = {r.id: int(re.search(r"rule #(\d+)", r.source).group(1)) for r in spec.rules}
     zt = ZenTable(doc)
     domain = {"status": st.sampled_from(spec.facts["status"].values), "country": st.sampled_from(("us", "ca")),

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.model import alias_key
 from engine.service import Settings, create_app
+from engine.text import alias_key
 
 AS_OF = "2026-03-01T12:00:00+00:00"
 TOKEN = "t0ken-for-tests-only"
@@ -331,7 +331,7 @@ def test_batch_row_limit_is_413(client: httpx.Client) -> None:
 
 def _check_batch_rows(policy: engine.Policy, orders: list[Any], rows: list[dict[str, Any]]) -> None:
     assert len(rows) == len(orders)
-    for order, row in zip(orders, rows):
+    for order, row in zip(orders, rows, strict=True):
         assert row["policy_version"] == policy.version
         if not isinstance(order, dict):
             assert row["action"] is None and "JSON object" in row["error"]
@@ -493,7 +493,7 @@ def test_concurrent_different_orders_each_get_their_own_answer(server: Server, p
     with ThreadPoolExecutor(max_workers=32) as pool:
         answers = list(pool.map(post, orders))
     wanted = [expected(policy, order) for order in orders]
-    mismatches = [i for i, (got, want) in enumerate(zip(answers, wanted)) if got != want]
+    mismatches = [i for i, (got, want) in enumerate(zip(answers, wanted, strict=True)) if got != want]
     assert not mismatches, f"{len(mismatches)} wrong answers, first: {orders[mismatches[0]]}"
     assert {status for status, _ in answers} == {200, 422}
     assert len({a["action"] for s, a in answers if s == 200}) > 3
@@ -676,7 +676,7 @@ def test_two_servers_started_at_once_never_share_the_port(policy: engine.Policy)
 
 
 def test_listeners_of_another_process_in_the_group_are_found() -> None:
-    from engine.service import _bind_listeners, _shared_with_others
+    from engine.service.run import _bind_listeners, _shared_with_others
 
     ours = _bind_listeners("127.0.0.1", 0, 2)
     port = ours[0].getsockname()[1]
@@ -934,7 +934,7 @@ def test_each_batch_row_equals_the_decision_on_that_row_alone(client: httpx.Clie
     assert response.status_code == 200, response.text
     rows = response.json()
     assert len(rows) == len(orders)
-    for order, row in zip(orders, rows):
+    for order, row in zip(orders, rows, strict=True):
         if not isinstance(order, dict):
             assert row["action"] is None and "JSON object" in row["error"] and row["order_id"] is None
             continue

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,28 +12,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.decision import check
-from engine.loader import RULES_DIR
+from conftest import load_policy
 from engine.model import KeyedParameter, ParamRef
+from engine.operators import check
 from engine.space import NOT_GIVEN, FactSpace
-
-HERE = Path(__file__).parent
-POLICIES = HERE / "fixtures" / "policies"
 
 POLICY_NAMES = ["default", "legacy", "what_if", "ops", "gap", "unreachable", "overlap_unique", "overlap_first",
                 "defaulted", "empty_bin", "adjacent_thresholds"]
 
 
-@functools.cache
+# Parameters moved off the bundled values (onto tenths), so the axes are cut elsewhere.
+WHAT_IF = {"seller_reply_hours": 60.5, "low_rating_percent": 95, "refund_days": {"card": 21, "paypal": 45}}
+
+
 def policy(name: str) -> engine.Policy:
-    if name == "default":
-        return engine.load()
-    if name == "legacy":
-        return engine.load(RULES_DIR / "variants" / "legacy-72h.yaml")
-    if name == "what_if":
-        return engine.load().with_parameters(seller_reply_hours=60.5, low_rating_percent=95,
-                                             refund_days={"card": 21, "paypal": 45})
-    return engine.load(POLICIES / f"{name}.yaml")
+    """conftest.load_policy's names, and 'what_if': the default with this file's WHAT_IF parameters."""
+    return load_policy("default", **WHAT_IF) if name == "what_if" else load_policy(name)
 
 
 @functools.cache
@@ -81,7 +74,7 @@ def value_arrays(sp: FactSpace, facts_list: list[dict]) -> list[np.ndarray]:
 
 
 def cell_of(sp: FactSpace, facts_list: list[dict]) -> np.ndarray:
-    return sp.cell_ids([axis.bins_of(v) for axis, v in zip(sp.axes, value_arrays(sp, facts_list))])
+    return sp.cell_ids([axis.bins_of(v) for axis, v in zip(sp.axes, value_arrays(sp, facts_list), strict=True)])
 
 
 def python_matches(spec, facts: dict) -> tuple[str, ...]:
@@ -153,14 +146,14 @@ def test_every_cells_representative_facts_fall_in_that_cell(name):
     nonempty = sp.nonempty(ids)
     ids = ids[nonempty]
     values = []
-    for axis, b in zip(sp.axes, sp.bins(ids)):
+    for axis, b in zip(sp.axes, sp.bins(ids), strict=True):
         if axis.kind == "enum":
             table = np.array([NOT_GIVEN if i == axis.not_given_bin else i for i in range(axis.size)], dtype=np.int64)
         else:
             reps = [axis.representative(i) for i in range(axis.size)]
             table = np.array([np.nan if v is None else v for v in reps], dtype=np.float64)
         values.append(table[b])
-    again = sp.cell_ids([axis.bins_of(v) for axis, v in zip(sp.axes, values)])
+    again = sp.cell_ids([axis.bins_of(v) for axis, v in zip(sp.axes, values, strict=True)])
     assert np.array_equal(again, ids)
 
 
@@ -173,7 +166,7 @@ def test_facts_of_sample_of_cells(name):
     ids = rng.choice(sp.n_cells, size=min(300, sp.n_cells), replace=False)
     nonempty = sp.nonempty(ids)
     facts_list, kept = [], []
-    for cell, ok in zip(ids.tolist(), nonempty.tolist()):
+    for cell, ok in zip(ids.tolist(), nonempty.tolist(), strict=True):
         facts = sp.facts_of(cell)
         assert (facts is not None) == ok, f"cell {cell}: facts_of {facts} but nonempty {ok}"
         if facts is not None:
@@ -203,7 +196,7 @@ def test_bins_and_cell_ids_round_trip(name):
     sp = space(name)
     ids = np.random.default_rng(3).integers(0, sp.n_cells, size=500)
     bins = sp.bins(ids)
-    for axis, b in zip(sp.axes, bins):
+    for axis, b in zip(sp.axes, bins, strict=True):
         assert ((0 <= b) & (b < axis.size)).all()
     assert np.array_equal(sp.cell_ids(bins), ids)
 
@@ -294,7 +287,7 @@ def test_engine_gives_the_same_rules_for_a_cell_and_its_canonical_cell(name):
     canonical = sp.canonical(ids)
     tables = sp.matches(ids)
     ranked = [r.id for r in p.spec.ranked_rules()]
-    for k, (cell, canon) in enumerate(zip(ids.tolist(), canonical.tolist())):
+    for k, (cell, canon) in enumerate(zip(ids.tolist(), canonical.tolist(), strict=True)):
         facts = sp.facts_of(cell)
         canon_facts = sp.facts_of(canon)
         assert canon_facts is not None, f"canonical cell {sp.describe(canon)} of {sp.describe(cell)} is empty"

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 import engine
+from conftest import AS_OF
 from engine.batch import input_fields
 from engine.loader import load_spec
-from engine.model import alias_key
 from engine.space import FactSpace
 from engine.synthetic import (
     CATEGORIES,
@@ -27,8 +27,8 @@ from engine.synthetic import (
     probe_yaml,
     synthetic_orders,
 )
+from engine.text import alias_key
 
-AS_OF = "2026-11-26T12:00:00Z"
 BASE_RULES = {r.id for r in engine.load().spec.rules}
 OUTCOME = ["action", "message", "error"]
 

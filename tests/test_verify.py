@@ -6,33 +6,21 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import engine
-from engine.loader import RULES_DIR
+from conftest import AS_OF, LEGACY, POLICIES, ROOT, SCRIPT, load_policy
 from engine.space import FactSpace
 
-HERE = Path(__file__).parent
-POLICIES = HERE / "fixtures" / "policies"
-SCRIPT = Path(sys.executable).parent / "cancel-rules"
-AS_OF = "2026-11-26T12:00:00Z"
-LEGACY = RULES_DIR / "variants" / "legacy-72h.yaml"
+WHAT_IF = {"seller_reply_hours": 72, "refund_days": {"card": 21}}  # of the default
 
 
-@functools.cache
 def policy(name: str) -> engine.Policy:
-    if name == "default":
-        return engine.load()
-    if name == "legacy":
-        return engine.load(LEGACY)
-    if name == "what_if":
-        return engine.load().with_parameters(seller_reply_hours=72, refund_days={"card": 21})
-    return engine.load(POLICIES / f"{name}.yaml")
+    """conftest.load_policy's names, and 'what_if': the default with this file's WHAT_IF parameters."""
+    return load_policy("default", **WHAT_IF) if name == "what_if" else load_policy(name)
 
 
 @functools.cache
@@ -216,7 +204,7 @@ def test_overlap_cells_agree_with_the_condition_tables():
 # --- the verify command -----------------------------------------------------------------------------------
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=120, cwd=HERE.parent)
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
 def test_verify_command_exits_0_on_the_bundled_policy_and_variant():

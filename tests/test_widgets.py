@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
-from html import unescape
-from pathlib import Path
+from datetime import timedelta
 
 import pandas as pd
 import pytest
@@ -13,39 +11,11 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 import engine  # noqa: E402
-from engine.html import decision_html, policy_html, what_would_change  # noqa: E402
-from engine.widgets import NOT_GIVEN, BatchView, Explorer, WhatIf, variants  # noqa: E402
+from conftest import AS_OF, AS_OF_DT, SAMPLE_ORDERS, rule_rows, text  # noqa: E402
+from engine.widgets import NOT_GIVEN_OPTION as NOT_GIVEN  # noqa: E402
+from engine.widgets import BatchView, Explorer, WhatIf, variants  # noqa: E402
 
-AS_OF = "2026-11-26T12:00:00Z"
-AS_OF_DT = datetime(2026, 11, 26, 12, tzinfo=UTC)
-SAMPLE = Path(__file__).resolve().parent.parent / "notebooks" / "data" / "orders.csv"
-
-
-@pytest.fixture(scope="module")
-def policy() -> engine.Policy:
-    return engine.load()
-
-
-@pytest.fixture(scope="module")
-def legacy() -> engine.Policy:
-    return engine.load(engine.RULES_DIR / "variants" / "legacy-72h.yaml")
-
-
-def rule_rows(html: str) -> dict[str, dict]:
-    """rule id -> {'state': fired|also|none, 'passed': [bool per ticked condition], 'html': row html}."""
-    out = {}
-    for row in re.findall(r"<tr class='cr-rule.*?</tr>", html, flags=re.S):
-        rule = re.search(r"data-rule='([^']+)'", row).group(1)
-        state = re.search(r"data-state='(\w+)'", row).group(1)
-        passed = [p == "true" for p in re.findall(r"data-passed='(\w+)'", row)]
-        out[rule] = {"state": state, "passed": passed, "html": row}
-    return out
-
-
-def text(html: str) -> str:
-    """Visible text: block elements separated by a space, inline ones joined, entities decoded."""
-    blocks = re.sub(r"</?(?:div|td|th|tr|li|ul|table|caption|br)\b[^>]*>", " ", html)
-    return unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", blocks)))
+SAMPLE = SAMPLE_ORDERS
 
 
 # ---------------------------------------------------------------------------------------------- Explorer
@@ -122,33 +92,6 @@ def test_explorer_hint_for_refund_days_follows_the_payment_method(policy):
     assert "In 11 days" in text(ex.hint.value)
 
 
-def test_what_would_change_lists_values_of_other_facts(policy):
-    facts = policy.decide({"order_id": "x", "status": "Processing", "seller_rating": 95}, as_of=AS_OF).facts
-    changes = what_would_change(policy, facts, AS_OF_DT)
-    assert not [c for c in changes if c.kind == "time"]
-    by_when = {c.when: c.action for c in changes}
-    assert by_when["seller_reply = Refused to cancel"] == "open_dispute"
-    assert by_when["status = Awaiting payment"] == "cancel_directly"
-    # a rating below 90 changes the rule but not the action: no change for the buyer, not listed
-    assert not [c for c in changes if c.fact == "seller_rating"]
-    # every listed enum change is real: deciding the changed order gives the announced action
-    for c in changes:
-        assert c.action != "contact_seller"
-        fact = policy.spec.facts[c.fact]
-        if fact.type == "enum" and " = " in c.when:
-            code = fact.aliases[c.when.split(" = ")[1].lower()]
-            assert policy.decide({**facts, c.fact: code}, as_of=AS_OF).action == c.action
-
-
-def test_what_would_change_a_number_fact_by_ranges_and_by_time(policy):
-    order = {"order_id": "x", "status": "payment_verifying", "hours_since_payment": 5}
-    facts = policy.decide(order, as_of=AS_OF).facts
-    whens = {c.when: c.action for c in what_would_change(policy, facts, AS_OF_DT)}
-    assert whens["hours_since_payment ≥ 24 h"] == "contact_support"
-    assert whens["in 19 h (at 2026-11-27 07:00 UTC)"] == "contact_support"
-    assert policy.decide({**order, "hours_since_payment": 24}, as_of=AS_OF).action == "contact_support"
-
-
 def test_explorer_not_given_and_invalid_values(policy):
     ex = Explorer(policy, order={"status": "Sent", "seller_reply": "No reply", "hours_since_contact": 20},
                   as_of=AS_OF)
@@ -182,36 +125,6 @@ def test_explorer_redraws_once_per_change(policy):
         ex.inputs["hours_since_contact"].value = float(i)
     assert len(ex.update_seconds) == 100  # one redraw per change, not two (timings: bench/bench_widgets.py)
     assert ex.decision.facts["hours_since_contact"] == 100 and ex.decision.action == "open_dispute"
-
-
-# ---------------------------------------------------------------------------------------------- rich display
-
-
-def test_decision_html_highlights_the_fired_rule(policy):
-    d = policy.decide({"order_id": "A-1", "status": "Sent", "seller_reply": "no_reply", "hours_since_contact": 50},
-                      as_of=AS_OF)
-    html = decision_html(d)
-    rows = rule_rows(html)
-    assert rows["seller_silent_past_window"]["state"] == "fired"
-    assert "open_dispute" in html and d.message[:40] in text(html)
-    assert {r for r, row in rows.items() if row["state"] == "none"} == {w.rule_id for w in d.why_not}
-    gap = policy.decide({"order_id": "A-2", "status": "payment_verifying", "hours_since_payment": 30}, as_of=AS_OF)
-    assert rule_rows(decision_html(gap))["cancel_before_processing"]["state"] == "also"
-
-
-def test_policy_html_lists_rules_and_parameters(policy):
-    html = policy_html(policy)
-    rows = rule_rows(html)
-    assert list(rows) == [r.id for r in policy.spec.ranked_rules()]
-    assert {row["state"] for row in rows.values()} == {"none"}
-    assert "seller_reply_hours" in html and "refund_days" in html and policy.version in html
-    d = policy.decide({"order_id": "A-1", "status": "Closed", "days_since_refund": 40}, as_of=AS_OF)
-    assert rule_rows(policy_html(policy, d))["refund_overdue"]["state"] == "fired"
-
-
-def test_html_escapes_order_values(policy):
-    d = policy.decide({"order_id": "<script>x</script>", "status": "Sent"}, as_of=AS_OF)
-    assert "<script>" not in decision_html(d) and "<script>" not in policy_html(policy, d)
 
 
 # ---------------------------------------------------------------------------------------------- BatchView
@@ -350,14 +263,3 @@ def test_what_if_recomputes_each_change_on_100k_orders(policy, sample_orders):
     assert len(view.recompute_seconds) == 5  # one diff per change (timings: bench/bench_widgets.py)
     assert view.candidate.spec.parameters["seller_reply_hours"] == 24
     assert view.diff.orders == 100_000 and len(view.diff.changed) > 0
-
-
-def test_rich_display_is_the_html_renderers_output():
-    from engine.html import decision_html, policy_html
-
-    policy = engine.load()
-    decision = policy.decide({"order_id": "R1", "status": "Sent", "seller_reply": "no_reply",
-                              "hours_since_contact": 50}, as_of="2026-11-26T12:00:00Z")
-    assert policy._repr_html_() == policy_html(policy)
-    assert decision._repr_html_() == decision_html(decision)
-    assert "seller_silent_past_window" in decision._repr_html_()

@@ -1,4 +1,4 @@
-"""Import a JDM decision table: read it (engine.jdm.importer), write the policy YAML, and load it as a policy."""
+"""Import a JDM decision table: read it (table.py, rules.py), write the policy YAML, and load it as a policy."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ..compiler import compile_policy
-from ..errors import RuleError
-from ..model import Condition, FactSpec, PolicySpec, Rule, alias_key
+from ..errors import JdmError, JdmProblem, RuleError
+from ..model import Condition, FactSpec, PolicySpec, Rule
+from ..text import alias_key
 from .examples import SearchExhausted, filler, winning_orders
-from .problems import JdmError, JdmProblem
 from .rules import Keyed, check_messages, join, parameters, row_parts, row_truths, rule_ids, with_parameters
 from .table import (
     MESSAGE_FIELDS,
@@ -56,11 +56,10 @@ class _Leaf:
     referenced: Tests
 
 
-def import_jdm(doc: Mapping[str, Any] | str | bytes, source: str = "<jdm>") -> JdmImport:
-    """The policy of a JDM document holding one decision table (dict, or its JSON text); JdmError lists every
-    problem, located by rule (row) and column."""
-    from ..policy import load  # the facade imports this package on use: import it back the same way
-
+def import_table(doc: Mapping[str, Any] | str | bytes, source: str, load: Callable[[Path], Policy]) -> JdmImport:
+    """The policy of a JDM document holding one decision table (dict, or its JSON text), loaded from its YAML by
+    `load` (the facade's: this package sits below it); JdmError lists every problem, located by rule (row) and
+    column."""
     reader = Reader(source)
     entry, table, name = document(doc, reader)
     content = table["content"]

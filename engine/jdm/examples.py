@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..decision import check
 from ..model import PolicySpec
+from ..operators import check
 from ..space import Axis, build_axes
 
 SEARCH_BUDGET = 200_000  # search steps per rule; a table of a thousand rows needs a few hundred
@@ -40,7 +40,7 @@ def winning_orders(spec: PolicySpec) -> dict[str, dict[str, Any] | None]:
     boxes: list[list[frozenset[int] | None]] = []
     for rule in ranked:
         box: list[frozenset[int] | None] = []
-        for axis, bins in zip(axes, values):
+        for axis, bins in zip(axes, values, strict=True):
             conditions = [c for c in rule.conditions if c.fact == axis.fact]
             box.append(None if not conditions else frozenset(
                 b for b, v in bins if all(check(spec, c, {axis.fact: v}).passed for c in conditions)))
@@ -48,13 +48,14 @@ def winning_orders(spec: PolicySpec) -> dict[str, dict[str, Any] | None]:
     out: dict[str, dict[str, Any] | None] = {}
     for i, rule in enumerate(ranked):
         others = boxes[:i] if spec.hit_policy == "first" else boxes[:i] + boxes[i + 1:]
-        target = [frozenset(b for b, _ in bins) if box is None else box for box, bins in zip(boxes[i], values)]
+        target = [frozenset(b for b, _ in bins) if box is None else box
+                  for box, bins in zip(boxes[i], values, strict=True)]
         found = _search(target, others, [axis.not_given_bin for axis in axes])
         if found is None:
             out[rule.id] = None
             continue
         lookup = [dict(bins) for bins in values]
-        out[rule.id] = {axis.fact: lookup[a][b] for a, (axis, b) in enumerate(zip(axes, found))
+        out[rule.id] = {axis.fact: lookup[a][b] for a, (axis, b) in enumerate(zip(axes, found, strict=True))
                         if lookup[a][b] is not None}
     return out
 

@@ -10,10 +10,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..decision import check
 from ..errors import RuleError, RuleProblem
-from ..loader import PLACEHOLDER, PLACEHOLDER_BODY
 from ..model import KeyedParameter, ParamRef, PolicySpec, Rule
+from ..operators import check
+from ..template import PLACEHOLDER, PLACEHOLDER_BODY
 from .operators import cell_text, satisfiable, zen_number, zen_string
 
 CONTENT_TYPE = "application/vnd.gorules.decision"
@@ -53,7 +53,7 @@ def rule_rows(spec: PolicySpec, rule: Rule) -> list[tuple[dict[str, list[tuple[s
     keys = _keys(spec, rule)
     groups: dict[Any, list[tuple[str | None, ...]]] = {}
     for combo in itertools.product(*(_domain(spec, k) for k in keys)):
-        facts = dict(zip(keys, combo))
+        facts = dict(zip(keys, combo, strict=True))
         if not all(check(spec, c, facts).passed for c in rule.conditions if c.fact in keys):
             continue
         tests = tuple((c.fact, c.op, spec.resolve(c.value, facts)) for c in rule.conditions if c.fact not in keys)

@@ -14,11 +14,11 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from ..loader import PLACEHOLDER, PLACEHOLDER_BODY
-from ..model import OPERATORS
+from ..errors import JdmProblem
+from ..operators import OPERATORS
+from ..template import PLACEHOLDER, PLACEHOLDER_BODY
 from .cells import number_truth, text_truth
 from .operators import EVERY_NUMBER, JDM_OPERATORS, number_tests, satisfiable, text_tests
-from .problems import JdmProblem
 from .table import PARAMETER_FIELD, Column, Fact, Reader, Row
 
 MAX_PARTS = 64  # rules one row may become (a product of the parts of its cells)
@@ -206,7 +206,7 @@ def join(group: list[Row], facts: dict[str, Fact], params: dict[str, float | Key
             if JDM_OPERATORS[op].arity != "one":
                 return None
             keyed = next((p for p in params.values() if isinstance(p, Keyed) and p.by == key
-                          and all(p.lookup(k) == v for (acc, null), v in zip(sets, values)
+                          and all(p.lookup(k) == v for (acc, null), v in zip(sets, values, strict=True)
                                   for k in [*acc, *([None] if null else [])])), None)
             if keyed is None:
                 return None

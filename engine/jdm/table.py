@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..loader import RULE_ID
-from ..model import alias_key
+from ..errors import JdmError, JdmProblem
+from ..ruleread import RULE_ID
+from ..text import alias_key
 from .cells import CellError, Parser, orders, parse
 from .cells import literals as cell_literals
-from .problems import JdmError, JdmProblem
 
 FIELD = re.compile(r"^[A-Za-z_]\w*$")
 PARAMETER_FIELD = re.compile(r"^parameters\.([A-Za-z_]\w*)$")

@@ -11,17 +11,16 @@ import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import SCRIPT
 from engine import cli
 
 HERE = Path(__file__).parent
-SCRIPT = Path(sys.executable).parent / "cancel-rules"
-AS_OF = "2026-03-01T12:00:00+00:00"
+AS_OF = "2026-03-01T12:00:00+00:00"  # the hostile tests' time, shared with the service's (test_service.py)
 HEADER = "order_id,status,seller_reply,hours_since_contact"
 DECISION_COLUMNS = ["action", "rule_id", "message", "error", "policy_version"]
 

@@ -136,7 +136,7 @@ def _row_errors(*starts: str | None, max_chars: int = 1000) -> Callable[[httpx.R
     def check(response: httpx.Response) -> None:
         rows = _rows(response)
         assert len(rows) == len(starts)
-        for row, start in zip(rows, starts):
+        for row, start in zip(rows, starts, strict=True):
             if start is None:
                 assert row["action"] and not row["error"], row
             else:

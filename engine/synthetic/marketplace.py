@@ -1,272 +1,19 @@
-"""Synthetic policies and orders for tests and benchmarks; pure: text and frames out, nothing evaluated.
-
-- `synthetic_orders`: realistic orders as a CSV export holds them (mixed labels, timestamps, ~0.1 % bad rows).
-- `growth_yaml(t)`: the bundled policy with t more thresholds on each numeric fact, through refinements that
-  keep its action and message on every order (see `growth_yaml`).
-- `marketplace_yaml(seed, countries)`: a marketplace policy of about 1,000 rules (50 countries, 20 categories)
-  on top of the bundled one, and `marketplace_orders` with matching country and category columns.
-- `probe_yaml(shape, n)`: policies built only to find durable_rules' size limits (not sensible policies).
-"""
+"""A marketplace policy of about 1,000 rules (countries, categories) on top of the bundled one, and its orders."""
 
 from __future__ import annotations
 
-import copy
 import random
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from .loader import DEFAULT_POLICY, load_spec
-from .model import PolicySpec
-from .space import build_axes
-
-AS_OF = "2026-11-26T12:00:00+00:00"
-STATUSES = {  # spelling as exports show them -> weight
-    "Awaiting payment": 4, "awaiting_payment": 1, "Placed": 1, "Payment being verified": 2,
-    "Awaiting shipment": 10, "Pending shipping": 3, "Processing": 2, "awaiting_shipment": 3,
-    "Awaiting cancellation": 3, "Sent": 12, "In Transit": 8, "shipped": 4, "Awaiting delivery": 3,
-    "Delivered": 6, "Completed": 3, "Dispute": 2, "In issue": 1, "Closed": 8, "cancelled": 3, "Canceled": 1,
-}
-REPLIES = {"": 20, "not_contacted": 5, "No reply": 15, "no_reply": 10, "Full refund": 8, "partial_refund": 5,
-           "Continue order": 5, "Refused": 6, "Declined": 2}
-METHODS = {"Credit card": 30, "card": 10, "PayPal": 12, "AliExpress balance": 8, "wallet": 4,
-           "Bank transfer": 3, "Boleto": 3, "WebMoney": 2, "COD": 2, "": 6}
-BAD = {"status": ["Shipped?", "lost", ""], "hours_since_contact": ["-5", "soon", "NaN"],
-       "contacted_at": ["yesterday", "2026-13-01T00:00:00"], "seller_rating": ["120", "great"]}
-
-
-def _pick(rng: np.random.Generator, table: dict[str, int], n: int) -> np.ndarray:
-    keys = np.array(list(table), dtype=object)
-    weights = np.array(list(table.values()), dtype=float)
-    return keys[rng.choice(len(keys), n, p=weights / weights.sum())]
-
-
-def _stamps(rng: np.random.Generator, as_of: datetime, hours: np.ndarray, present: np.ndarray) -> np.ndarray:
-    base = np.datetime64(as_of.replace(tzinfo=None), "s")
-    stamps = (base - (hours * 3600).astype("timedelta64[s]")).astype(str)
-    out = np.char.add(stamps.astype("U19"), "Z").astype(object)
-    out[~present] = ""
-    return out
-
-
-def synthetic_orders(n: int, as_of: str = AS_OF, seed: int = 0, bad_rate: float = 0.001) -> pd.DataFrame:
-    """n orders as text columns, the way a CSV export holds them."""
-    rng = np.random.default_rng(seed)
-    when = datetime.fromisoformat(as_of).astimezone(UTC)
-    contact_hours = rng.gamma(2.0, 20.0, n)
-    contacted = rng.random(n) < 0.55
-    direct_hours = rng.random(n) < 0.15  # some exports carry the hours instead of the timestamp
-    df = pd.DataFrame({
-        "order_id": np.char.add("AE", np.arange(10_000_000, 10_000_000 + n).astype(str)).astype(object),
-        "status": _pick(rng, STATUSES, n),
-        "seller_reply": _pick(rng, REPLIES, n),
-        "contacted_at": _stamps(rng, when, contact_hours, contacted & ~direct_hours),
-        "hours_since_contact": np.where(contacted & direct_hours, np.round(contact_hours, 1).astype(str), ""),
-        "paid_at": _stamps(rng, when, rng.gamma(1.5, 30.0, n), rng.random(n) < 0.9),
-        "refund_started_at": _stamps(rng, when, rng.gamma(2.0, 200.0, n), rng.random(n) < 0.25),
-        "payment_method": _pick(rng, METHODS, n),
-        "seller_rating": np.where(rng.random(n) < 0.7, np.round(rng.beta(20, 1.5, n) * 100, 1).astype(str), ""),
-    })
-    bad_rows = np.flatnonzero(rng.random(n) < bad_rate)
-    for i in bad_rows:
-        column = list(BAD)[i % len(BAD)]
-        df.at[i, column] = BAD[column][i % len(BAD[column])]
-        if column == "contacted_at":
-            df.at[i, "hours_since_contact"] = ""
-    return df
-
-
-# --- growth levels ---------------------------------------------------------------------------------------
-
-
-def _radical_inverse(k: int) -> float:
-    """k-th term (k >= 1) of the base-2 van der Corput sequence: 1/2, 1/4, 3/4, 1/8, ... all distinct in (0, 1)."""
-    out, scale = 0.0, 0.5
-    while k:
-        k, bit = divmod(k, 2)
-        out += bit * scale
-        scale /= 2
-    return out
-
-
-@dataclass(frozen=True, eq=False)  # hashed by identity: one lane, one key
-class _Lane:
-    """Refinements of one base rule on one numeric fact: each adds the bound `fact op constant(k)`.
-
-    With op "lt" the constants lie above the rule's lower bound on the fact and are stacked ascending; with
-    "gte" they lie below its upper bound and are stacked descending, so the k-th refinement wins the slice
-    between its constant and its neighbour's. `template` is an order the base rule wins, without the fact."""
-
-    rule: str
-    fact: str
-    op: str
-    constant: Callable[[int], float]
-    template: Mapping[str, Any]
-
-
-# Two lanes per numeric fact, taken in turn. The constants are chosen where synthetic_orders puts orders.
-_LANES: dict[str, tuple[_Lane, ...]] = {
-    "hours_since_contact": (
-        _Lane("seller_silent_past_window", "hours_since_contact", "lt", lambda k: 48 + 12 * k,
-              {"status": "shipped", "seller_reply": "no_reply"}),
-        _Lane("wait_for_seller_reply", "hours_since_contact", "gte", lambda k: 48 * _radical_inverse(k),
-              {"status": "shipped", "seller_reply": "no_reply"})),
-    "hours_since_payment": (
-        _Lane("payment_stuck_in_verification", "hours_since_payment", "lt", lambda k: 24 + 12 * k,
-              {"status": "payment_verifying"}),
-        _Lane("cancel_before_processing", "hours_since_payment", "lt", lambda k: 24 * _radical_inverse(k),
-              {"status": "awaiting_payment"})),
-    "days_since_refund": (
-        _Lane("refund_overdue", "days_since_refund", "lt", lambda k: 30 + 7 * k,
-              {"status": "cancelled", "payment_method": "paypal"}),
-        _Lane("refund_in_progress", "days_since_refund", "gte", lambda k: 28 * _radical_inverse(k),
-              {"status": "cancelled", "payment_method": "paypal"})),
-    "seller_rating": (
-        _Lane("contact_low_rated_seller_now", "seller_rating", "gte", lambda k: 80 * _radical_inverse(k),
-              {"status": "awaiting_shipment"}),
-        _Lane("contact_seller_to_cancel", "seller_rating", "gte", lambda k: 90 + 10 * _radical_inverse(k),
-              {"status": "shipped"})),
-}
-GROWTH_FACTS = tuple(_LANES)
-GROWTH_LANES = tuple(lane.rule for lanes in _LANES.values() for lane in lanes)
-
-
-class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # libyaml's emitter: 1,000 rules in a second
-    def ignore_aliases(self, data: Any) -> bool:  # a shared dict is written out each time, never as &id001
-        return True
-
-
-def dump_yaml(data: Mapping[str, Any], header: str = "") -> str:
-    """A policy's data as YAML text, keys in the order given, with `header` as leading comment lines."""
-    comment = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines())
-    return comment + yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
-
-
-def _plain_number(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else float(value)
-
-
-def growth_thresholds(t: int, lanes: Collection[str] | None = None) -> dict[_Lane, list[float]]:
-    """The constants each lane adds at level t: t new ones per numeric fact, lanes taken in turn.
-
-    `lanes` names the base rules to refine (default: all of GROWTH_LANES); a fact none of them reads gets none."""
-    if t < 0:
-        raise ValueError(f"growth level must be >= 0, got {t}")
-    unknown = set(lanes or ()) - set(GROWTH_LANES)
-    if unknown:
-        raise ValueError(f"no growth lane refines {', '.join(sorted(unknown))} (lanes: {', '.join(GROWTH_LANES)})")
-    spec = load_spec(DEFAULT_POLICY)
-    existing = {a.fact: set(a.points) for a in build_axes(spec) if a.kind == "number"}
-    out: dict[_Lane, list[float]] = {}
-    for fact, all_lanes in _LANES.items():
-        lanes_here = [lane for lane in all_lanes if lanes is None or lane.rule in lanes]
-        if not lanes_here:
-            continue
-        taken = set(existing[fact])
-        low = spec.facts[fact].min if spec.facts[fact].min is not None else -np.inf
-        high = spec.facts[fact].max if spec.facts[fact].max is not None else np.inf
-        counters = dict.fromkeys(lanes_here, 0)
-        for i in range(t):
-            lane = lanes_here[i % len(lanes_here)]
-            while True:  # skip constants that are thresholds already: each refinement must add one
-                counters[lane] += 1
-                value = float(lane.constant(counters[lane]))
-                if value not in taken and low < value < high:
-                    break
-            taken.add(value)
-            out.setdefault(lane, []).append(value)
-    return out
-
-
-def growth_yaml(t: int, lanes: Collection[str] | None = None) -> str:
-    """Level t of the growth family: the bundled policy with t more thresholds on each numeric fact.
-
-    Each threshold comes with one refinement R of a base rule B: R has B's conditions plus one bound on a
-    numeric fact, B's priority, action, message and warnings, and sits just before B in the file. So R ranks
-    right above B and below every rule that outranks B: where R matches, B would have won, and the order
-    gets B's action and message (only the rule id differs). Stacked refinements cut B's interval into
-    slices, one won by each, so every added rule is reachable; each carries an example proving it wins.
-    `lanes` restricts the refined rules (see growth_thresholds): the limit probes use one lane at a time."""
-    data = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
-    spec = load_spec(DEFAULT_POLICY)
-    chosen = growth_thresholds(t, lanes)
-    by_rule: dict[str, list[dict[str, Any]]] = {}
-    for lane, constants in chosen.items():
-        by_rule.setdefault(lane.rule, []).extend(_refinements(spec, data, lane, constants))
-        _retarget_examples(data, lane, constants)
-    rules = []
-    for rule in data["rules"]:
-        rules += by_rule.get(rule["id"], [])
-        rules.append(rule)
-    data["rules"] = rules
-    name = f"growth{t}" if lanes is None else f"growth{t}-{'-'.join(sorted(lanes))}"
-    data["policy"] = f"{data['policy']}-{name}"
-    data["version"] = f"{data['version']}+{name}"
-    data["description"] = (f"{data['description']} Growth level {t}: {t} more thresholds on each of "
-                           f"{', '.join(GROWTH_FACTS)}, through refinements that keep every decision's action.")
-    call = f"{t}" if lanes is None else f"{t}, lanes={sorted(lanes)}"
-    header = (f"Generated by engine.synthetic.growth_yaml({call}) from {DEFAULT_POLICY.name}: do not edit.\n"
-              "Every added rule refines a base rule on one numeric fact and keeps its action and message.")
-    return dump_yaml(data, header)
-
-
-def _refinements(spec: PolicySpec, data: Mapping[str, Any], lane: _Lane, constants: list[float]
-                 ) -> list[dict[str, Any]]:
-    """One lane's refinement rules in stacking order, each with an example order it wins."""
-    base = next(r for r in data["rules"] if r["id"] == lane.rule)
-    fact = spec.facts[lane.fact]
-    conds = [c for c in spec.rule(lane.rule).conditions if c.fact == lane.fact]
-    # Where the base rule starts on this fact for the template order (the parameter's value there).
-    lower = max([spec.resolve(c.value, lane.template) for c in conds if c.op in ("gte", "gt")],
-                default=fact.min if fact.min is not None else 0.0)
-    ordered = sorted(constants, reverse=lane.op == "gte")
-    out = []
-    for value in ordered:
-        when = copy.deepcopy(base["when"])
-        bounds = when.get(lane.fact, {})
-        if not isinstance(bounds, dict) or lane.op in bounds:
-            raise ValueError(f"rule {lane.rule}: cannot add '{lane.op}' to its condition on {lane.fact}")
-        when[lane.fact] = {**bounds, lane.op: _plain_number(value)}
-        if lane.op == "lt":  # wins [previous constant, value): the previous one, or the base rule's start
-            example = max([lower, *(c for c in constants if c < value)])
-        else:  # wins [value, next constant)
-            example = value
-        rule_id = f"{lane.rule}.{lane.fact}.{lane.op}{_plain_number(value)}"
-        out.append({
-            "id": rule_id,
-            "priority": base["priority"],
-            "when": when,
-            "then": copy.deepcopy(base["then"]),
-            "source": f"synthetic growth: {lane.rule} where {lane.fact} {lane.op} {_plain_number(value)} "
-                      f"(same action and message as {lane.rule})",
-            "examples": [{"order": {"order_id": f"G-{rule_id}", **lane.template,
-                                    lane.fact: _plain_number(example)},
-                          "expect": base["then"]["action"], "rule": rule_id}],
-        })
-    return out
-
-
-def _retarget_examples(data: Mapping[str, Any], lane: _Lane, constants: list[float]) -> None:
-    """A base example that names its rule and falls in a refinement's slice now names the refinement."""
-    base = next(r for r in data["rules"] if r["id"] == lane.rule)
-    for example in base.get("examples", []):
-        value = example["order"].get(lane.fact)
-        if example.get("rule") != lane.rule or isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if lane.op == "lt":
-            above = [c for c in constants if value < c]
-            winner = min(above) if above else None
-        else:
-            below = [c for c in constants if value >= c]
-            winner = max(below) if below else None
-        if winner is not None:
-            example["rule"] = f"{lane.rule}.{lane.fact}.{lane.op}{_plain_number(winner)}"
-
+from ..loader import DEFAULT_POLICY
+from .orders import AS_OF, synthetic_orders
+from .yamltext import dump_yaml
 
 # --- the marketplace policy ------------------------------------------------------------------------------
 
@@ -419,6 +166,13 @@ def _country_rules(terms: CountryTerms, source: str) -> list[dict[str, Any]]:
               "the answer before opening a dispute.", f"{where}: sellers must reply within {h} h",
               {"status": "shipped", "seller_reply": "no_reply", "country": c, "hours_since_contact": h - 1}),
     ]
+    return rules + _extension_rules(terms, where, dispute_warning) + _refund_rules(terms, where)
+
+
+def _extension_rules(terms: CountryTerms, where: str, dispute_warning: list[str]) -> list[dict[str, Any]]:
+    """The longer reply windows of some categories in one country."""
+    c, h = terms.code, terms.reply_hours
+    rules: list[dict[str, Any]] = []
     for category, extra in REPLY_EXTENSION_HOURS.items():
         window = h + extra
         rules += [
@@ -438,6 +192,13 @@ def _country_rules(terms: CountryTerms, source: str) -> list[dict[str, Any]]:
                   {"status": "shipped", "seller_reply": "no_reply", "country": c, "category": category,
                    "hours_since_contact": window - 1}),
         ]
+    return rules
+
+
+def _refund_rules(terms: CountryTerms, where: str) -> list[dict[str, Any]]:
+    """The refund windows of each payment method offered in one country."""
+    c = terms.code
+    rules: list[dict[str, Any]] = []
     for method, days in terms.refund_days.items():
         rules += [
             _rule(f"refund.{c}.{method}.overdue", 81,
@@ -506,30 +267,3 @@ def marketplace_orders(n: int, as_of: str = AS_OF, seed: int = 0, countries: int
     df["country"] = country
     df["category"] = category
     return df
-
-
-# --- durable_rules limit probes --------------------------------------------------------------------------
-
-PROBE_SHAPES = {
-    "identical": "n rules with the same conditions (status delivered, seller not contacted)",
-    "siblings": "n rules: status delivered and seller_rating equal to 0, 1, ..., n-1",
-}
-
-
-def probe_yaml(shape: str, n: int) -> str:
-    """The bundled policy with n extra rules of one shape (PROBE_SHAPES), placed first. Only the first of
-    'identical' can win anything: these policies exist to be compiled, never to decide real orders."""
-    if shape not in PROBE_SHAPES:
-        raise ValueError(f"unknown probe shape {shape!r} (shapes: {', '.join(PROBE_SHAPES)})")
-    data = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
-    extra = []
-    for k in range(n):
-        when: dict[str, Any] = {"status": "delivered", "seller_reply": "not_contacted"}
-        if shape == "siblings":
-            when = {"status": "delivered", "seller_rating": k}
-        example = {"order": {"order_id": f"P{k}", "status": "delivered"}, "expect": "contact_seller"}
-        extra.append({"id": f"probe_{k}", "priority": 40, "when": when, "then": {"action": "contact_seller"},
-                      "source": "durable_rules limit probe", "examples": [example]})
-    data["rules"] = extra + data["rules"]
-    data["policy"] = f"probe-{shape}-{n}"
-    return dump_yaml(data, f"Generated by engine.synthetic.probe_yaml({shape!r}, {n}): {PROBE_SHAPES[shape]}.")

@@ -6,38 +6,25 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import engine
-from engine.loader import DEFAULT_POLICY, RULES_DIR
+from conftest import AS_OF, LEGACY, ROOT, SCRIPT, load_policy
+from engine.loader import DEFAULT_POLICY
 from engine.space import FactSpace
+from engine.synthetic import synthetic_orders
 
-HERE = Path(__file__).parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-from bench.orders import synthetic_orders  # noqa: E402
-
-SCRIPT = Path(sys.executable).parent / "cancel-rules"
-AS_OF = "2026-11-26T12:00:00Z"
-LEGACY = RULES_DIR / "variants" / "legacy-72h.yaml"
 SELLER_STATUSES = {"awaiting_shipment", "awaiting_cancellation", "shipped", "delivered"}  # no status rule first
 
 
-@functools.cache
+EDITS = {"what_if_72": {"seller_reply_hours": 72}, "card_21": {"refund_days": {"card": 21}}}  # of the default
+
+
 def policy(name: str) -> engine.Policy:
-    if name == "default":
-        return engine.load()
-    if name == "legacy":
-        return engine.load(LEGACY)
-    if name == "what_if_72":
-        return engine.load().with_parameters(seller_reply_hours=72)
-    if name == "card_21":
-        return engine.load().with_parameters(refund_days={"card": 21})
-    raise KeyError(name)
+    """'default', 'legacy', or one of this file's edits of the default."""
+    return load_policy("default", **EDITS[name]) if name in EDITS else load_policy(name)
 
 
 EDGE = [  # order_id, status, seller_reply, hours_since_contact, contacted_at, expected to change 48 -> 72 h
@@ -62,7 +49,7 @@ EDGE = [  # order_id, status, seller_reply, hours_since_contact, contacted_at, e
 def orders() -> pd.DataFrame:
     df = synthetic_orders(3000, as_of=AS_OF.replace("Z", "+00:00"), seed=21, bad_rate=0.01)
     edge = pd.DataFrame([dict(zip(["order_id", "status", "seller_reply", "hours_since_contact", "contacted_at"],
-                                  e[:5])) for e in EDGE])
+                                  e[:5], strict=True)) for e in EDGE])
     both = pd.concat([df.iloc[:1500], edge, df.iloc[1500:]], ignore_index=True)
     return both.fillna("")
 

@@ -1,0 +1,7 @@
+"""Jupyter views of a policy: Explorer (one order), BatchView (a batch of orders), WhatIf (a policy change)."""
+
+from .batch import BatchView
+from .explorer import NOT_GIVEN_OPTION, Explorer
+from .whatif import WhatIf, variants
+
+__all__ = ["BatchView", "Explorer", "NOT_GIVEN_OPTION", "WhatIf", "variants"]
