@@ -19,13 +19,13 @@ from hypothesis import strategies as st
 
 import engine
 from conftest import AS_OF, LEGACY, SAMPLE_ORDERS
-from engine.errors import JdmError, OrderError
+from engine.errors import JdmError, OrderError, RuleError
 from engine.jdm import JDM_OPERATORS, ZenTable, cell_text
 from engine.jdm.cells import CellError, evaluate, number_truth, parse, text_truth
 from engine.jdm.export import read_parameters
 from engine.jdm.operators import number_tests, text_tests
 from engine.model import Condition, FactSpec, ParamRef, PolicySpec
-from engine.operators import check
+from engine.operators import OPERATORS, check
 from engine.policy import from_jdm, import_jdm
 from engine.space import build_axes
 from engine.synthetic import growth_yaml, marketplace_orders, marketplace_yaml, synthetic_orders
@@ -257,9 +257,7 @@ SPEC = PolicySpec("ops", "1", "first", {"x": FactSpec("x", "number")}, {}, {}, (
 
 
 def our_test(op: str, operand: Any, x: Any) -> bool:
-    """What our operator means: engine.decision.check, and for not_between (issue 10's) its definition."""
-    if op == "not_between":
-        return x is not None and not operand[0] <= x <= operand[1]
+    """What our operator means: engine.operators.check, the reference the engine agrees with."""
     return check(SPEC, Condition("x", op, operand), {"x": x} if x is not None else {}).passed
 
 
@@ -271,13 +269,31 @@ def zen_cell(text: str, x: Any) -> bool:
         return False
 
 
+def test_every_operator_of_the_language_has_a_zen_form():
+    assert list(JDM_OPERATORS) == list(OPERATORS)
+    for op, row in JDM_OPERATORS.items():
+        assert row.row is OPERATORS[op] and (row.texts is not None) == OPERATORS[op].on_enum, op
+
+
+def test_an_operator_without_a_zen_form_is_refused_on_export_with_its_rule(monkeypatch, policy):
+    # A later operator of engine.operators that no ZEN form was written for: every rule using it is located.
+    monkeypatch.delitem(JDM_OPERATORS, "gte")
+    with pytest.raises(RuleError) as info:
+        policy.to_jdm()
+    using = [r for r in policy.spec.rules if any(c.op == "gte" for c in r.conditions)]
+    assert using and len(info.value.problems) == len(using)
+    first, condition = info.value.problems[0], next(c for c in using[0].conditions if c.op == "gte")
+    assert (first.rule_id, first.line, first.col) == (using[0].id, condition.line, condition.col)
+    assert condition.line > 0 and condition.col > 0
+    assert first.path == policy.spec.path
+    assert "cannot export to JDM: operator 'gte' has no form in a ZEN cell" in str(first)
+
+
 @pytest.mark.parametrize("op", list(JDM_OPERATORS))
 def test_each_operator_row_means_on_zen_what_it_means_here(op):
     row = JDM_OPERATORS[op]
-    cases = []
-    if row.numbers is not None:
-        cases += [(NUMBER_OPERANDS[op], x) for x in NUMBER_POINTS]
-        cases += [(False, x) for x in NUMBER_POINTS] if op == "given" else []
+    cases = [(NUMBER_OPERANDS[op], x) for x in NUMBER_POINTS]
+    cases += [(False, x) for x in NUMBER_POINTS] if op == "given" else []
     if row.texts is not None:
         cases += [(TEXT_OPERANDS[op], x) for x in TEXT_POINTS]
     for operand, x in cases:
@@ -285,7 +301,7 @@ def test_each_operator_row_means_on_zen_what_it_means_here(op):
         assert zen_cell(text, x) == our_test(op, operand, x), (op, operand, x, text)
 
 
-@pytest.mark.parametrize("op", [op for op, row in JDM_OPERATORS.items() if row.numbers is not None])
+@pytest.mark.parametrize("op", list(JDM_OPERATORS))
 def test_each_number_operator_reads_back_as_itself(op):
     operand = NUMBER_OPERANDS[op]
     accepted, null = number_truth(parse(cell_text([(op, operand)])))
@@ -297,7 +313,7 @@ def test_each_number_operator_reads_back_as_itself(op):
 def test_not_between_reads_back_only_where_the_language_has_it():
     accepted, _ = number_truth(parse("< 10, > 24"))
     assert number_tests(accepted, tuple(JDM_OPERATORS)) == [[("not_between", (10.0, 24.0))]]
-    # without the operator (this branch's model): one rule per range, still exact
+    # without the operator (read back as if the language lacked it): one rule per range, still exact
     without = tuple(op for op in JDM_OPERATORS if op != "not_between")
     assert number_tests(accepted, without) == [[("lt", 10.0)], [("gt", 24.0)]]
 

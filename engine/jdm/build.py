@@ -6,13 +6,14 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
 from ..compiler import compile_policy
 from ..errors import JdmError, JdmProblem, RuleError
 from ..model import Condition, FactSpec, PolicySpec, Rule
+from ..operators import OperatorName
 from ..text import alias_key
 from .examples import SearchExhausted, filler, winning_orders
 from .rules import Keyed, check_messages, join, parameters, row_parts, row_truths, rule_ids, with_parameters
@@ -148,8 +149,9 @@ def _leaf_spec(leaves: list[_Leaf], facts: dict[str, Fact], unique: bool) -> Pol
                          aliases={alias_key(v): v for v in f.values}, min=f.minimum, max=f.maximum)
              for n, f in facts.items()}
     rules = tuple(Rule(id=leaf.id, priority=0, index=i, action=leaf.row.outputs["action"],
-                       conditions=tuple(Condition(fact, op, value) for fact, tests in leaf.tests.items()
-                                        for op, value in tests))
+                       # the tests' operators are JDM_OPERATORS', named as engine.operators names them
+                       conditions=tuple(Condition(fact, cast(OperatorName, op), value)
+                                        for fact, tests in leaf.tests.items() for op, value in tests))
                   for i, leaf in enumerate(leaves))
     return PolicySpec(name="leaves", version="", hit_policy="unique" if unique else "first", facts=specs,
                       parameters={}, actions={}, rules=rules)
@@ -195,11 +197,11 @@ def _policy_data(name: str, digest: str, source: str, unique: bool, facts: dict[
 def _rule_data(rule_id: str, row: Row, tests: Tests, won: list, facts: dict[str, Fact], source: str
                ) -> dict[str, Any]:
     when: dict[str, Any] = {}
-    for fact, items in tests.items():
+    for name, items in tests.items():
         if len(items) == 1 and items[0][0] == "eq" and not str(items[0][1]).startswith("$"):
-            when[fact] = _value(items[0][1])
+            when[name] = _value(items[0][1])
         else:
-            when[fact] = {op: _value(value) for op, value in items}
+            when[name] = {op: _value(value) for op, value in items}
     then: dict[str, Any] = {"action": row.outputs["action"]}
     if row.outputs.get("message"):
         then["message"] = row.outputs["message"]

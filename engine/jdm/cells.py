@@ -41,7 +41,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         match = TOKEN.match(text, pos)
         if match is None or match.end() == pos:  # only trailing spaces are left
             break
-        kind = match.lastgroup
+        kind = match.lastgroup or ""  # every alternative of TOKEN is a named group
         out.append((kind, match.group(kind)))
         pos = match.end()
     return out
@@ -154,7 +154,7 @@ class Parser:
         """A range starts here: an opening mark, a number (maybe negative), then '..'."""
         if not self.at("[", "(", "]"):
             return False
-        i = 1 + (self.peek(1) is not None and self.peek(1)[1] == "-")
+        i = 1 + ((self.peek(1) or ("", ""))[1] == "-")
         number, dots = self.peek(i), self.peek(i + 1)
         return number is not None and number[0] == "number" and dots is not None and dots[0] == "range"
 
@@ -246,7 +246,7 @@ class Parser:
 
     def _no_arithmetic_after(self) -> None:
         if self.at("+", "-", "*", "/", "%", "^", "??", "?"):
-            raise CellError(f"'{self.peek()[1]}' computes a value: only comparisons with constants can be read")
+            raise CellError(f"'{self.take()[1]}' computes a value: only comparisons with constants can be read")
 
     def _after_dollar(self) -> CellError:
         token = self.peek()
@@ -279,7 +279,7 @@ def _number(text: str) -> float:
     value = float(exact)
     if not math.isfinite(value) or Decimal(repr(value)) != exact:
         raise CellError(f"the number {text} is not exactly a double (our engine would compare another number)")
-    if exact != 0 and exact.as_tuple().exponent < -ZEN_DECIMAL_PLACES:
+    if exact != 0 and int(exact.as_tuple().exponent) < -ZEN_DECIMAL_PLACES:  # an int: the number is finite
         raise CellError(f"the number {text} has more than {ZEN_DECIMAL_PLACES} decimal places")
     return value
 

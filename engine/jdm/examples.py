@@ -66,14 +66,15 @@ def _search(target: list[frozenset[int]], others: list[list[frozenset[int] | Non
     n = len(target)
 
     def pick(k: int) -> int:
-        return blank[k] if blank[k] in target[k] else min(target[k])
+        b = blank[k]
+        return b if b is not None and b in target[k] else min(target[k])
 
     if any(not bins for bins in target):
         return None
     steps = 0
 
     def covers(box: list[frozenset[int] | None], start: int) -> bool:
-        return all(box[k] is None or target[k] <= box[k] for k in range(start, n))
+        return all((bins := box[k]) is None or target[k] <= bins for k in range(start, n))
 
     def dfs(a: int, alive: list[list[frozenset[int] | None]], chosen: list[int]) -> list[int] | None:
         nonlocal steps
@@ -86,10 +87,10 @@ def _search(target: list[frozenset[int]], others: list[list[frozenset[int] | Non
             return None
 
         def kills(b: int) -> int:  # rules this bin leaves behind: try the most decisive bins first
-            return sum(1 for box in alive if box[a] is not None and b not in box[a])
+            return sum(1 for box in alive if (bins := box[a]) is not None and b not in bins)
 
         for b in sorted(target[a], key=lambda b: (-kills(b), b != blank[a], b)):
-            found = dfs(a + 1, [box for box in alive if box[a] is None or b in box[a]], chosen + [b])
+            found = dfs(a + 1, [box for box in alive if (bins := box[a]) is None or b in bins], chosen + [b])
             if found is not None:
                 return found
         return None

@@ -14,7 +14,7 @@ from ..errors import RuleError, RuleProblem
 from ..model import KeyedParameter, ParamRef, PolicySpec, Rule
 from ..operators import check
 from ..template import PLACEHOLDER, PLACEHOLDER_BODY
-from .operators import cell_text, satisfiable, zen_number, zen_string
+from .operators import JDM_OPERATORS, cell_text, satisfiable, zen_number, zen_string
 
 CONTENT_TYPE = "application/vnd.gorules.decision"
 HIT_POLICY = {"first": "first", "unique": "collect"}  # ZEN has no 'unique': collect, and exactly one row must match
@@ -117,6 +117,9 @@ def to_jdm(spec: PolicySpec) -> dict[str, Any]:
                 for name in inputs if not FIELD.match(name) or name in KEYWORDS]
     problems += [RuleProblem(spec.path, 1, 1, f"cannot export to JDM: parameter {name!r} is not a plain name")
                  for name in params if not FIELD.match(name)]
+    problems += _unexportable(spec)
+    if problems:
+        raise RuleError(problems)
     rows = []
     for rule in spec.ranked_rules():
         expanded = rule_rows(spec, rule)
@@ -156,6 +159,13 @@ def to_jdm(spec: PolicySpec) -> dict[str, Any]:
             {"id": "table-output", "sourceId": "table", "targetId": "output", "type": "edge"},
         ],
     }
+
+
+def _unexportable(spec: PolicySpec) -> list[RuleProblem]:
+    """A condition whose operator has no ZEN form (an operator of engine.operators newer than JDM_OPERATORS)."""
+    return [RuleProblem(spec.path, c.line or rule.line, c.col or rule.col,
+                        f"cannot export to JDM: operator {c.op!r} has no form in a ZEN cell", rule.id)
+            for rule in spec.rules for c in rule.conditions if c.op not in JDM_OPERATORS]
 
 
 def _output_cells(rule: Rule, values: Mapping[str, float], outputs: list[str], params: list[str]) -> dict[str, str]:

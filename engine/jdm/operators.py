@@ -1,13 +1,16 @@
-"""Our operators in GoRules ZEN's syntax and back: one row per operator (made to move into `operators.py`)."""
+"""The rule language's operators (engine.operators) in GoRules ZEN's syntax and back, and the sets of values
+they accept (to read a ZEN cell back as one of them)."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from ..operators import OPERATORS, Operand, Operator, OperatorName
 
 INF = math.inf
 # A set of numbers as sorted, disjoint, non-touching intervals (low, low included, high, high included); an
@@ -35,7 +38,8 @@ def zen_number(value: float) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{value!r} is not a finite number")
     text = str(value) if isinstance(value, int) else repr(float(value))
-    if Decimal(text).as_tuple().exponent < -ZEN_DECIMAL_PLACES:
+    exponent = Decimal(text).as_tuple().exponent  # an int: the number is finite
+    if isinstance(exponent, int) and exponent < -ZEN_DECIMAL_PLACES:
         raise ValueError(f"{text} has more than {ZEN_DECIMAL_PLACES} decimal places, past ZEN's decimals")
     return text
 
@@ -92,38 +96,51 @@ def complement(numbers: Numbers) -> Numbers:
 
 @dataclass(frozen=True)
 class JdmOperator:
-    """How one operator reads in a ZEN cell, and which values it accepts (to read a cell back as it)."""
+    """One operator of the rule language (its row of engine.operators) in a ZEN cell, and which values it accepts
+    (to read a cell back as it)."""
 
-    name: str
-    arity: str  # "one" constant, a "pair" [low, high], a "list", or a "flag" (true / false)
+    row: Operator
     expression: Callable[[Any], str]  # the test on `$` in ZEN's standard syntax, for a resolved operand
     null_safe: bool  # ZEN's test is false (neither true nor an error) when `$` is null
-    numbers: Callable[[Any], Numbers] | None  # the numbers it accepts; None: it does not apply to numbers
-    texts: Callable[[Any, tuple[str, ...]], frozenset[str]] | None  # the enum values (of a domain) it accepts
+    numbers: Callable[[Any], Numbers]  # the numbers it accepts
+    # the enum values (of a domain) it accepts: for an operator the rule language allows on enums
+    texts: Callable[[Any, tuple[str, ...]], frozenset[str]] | None = None
     shorthand: Callable[[Any], str] | None = None  # ZEN's unary-test form, used when the test stands alone
 
+    @property
+    def name(self) -> OperatorName:
+        return self.row.name
 
-JDM_OPERATORS: dict[str, JdmOperator] = {op.name: op for op in (
-    JdmOperator("eq", "one", lambda v: f"$ == {zen_literal(v)}", True,
-                lambda v: points([v]), lambda v, d: frozenset([v]) & frozenset(d), zen_literal),
-    JdmOperator("ne", "one", lambda v: f"$ != {zen_literal(v)}", False,
-                lambda v: complement(points([v])), lambda v, d: frozenset(d) - {v}),
-    JdmOperator("in", "list", lambda v: f"$ in [{_items(v)}]", True,
-                points, lambda v, d: frozenset(v) & frozenset(d), _items),
-    JdmOperator("not_in", "list", lambda v: f"$ not in [{_items(v)}]", False,
-                lambda v: complement(points(v)), lambda v, d: frozenset(d) - frozenset(v)),
-    JdmOperator("lt", "one", lambda v: f"$ < {zen_number(v)}", False, lambda v: ((-INF, False, v, False),), None),
-    JdmOperator("lte", "one", lambda v: f"$ <= {zen_number(v)}", False, lambda v: ((-INF, False, v, True),), None),
-    JdmOperator("gt", "one", lambda v: f"$ > {zen_number(v)}", False, lambda v: ((v, False, INF, False),), None),
-    JdmOperator("gte", "one", lambda v: f"$ >= {zen_number(v)}", False, lambda v: ((v, True, INF, False),), None),
-    JdmOperator("between", "pair", lambda v: f"$ in [{zen_number(v[0])}..{zen_number(v[1])}]", False,
-                lambda v: ((v[0], True, v[1], True),), None),
-    # A value outside the closed range [low, high]; the operator is issue 10's.
-    JdmOperator("not_between", "pair", lambda v: f"$ not in [{zen_number(v[0])}..{zen_number(v[1])}]", False,
-                lambda v: complement(((v[0], True, v[1], True),)), None),
-    JdmOperator("given", "flag", lambda v: "$ != null" if v else "$ == null", True,
-                lambda v: EVERY_NUMBER if v else (), lambda v, d: frozenset(d) if v else frozenset()),
-)}
+    @property
+    def arity(self) -> Operand:
+        return self.row.operand
+
+
+def _rows(*forms: tuple[OperatorName, Any]) -> dict[str, JdmOperator]:
+    return {name: JdmOperator(OPERATORS[name], *form) for name, form in forms}
+
+
+# Each operator of engine.operators with its ZEN form. An operator without one is refused on export with the
+# rule's location, and never read back from a cell (tests/test_jdm.py checks that every operator has one).
+JDM_OPERATORS: Mapping[str, JdmOperator] = _rows(
+    ("eq", (lambda v: f"$ == {zen_literal(v)}", True, lambda v: points([v]),
+            lambda v, d: frozenset([v]) & frozenset(d), zen_literal)),
+    ("ne", (lambda v: f"$ != {zen_literal(v)}", False, lambda v: complement(points([v])),
+            lambda v, d: frozenset(d) - {v})),
+    ("in", (lambda v: f"$ in [{_items(v)}]", True, points, lambda v, d: frozenset(v) & frozenset(d), _items)),
+    ("not_in", (lambda v: f"$ not in [{_items(v)}]", False, lambda v: complement(points(v)),
+                lambda v, d: frozenset(d) - frozenset(v))),
+    ("lt", (lambda v: f"$ < {zen_number(v)}", False, lambda v: ((-INF, False, v, False),))),
+    ("lte", (lambda v: f"$ <= {zen_number(v)}", False, lambda v: ((-INF, False, v, True),))),
+    ("gt", (lambda v: f"$ > {zen_number(v)}", False, lambda v: ((v, False, INF, False),))),
+    ("gte", (lambda v: f"$ >= {zen_number(v)}", False, lambda v: ((v, True, INF, False),))),
+    ("between", (lambda v: f"$ in [{zen_number(v[0])}..{zen_number(v[1])}]", False,
+                 lambda v: ((v[0], True, v[1], True),))),
+    ("not_between", (lambda v: f"$ not in [{zen_number(v[0])}..{zen_number(v[1])}]", False,
+                     lambda v: complement(((v[0], True, v[1], True),)))),
+    ("given", (lambda v: "$ != null" if v else "$ == null", True, lambda v: EVERY_NUMBER if v else (),
+               lambda v, d: frozenset(d) if v else frozenset())),
+)
 # When several operators accept the same values, the first of these reads back (then the shortest list).
 PREFERENCE = ("given", "eq", "ne", "lt", "lte", "gt", "gte", "between", "not_between", "in", "not_in")
 
@@ -131,6 +148,9 @@ PREFERENCE = ("given", "eq", "ne", "lt", "lte", "gt", "gte", "between", "not_bet
 def cell_text(tests: list[tuple[str, Any]]) -> str:
     """The ZEN cell for the tests one rule makes on one fact, all of which must hold. A test that is not
     null-safe gets a 'given' guard first: ZEN raises on `null >= 24` (and skips the row in a table)."""
+    missing = [op for op, _ in tests if op not in JDM_OPERATORS]
+    if missing:
+        raise ValueError(f"operator {missing[0]!r} has no form in a ZEN cell")
     rows = [(JDM_OPERATORS[op], value) for op, value in tests]
     if len(rows) == 1 and rows[0][0].shorthand is not None:
         return rows[0][0].shorthand(rows[0][1])
@@ -155,7 +175,8 @@ def satisfiable(tests: list[tuple[str, Any]], domain: tuple[str, ...] | None) ->
         return bool(accepted)
     values = frozenset(domain)
     for op, value in tests:
-        values &= JDM_OPERATORS[op].texts(value, domain)
+        texts = JDM_OPERATORS[op].texts  # an operator not allowed on enums accepts no value of one
+        values &= texts(value, domain) if texts is not None else frozenset()
     return bool(values)
 
 
@@ -165,7 +186,7 @@ def number_tests(numbers: Numbers, operators: tuple[str, ...]) -> list[list[tupl
     if not numbers:
         return None
     ends = sorted({e for lo, _, hi, _ in numbers for e in (lo, hi) if math.isfinite(e)})
-    found = _best([(op, c) for op in operators if JDM_OPERATORS[op].numbers is not None
+    found = _best([(op, c) for op in operators
                    for c in _candidates(JDM_OPERATORS[op].arity, ends)
                    if JDM_OPERATORS[op].numbers(c) == numbers])
     if found:
@@ -182,20 +203,27 @@ def number_tests(numbers: Numbers, operators: tuple[str, ...]) -> list[list[tupl
 
 
 def text_tests(values: frozenset[str], domain: tuple[str, ...], operators: tuple[str, ...]
-               ) -> list[tuple[str, Any]] | None:
-    """The enum values (a non-empty subset of domain) as one of our tests, or None if none accepts exactly them."""
+               ) -> tuple[str, Any]:
+    """The enum values (a non-empty subset of domain) as one of our tests (the list of them, if no other test
+    of these operators accepts exactly them)."""
     ordered = [v for v in domain if v in values]
     others = [v for v in domain if v not in values]
-    candidates = {"one": [(v,) for v in domain], "list": [tuple(ordered), tuple(others)], "flag": [(True,)]}
-    return _best([(op, c[0] if JDM_OPERATORS[op].arity in ("one", "flag") else c)
-                  for op in operators if JDM_OPERATORS[op].texts is not None
-                  for c in candidates.get(JDM_OPERATORS[op].arity, [])
-                  if c and JDM_OPERATORS[op].texts(c[0] if JDM_OPERATORS[op].arity in ("one", "flag") else c,
-                                                   domain) == values])
+    candidates: dict[str, list[tuple[Any, ...]]] = {
+        "scalar": [(v,) for v in domain], "list": [tuple(ordered), tuple(others)], "flag": [(True,)]}
+    found = []
+    for op in operators:
+        texts, arity = JDM_OPERATORS[op].texts, JDM_OPERATORS[op].arity
+        if texts is None:
+            continue
+        for c in candidates.get(arity, []):
+            operand = c[0] if arity in ("scalar", "flag") else c
+            if c and texts(operand, domain) == values:
+                found.append((op, operand))
+    return _best(found) or ("in", tuple(ordered))
 
 
-def _candidates(arity: str, ends: list[float]) -> list[Any]:
-    if arity == "one":
+def _candidates(arity: Operand, ends: list[float]) -> list[Any]:
+    if arity == "scalar":
         return ends
     if arity == "pair":
         return [(ends[0], ends[-1])] if len(ends) >= 2 else []

@@ -80,8 +80,8 @@ def row_parts(row: Row, facts: dict[str, Fact], reader: Reader) -> str | None:
                                   row.number, row.row_id, row.nodes[name][0][0].label))
         options.append([(name, p) for p in parts])
     count = 1
-    for parts in options:
-        count *= len(parts)
+    for option in options:
+        count *= len(option)
     if count > MAX_PARTS:
         reader.problem(f"the row's cells accept 'not given' or separate ranges in ways that need {count} rules "
                        f"(at most {MAX_PARTS})", row)
@@ -181,9 +181,9 @@ def join(group: list[Row], facts: dict[str, Fact], params: dict[str, float | Key
         return None
     key = keys[0]
     fact = facts[key]
-    sets = [(r.truths[key][0], r.truths[key][1] and fact.optional) if key in r.truths else None for r in group]
-    if any(s is None for s in sets):
+    if any(key not in r.truths for r in group):
         return None
+    sets = [(r.truths[key][0], r.truths[key][1] and fact.optional) for r in group]
     union: set[str | None] = set()
     for accepted, null in sets:
         part = set(accepted) | ({None} if null else set())
@@ -194,8 +194,10 @@ def join(group: list[Row], facts: dict[str, Fact], params: dict[str, float | Key
     for name in varying:
         if name == key:
             continue
-        tests = [r.parts[0].get(name) for r in group]
-        if any(t is None for t in tests) or len({tuple(op for op, _ in t) for t in tests}) != 1:
+        if any(name not in r.parts[0] for r in group):
+            return None
+        tests = [r.parts[0][name] for r in group]
+        if len({tuple(op for op, _ in t) for t in tests}) != 1:
             return None
         joined[name] = []
         for pos, (op, value) in enumerate(tests[0]):
@@ -203,7 +205,7 @@ def join(group: list[Row], facts: dict[str, Fact], params: dict[str, float | Key
             if all(repr(v) == repr(value) for v in values):  # the same constant in every row
                 joined[name].append((op, value))
                 continue
-            if JDM_OPERATORS[op].arity != "one":
+            if JDM_OPERATORS[op].arity != "scalar":
                 return None
             keyed = next((p for p in params.values() if isinstance(p, Keyed) and p.by == key
                           and all(p.lookup(k) == v for (acc, null), v in zip(sets, values, strict=True)
@@ -245,12 +247,12 @@ def _could_match(tests: dict[str, list[tuple[str, Any]]], key: str, value: str |
 def with_parameters(tests: dict[str, list[tuple[str, Any]]], row: Row, params: dict[str, float | Keyed]
                     ) -> dict[str, list[tuple[str, Any]]]:
     """A row's constants that equal a scalar parameter the row outputs become references to it."""
-    out = {}
+    out: dict[str, list[tuple[str, Any]]] = {}
     for name, items in tests.items():
         out[name] = []
         for op, value in items:
             ref = next((p for p, v in row.parameters.items() if isinstance(params.get(p), float)
-                        and JDM_OPERATORS[op].arity == "one" and op != "given" and isinstance(value, float)
+                        and JDM_OPERATORS[op].arity == "scalar" and op != "given" and isinstance(value, float)
                         and v == value), None)
             out[name].append((op, f"${ref}" if ref else value))
     return out

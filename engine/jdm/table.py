@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JdmError, JdmProblem
+from ..model import FactType
 from ..ruleread import RULE_ID
 from ..text import alias_key
 from .cells import CellError, Parser, orders, parse
@@ -43,7 +44,7 @@ class Row:
 @dataclass
 class Fact:
     name: str
-    type: str  # "enum" | "number" | "string"
+    type: FactType
     values: list[str] = field(default_factory=list)
     required: bool = False
     minimum: float | None = None
@@ -144,20 +145,21 @@ def schema_facts(entry: dict, reader: Reader) -> dict[str, Fact]:
     for fact, prop in properties.items():
         if not FIELD.match(str(fact)) or not isinstance(prop, dict):
             continue
-        types = prop.get("type") if isinstance(prop.get("type"), list) else [prop.get("type")]
+        types: list[Any] = prop["type"] if isinstance(prop.get("type"), list) else [prop.get("type")]
         enum = [v for v in prop.get("enum") or [] if isinstance(v, str)]
         choices = [c for c in prop.get("oneOf") or [] if isinstance(c, dict) and isinstance(c.get("const"), str)]
         enum += [c["const"] for c in choices if c["const"] not in enum]
         labels = {c["const"]: c["title"] for c in choices if isinstance(c.get("title"), str) and c["title"].strip()}
+        kind: FactType
         if "number" in types or "integer" in types:
             kind = "number"
         elif "string" in types:
             kind = "enum" if enum else "string"
         else:
             continue
-        bounds = [prop.get(k) if isinstance(prop.get(k), (int, float)) and not isinstance(prop.get(k), bool)
-                  else None for k in ("minimum", "maximum")]
-        facts[fact] = Fact(fact, kind, enum, fact in required, *bounds,
+        low, high = (prop[k] if isinstance(prop.get(k), (int, float)) and not isinstance(prop.get(k), bool)
+                     else None for k in ("minimum", "maximum"))
+        facts[fact] = Fact(fact, kind, enum, fact in required, low, high,
                            description=str(prop.get("description") or ""), labels=labels)
     return facts
 
@@ -295,7 +297,7 @@ def infer_facts(rows: list[Row], inputs: list[Column], declared: dict[str, Fact]
     facts: dict[str, Fact] = {}
     for name in dict.fromkeys(c.field for c in inputs if c.field and FIELD.match(c.field)):
         fact = declared.get(name)
-        kind = fact.type if fact and fact.type != "string" else None
+        kind: FactType | None = fact.type if fact and fact.type != "string" else None
         first: tuple[Row, Column, str] | None = None
         values: list[str] = []
         for value in fact.values if fact else ():  # the schema's, in its order
@@ -306,7 +308,7 @@ def infer_facts(rows: list[Row], inputs: list[Column], declared: dict[str, Fact]
                 for value in cell_literals(node):
                     if value is None:
                         continue
-                    seen = "number" if isinstance(value, float) else "enum"
+                    seen: FactType = "number" if isinstance(value, float) else "enum"
                     if kind is None:
                         kind, first = seen, (row, column, seen)
                     if seen != kind:
