@@ -21,9 +21,10 @@ import engine
 from conftest import AS_OF, LEGACY, SAMPLE_ORDERS
 from engine.errors import JdmError, OrderError, RuleError
 from engine.jdm import JDM_OPERATORS, ZenTable, cell_text
-from engine.jdm.cells import CellError, evaluate, number_truth, parse, text_truth
+from engine.jdm.cells import CellError, parse
 from engine.jdm.export import read_parameters
 from engine.jdm.operators import number_tests, text_tests
+from engine.jdm.truth import evaluate, number_truth, text_truth
 from engine.model import Condition, FactSpec, ParamRef, PolicySpec
 from engine.operators import OPERATORS, check
 from engine.policy import from_jdm, import_jdm

@@ -1,6 +1,6 @@
 """A decision table's rows as our rules, deciding every normalized order as ZEN decides the table.
 
-What a cell accepts is computed exactly (engine.jdm.cells) and written with our operators: a cell that also
+What a cell accepts is computed exactly (engine.jdm.truth) and written with our operators: a cell that also
 accepts 'not given' (`!= 'a'` does, in ZEN) or two separate ranges becomes one rule per part, in place. Rows that
 share a `rule_id` output and differ only in an enum column and thresholds equal to a parameter they output are
 joined back into one rule reading a keyed parameter (the inverse of the export). Anything else is a located
@@ -17,9 +17,9 @@ from typing import Any
 from ..errors import JdmProblem
 from ..operators import OPERATORS
 from ..template import PLACEHOLDER, PLACEHOLDER_BODY
-from .cells import number_truth, text_truth
 from .operators import EVERY_NUMBER, JDM_OPERATORS, number_tests, satisfiable, text_tests
 from .table import PARAMETER_FIELD, Column, Fact, Reader, Row
+from .truth import number_truth, text_truth
 
 MAX_PARTS = 64  # rules one row may become (a product of the parts of its cells)
 # Operators a cell may be read back as: the table's, where this branch's rule language has them.

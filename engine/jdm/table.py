@@ -14,8 +14,9 @@ from ..errors import JdmError, JdmProblem
 from ..model import FactType
 from ..ruleread import RULE_ID
 from ..text import alias_key
-from .cells import CellError, Parser, orders, parse
-from .cells import literals as cell_literals
+from .cells import CellError, Parser, parse
+from .truth import literals as cell_literals
+from .truth import orders
 
 FIELD = re.compile(r"^[A-Za-z_]\w*$")
 PARAMETER_FIELD = re.compile(r"^parameters\.([A-Za-z_]\w*)$")
