@@ -131,7 +131,7 @@ class JdmProblem:
 
 
 class JdmError(DefinitionError):
-    """A JDM document cannot be imported (or a policy exported); every problem found is reported together."""
+    """A JDM document cannot be imported; every problem found is reported together (one: in one line)."""
 
     def __init__(self, problems: list[JdmProblem]) -> None:
         self.problems = list(problems)
@@ -142,9 +142,9 @@ class JdmError(DefinitionError):
         return self.problems[0].source
 
     def __str__(self) -> str:
-        count = len(self.problems)
-        head = f"{count} problem{'s' if count != 1 else ''} in {self.source}:"
-        return "\n".join([head, *(str(p) for p in self.problems)])
+        if len(self.problems) == 1:  # one line: the problem names the document itself
+            return str(self.problems[0])
+        return "\n".join([f"{len(self.problems)} problems in {self.source}:", *(str(p) for p in self.problems)])
 
 
 def _article(word: str) -> str:

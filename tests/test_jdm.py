@@ -467,7 +467,25 @@ def test_unsupported_feel_expression_is_a_located_error(tmp_path):
     run = subprocess.run([sys.executable, "-m", "engine.cli", "import", "--format", "jdm", str(source), "-o", str(out)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and not out.exists()
-    assert run.stderr.splitlines()[-1] == str(info.value.problems[0])
+    assert run.stderr == f"cancel-rules import: {info.value.problems[0]}\n"  # one problem, one line
+
+
+@pytest.mark.parametrize("case", ["missing input", "not JSON", "output folder missing", "export output folder"])
+def test_cli_interop_errors_are_one_line_and_exit_2(tmp_path, case):
+    source = tmp_path / "t.json"
+    source.write_text("{nodes" if case == "not JSON" else json.dumps(_doc(STATUS, [{"s": "'x'", "o": "'a'"}])),
+                      encoding="utf-8")
+    out = tmp_path / ("nowhere" if "folder" in case else "") / "out.yaml"
+    command = "export" if case.startswith("export") else "import"
+    args = ["--format", "jdm", "-o", str(out)] + ([str(tmp_path / "none.json")] if case == "missing input" else
+                                                  [str(source)] if command == "import" else [])
+    run = subprocess.run([sys.executable, "-m", "engine.cli", command, *args], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2 and not out.exists(), run.stderr
+    assert len(run.stderr.splitlines()) == 1 and run.stderr.startswith(f"cancel-rules {command}: "), run.stderr
+    assert {"missing input": "none.json: no such file", "not JSON": "t.json: not JSON: Expecting",
+            "output folder missing": "out.yaml: cannot write", "export output folder": "out.yaml: cannot write",
+            }[case] in run.stderr
 
 
 def _zen_row(doc: dict, facts: dict[str, Any]) -> int | None:
