@@ -33,7 +33,10 @@ from engine.synthetic import growth_yaml, marketplace_orders, marketplace_yaml, 
 
 FIXTURES = Path(__file__).parent / "fixtures" / "jdm"
 SAMPLE = SAMPLE_ORDERS
-POLICIES = ["bundled", "legacy", "growth3", "marketplace3"]
+# The bundled policy, its legacy variant, growth levels 1, 3 and 6 (engine.synthetic.growth_yaml) and the
+# marketplace policy at 3 countries (its 50-country size is bench/bench_jdm.py's: loading it takes a minute).
+GROWTH_LEVELS = ["growth1", "growth3", "growth6"]
+POLICIES = ["bundled", "legacy", *GROWTH_LEVELS, "marketplace3"]
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -55,8 +58,9 @@ def policy(name: str, folder: Path) -> engine.Policy:
             _policies[name] = engine.load(LEGACY)
         else:
             path = folder / f"{name}.yaml"
-            path.write_text(growth_yaml(3) if name == "growth3" else marketplace_yaml(seed=0, countries=3),
-                            encoding="utf-8")
+            text = growth_yaml(int(name.removeprefix("growth"))) if name.startswith("growth") else \
+                marketplace_yaml(seed=0, countries=int(name.removeprefix("marketplace")))
+            path.write_text(text, encoding="utf-8")
             _policies[name] = engine.load(path)
     return _policies[name]
 
@@ -150,7 +154,7 @@ def test_zen_decides_the_sample_as_decide_does(name, folder):
     assert decided == p.evaluate(orders, as_of=AS_OF)["error"].isna().sum() > 300
 
 
-@pytest.mark.parametrize("name", ["bundled", "growth3", "marketplace3"])
+@pytest.mark.parametrize("name", ["bundled", *GROWTH_LEVELS, "marketplace3"])
 def test_zen_decides_synthetic_orders_as_decide_does(name, folder):
     p, zt = policy(name, folder), table(name, folder)
     orders = marketplace_orders(1500, seed=7, countries=3) if name == "marketplace3" else synthetic_orders(1500, seed=7)
