@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
-from conftest import AS_OF, LEGACY, SAMPLE_ORDERS
+from conftest import AS_OF, LEGACY, SAMPLE_ORDERS, load_policy
 from engine.errors import JdmError, OrderError, RuleError
 from engine.jdm import JDM_OPERATORS, ZenTable, cell_text
 from engine.jdm.cells import CellError, parse
@@ -35,8 +35,9 @@ FIXTURES = Path(__file__).parent / "fixtures" / "jdm"
 SAMPLE = SAMPLE_ORDERS
 # The bundled policy, its legacy variant, growth levels 1, 3 and 6 (engine.synthetic.growth_yaml) and the
 # marketplace policy at 3 countries (its 50-country size is bench/bench_jdm.py's: loading it takes a minute).
+# tests/fixtures/policies/not_between.yaml: not_between with constant, parameter and keyed-parameter bounds.
 GROWTH_LEVELS = ["growth1", "growth3", "growth6"]
-POLICIES = ["bundled", "legacy", *GROWTH_LEVELS, "marketplace3"]
+POLICIES = ["bundled", "legacy", *GROWTH_LEVELS, "marketplace3", "not_between"]
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -56,6 +57,8 @@ def policy(name: str, folder: Path) -> engine.Policy:
             _policies[name] = engine.load()
         elif name == "legacy":
             _policies[name] = engine.load(LEGACY)
+        elif name == "not_between":
+            _policies[name] = load_policy(name)
         else:
             path = folder / f"{name}.yaml"
             text = growth_yaml(int(name.removeprefix("growth"))) if name.startswith("growth") else \
@@ -441,6 +444,17 @@ def test_round_trip_rebuilds_the_keyed_parameter_and_parameter_references(folder
             {(c.fact, c.op, c.value) for c in rule.conditions}, rule.id
     legacy = imported("legacy", folder)
     assert legacy.spec.parameters["seller_reply_hours"] == 72
+
+
+def test_not_between_exports_as_zen_not_in_a_range_and_reads_back_as_itself(folder):
+    p, back = policy("not_between", folder), imported("not_between", folder)
+    cells = {row["_id"]: row["in_hours_since_contact"] for row in p.to_jdm()["nodes"][1]["content"]["rules"]
+             if row["_id"].startswith("contact_outside_window")}
+    # the keyed bound: one row per payment method, one for the method not given (the default, 24 h)
+    assert sorted(cells.values()) == [f"$ != null and $ not in [1..{h}]" for h in (12, 24, 36)]
+    for rule in p.spec.rules:
+        got = {(c.fact, c.op, c.value) for c in back.spec.rule(rule.id).conditions}
+        assert got == {(c.fact, c.op, c.value) for c in rule.conditions}, rule.id
 
 
 def test_cli_export_then_import_writes_a_policy_that_loads(tmp_path):

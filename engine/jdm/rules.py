@@ -202,17 +202,15 @@ def join(group: list[Row], facts: dict[str, Fact], params: dict[str, float | Key
         joined[name] = []
         for pos, (op, value) in enumerate(tests[0]):
             values = [t[pos][1] for t in tests]
-            if all(repr(v) == repr(value) for v in values):  # the same constant in every row
-                joined[name].append((op, value))
-                continue
-            if JDM_OPERATORS[op].arity != "scalar":
+            if JDM_OPERATORS[op].arity == "pair":  # each bound a constant or a keyed parameter of its own
+                bounds = [_joined_operand([v[end] for v in values], key, sets, params) for end in (0, 1)]
+                operand = None if None in bounds else tuple(bounds)
+            else:
+                operand = _joined_operand(values, key, sets, params) if JDM_OPERATORS[op].arity == "scalar" else \
+                    value if all(repr(v) == repr(value) for v in values) else None
+            if operand is None:
                 return None
-            keyed = next((p for p in params.values() if isinstance(p, Keyed) and p.by == key
-                          and all(p.lookup(k) == v for (acc, null), v in zip(sets, values, strict=True)
-                                  for k in [*acc, *([None] if null else [])])), None)
-            if keyed is None:
-                return None
-            joined[name].append((op, f"${keyed.name}"))
+            joined[name].append((op, operand))
     # Values of the key outside the rows need excluding only where the joined tests could still pass there.
     everything = set(fact.values) | ({None} if fact.optional else set())
     needs = {k for k in everything - union if _could_match(joined, key, k, params, facts)}
@@ -225,6 +223,29 @@ def join(group: list[Row], facts: dict[str, Fact], params: dict[str, float | Key
     return {n: joined[n] for n in names if n in joined}
 
 
+def _joined_operand(values: list[Any], key: str, sets: list[tuple[frozenset[str], bool]],
+                    params: dict[str, float | Keyed]) -> Any:
+    """One operand for the rows' values: the constant they share, else a reference to the keyed parameter (on
+    the key) whose value for each row's key values is that row's value; None when neither."""
+    if all(repr(v) == repr(values[0]) for v in values):
+        return values[0]
+    keyed = next((p for p in params.values() if isinstance(p, Keyed) and p.by == key
+                  and all(p.lookup(k) == v for (acc, null), v in zip(sets, values, strict=True)
+                          for k in [*acc, *([None] if null else [])])), None)
+    return None if keyed is None else f"${keyed.name}"
+
+
+def _resolved(operand: Any, value: str | None, params: dict[str, float | Keyed]) -> Any:
+    """The operand with its parameter references resolved for this key value (None: a parameter has none)."""
+    if isinstance(operand, tuple):
+        items = tuple(_resolved(item, value, params) for item in operand)
+        return None if None in items else items
+    if isinstance(operand, str) and operand.startswith("$"):
+        param = params[operand[1:]]
+        return param.lookup(value) if isinstance(param, Keyed) else param
+    return operand
+
+
 def _could_match(tests: dict[str, list[tuple[str, Any]]], key: str, value: str | None,
                  params: dict[str, float | Keyed], facts: dict[str, Fact]) -> bool:
     """Whether the tests (keyed references resolved for this key value) can all pass for some order."""
@@ -233,11 +254,8 @@ def _could_match(tests: dict[str, list[tuple[str, Any]]], key: str, value: str |
             continue
         resolved = []
         for op, operand in items:
-            if isinstance(operand, str) and operand.startswith("$"):
-                param = params[operand[1:]]
-                operand = param.lookup(value) if isinstance(param, Keyed) else param
-                if operand is None:
-                    return False
+            if (operand := _resolved(operand, value, params)) is None:
+                return False
             resolved.append((op, operand))
         if not satisfiable(resolved, tuple(facts[name].values) if facts[name].type == "enum" else None):
             return False
@@ -247,14 +265,18 @@ def _could_match(tests: dict[str, list[tuple[str, Any]]], key: str, value: str |
 def with_parameters(tests: dict[str, list[tuple[str, Any]]], row: Row, params: dict[str, float | Keyed]
                     ) -> dict[str, list[tuple[str, Any]]]:
     """A row's constants that equal a scalar parameter the row outputs become references to it."""
+    def referenced(value: Any) -> Any:
+        ref = next((p for p, v in row.parameters.items() if isinstance(params.get(p), float)
+                    and isinstance(value, float) and v == value), None)
+        return f"${ref}" if ref else value
+
     out: dict[str, list[tuple[str, Any]]] = {}
     for name, items in tests.items():
         out[name] = []
         for op, value in items:
-            ref = next((p for p, v in row.parameters.items() if isinstance(params.get(p), float)
-                        and JDM_OPERATORS[op].arity == "scalar" and op != "given" and isinstance(value, float)
-                        and v == value), None)
-            out[name].append((op, f"${ref}" if ref else value))
+            arity = JDM_OPERATORS[op].arity
+            out[name].append((op, referenced(value) if arity == "scalar" else
+                              tuple(referenced(v) for v in value) if arity == "pair" else value))
     return out
 
 
