@@ -72,7 +72,7 @@ def read_cases(source: str | Path | bytes, name: str | None = None, max_columns:
 
 def _records(text: str, name: str) -> Iterator[tuple[int, list[str]]]:
     """(the line a record starts on, its cells) for each non-blank record of a CSV text."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)  # an unclosed quote is an error, not a cell
     end = 0
     try:
         for cells in reader:
@@ -198,12 +198,16 @@ def run_cases(compiled: CompiledPolicy, cases: Cases, as_of: datetime) -> pd.Dat
             values[rows] = part[name].to_numpy(dtype=object)
     passed = [e.action == a and (e.rule is None or e.rule == r) and err is None
               for e, a, r, err in zip(expected, got["action"], got["rule_id"], got["error"], strict=True)]
-    return pd.DataFrame({
+    data = {
         "case": [e.name for e in expected], "passed": passed,
         "expected_action": [e.action for e in expected], "expected_rule": [e.rule for e in expected],
         "action": got["action"], "rule_id": got["rule_id"],
         "why": [err if err is not None else msg for err, msg in zip(got["error"], got["message"], strict=True)],
-        "error": got["error"]}, index=cases.frame.index, columns=list(RESULT_COLUMNS))
+        "error": got["error"]}
+    index = cases.frame.index
+    # object columns, as evaluate's: no string inference (a missing value stays None, not NaN)
+    return pd.DataFrame({name: pd.Series(values, index=index, dtype=bool if name == "passed" else object)
+                         for name, values in data.items()}, index=index, columns=list(RESULT_COLUMNS))
 
 
 def example_rules(compiled: CompiledPolicy, as_of: datetime) -> list[str]:
