@@ -64,8 +64,8 @@ def test_bad_cases_show_the_located_line_and_clear_the_tables(policy):
     view = TestView(policy, as_of=AS_OF)
     view.load(CASES, "mine.csv")
     _upload(view, "typo.csv", b"case,order_id,status,expected_action\nx,1,Sent,contact_seler\n")
-    assert text(view.status.value).strip() == ("typo.csv:2: case 'x': unknown action 'contact_seler' in expected_action "
-                                       "(did you mean 'contact_seller'?)")
+    assert text(view.status.value).strip() == ("typo.csv:2: case 'x': unknown action 'contact_seler' in "
+                                               "expected_action (did you mean 'contact_seller'?)")
     assert view.report is None and view.failures.value == view.coverage.value == ""
     _upload(view, "latin1.csv", "case,order_id,status,expected_action\nx,1,Envoyé,contact_seller\n".encode("latin-1"))
     assert text(view.status.value).strip() == "latin1.csv: not UTF-8 text (byte 46)"
