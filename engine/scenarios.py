@@ -17,10 +17,10 @@ import pandas as pd
 
 from .batch import check_strict_columns, evaluate_frame, unknown_columns
 from .compiler import CompiledPolicy
-from .csvio import check_width, max_columns_from_env
+from .csvio import check_repeated, check_width, max_columns_from_env
 from .decision import decide
 from .errors import CaseError, InputError, OrderError
-from .facts import parse_timestamp
+from .facts import input_fields, parse_timestamp
 from .junit import write_junit
 from .model import PolicySpec
 from .tabular import read_reason
@@ -28,6 +28,8 @@ from .text import alias_key, did_you_mean
 
 # The columns that say what a case expects (and when it is judged); every other column is the case's order.
 CASE_COLUMNS = ("case", "expected_action", "expected_rule", "as_of")
+_ROLE = {"case": "name", "expected_action": "expected action", "expected_rule": "expected rule",
+         "as_of": "as-of time"}
 RESULT_COLUMNS = ("case", "passed", "expected_action", "expected_rule", "action", "rule_id", "why", "error")
 COVERAGE_COLUMNS = ("rule", "priority", "action", "cases", "examples", "hits")
 MAX_SHOWN_FAILURES = 100  # the text report's failures table; the JUnit file and the frame hold them all
@@ -104,6 +106,12 @@ def _columns(spec: PolicySpec, frame: pd.DataFrame, source: str) -> _Columns:
     """The case columns (matched as headers are: case and spaces aside) and the order columns; a missing
     expected_action column, a case column given twice, or a column that looks like a misspelt field or case
     column is the input's error."""
+    read = input_fields(spec)
+    clash = [name for name in CASE_COLUMNS if name in read]
+    if clash:
+        raise InputError(source, f"the policy reads a field named {clash[0]!r}, the column of a case's "
+                                 f"{_ROLE[clash[0]]}: it cannot be tested with cases", clash)
+    check_repeated([str(c) for c in frame.columns], read, source)
     found: dict[str, str | None] = dict.fromkeys(CASE_COLUMNS)
     orders = []
     for col in map(str, frame.columns):

@@ -172,6 +172,7 @@ def test_bad_as_of_of_a_case_is_located(tmp_path, policy):
     ("case,order_id,status,expected_action,Expected Action\n",
      "column 'expected_action' appears more than once ('expected_action', 'Expected Action')"),
     ("case,order_id,expected_action\n", "missing required column: status (columns found: order_id)"),
+    ("case,order_id,status,status,expected_action\n", "column 'status' appears more than once"),
 ])
 def test_bad_columns_stop_the_run(tmp_path, policy, header, message):
     path = cases_file(tmp_path, ",".join(["x"] * header.count(",")) + ",contact_seller\n", header=header)
@@ -260,6 +261,16 @@ def test_columns_the_policy_does_not_read_are_listed_not_refused(tmp_path, polic
     report = policy.test_report(path, as_of=AS_OF)
     assert report.ok and report.unread_columns == ("note",)
     assert "columns not read by the policy: note" in str(report)
+
+
+def test_a_policy_reading_a_case_column_cannot_be_tested(tmp_path):
+    text = (Path(__file__).parent / "fixtures" / "policies" / "unreachable.yaml").read_text()
+    path = tmp_path / "p.yaml"
+    path.write_text(text.replace("hours:", "as_of:").replace("{hours}", "{as_of}"))
+    with pytest.raises(engine.InputError) as caught:
+        engine.load(path).test(pd.DataFrame({"order_id": ["1"], "status": ["open"], "expected_action": ["wait"]}))
+    assert str(caught.value) == ("cases: the policy reads a field named 'as_of', the column of a case's as-of time: "
+                                 "it cannot be tested with cases")
 
 
 def test_case_columns_match_as_headers_do(policy):
