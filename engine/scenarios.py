@@ -146,6 +146,7 @@ def _expectations(spec: PolicySpec, cases: Cases, columns: _Columns) -> list[_Ex
     frame = cases.frame
     out: list[_Expectation] = []
     seen: dict[str, str] = {}
+    ids = [r.id for r in spec.rules]
 
     def cell(column: str, i: int) -> str:
         col = columns.names[column]
@@ -166,7 +167,6 @@ def _expectations(spec: PolicySpec, cases: Cases, columns: _Columns) -> list[_Ex
             raise fail("expected_action is empty")
         if action not in spec.actions:
             raise fail(f"unknown action {action!r} in expected_action{_hint(action, spec.actions)}")
-        ids = [r.id for r in spec.rules]
         if rule and rule not in ids:
             raise fail(f"unknown rule {rule!r} in expected_rule{_hint(rule, ids)}")
         if rule and spec.rule(rule).action != action:
