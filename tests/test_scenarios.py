@@ -300,3 +300,12 @@ def test_read_cases_keeps_text_and_lines():
     assert cases.frame.to_dict("records") == [
         {"case": "x", "order_id": "007", "status": "Sent", "expected_action": "contact_seller"},
         {"case": "y", "order_id": "8", "status": "", "expected_action": ""}]
+
+
+def test_the_72h_variant_fails_exactly_the_cases_silent_48_to_72_hours(legacy):
+    out = legacy.test(SHIPPED, as_of=AS_OF)
+    failed = out[~out["passed"]]
+    assert len(failed) == 6 and len(out) == len(shipped_rows())
+    assert set(failed["expected_action"]) == {"open_dispute"} and set(failed["rule_id"]) == {"wait_for_seller_reply"}
+    hours = [float(w.split("has had ")[1].split(" h")[0]) for w in failed["why"]]
+    assert all(48 <= h < 72 for h in hours), hours
