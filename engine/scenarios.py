@@ -79,7 +79,7 @@ def _records(text: str, name: str) -> Iterator[tuple[int, list[str]]]:
     try:
         for cells in reader:
             start, end = end + 1, reader.line_num
-            if cells and any(c.strip() for c in cells) or len(cells) > 1:
+            if len(cells) > 1 or any(c.strip() for c in cells):
                 yield start, cells
     except csv.Error as exc:
         raise InputError(f"{name}:{reader.line_num}", f"malformed CSV: {exc}") from None
@@ -305,7 +305,7 @@ def _expected(action: str, rule: Any) -> str:
 def _printable(text: Any) -> str:
     """One line a terminal shows as it is: whitespace runs as one space, other control characters escaped."""
     flat = " ".join(str(text).split())
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in flat)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
