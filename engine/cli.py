@@ -1,4 +1,4 @@
-"""The `cancel-rules` command line: decide, rules (and the batch, verify, diff and serve commands)."""
+"""The `cancel-rules` command line: decide, rules (and the batch, verify, diff, serve and test commands)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .csvio import DEFAULT_CHUNKSIZE, evaluate_csv, max_columns_from_env, read_o
 from .errors import CancelRulesError, InputError, OrderError, UsageError
 from .facts import parse_as_of
 from .policy import Policy, diff, import_jdm, load
+from .scenarios import read_cases
 
 
 class Terminated(BaseException):
@@ -193,6 +194,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_test(args: argparse.Namespace) -> int:
+    """`test CASES.csv [--junit OUT.xml]`: exit 0 when every case passes, 1 when one fails, 2 on bad input."""
+    policy = _policy(args)
+    report = policy.test_report(read_cases(args.cases), as_of=parse_as_of(args.as_of))
+    if args.junit:
+        report.write_junit(args.junit)
+    print(report)
+    return report.exit_code
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .service import serve
@@ -269,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
     p = command("rules", cmd_rules, "print the policy's rules as a table, in firing order")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    p = command("test", cmd_test, "run test cases: orders with the action (and rule) each expects; prints the "
+                                  "failures and the rules' coverage (exit 1 when a case fails)", as_of=True)
+    p.add_argument("cases", help="CSV of cases: order columns plus expected_action (optional expected_rule, case, "
+                                 "as_of: the time a case is judged at, else --as-of)")
+    p.add_argument("--junit", metavar="OUT.xml", help="also write JUnit XML, one testcase per case")
     return parser
 
 

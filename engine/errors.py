@@ -200,6 +200,21 @@ class InputError(CancelRulesError):
         return f"{self.source}: {self.message}"
 
 
+@dataclass
+class CaseError(InputError):
+    """A test case cannot be run: its expectation is missing or names no action or rule of the policy, its as-of
+    is not a time, or its name repeats another's. Located by the file line the case starts on (or its row)."""
+
+    line: int = 0  # the line of the cases file the case starts on; 0 when the cases are a frame
+    row: int = 0  # the case's place among the cases, from 1
+    case: str | None = None  # its name, when it has one
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else f"{self.source}: row {self.row}"
+        name = f" case {self.case!r}:" if self.case else ""
+        return f"{where}:{name} {self.message}"
+
+
 # ---------------------------------------------------------------------------------------------- usage
 
 

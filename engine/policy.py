@@ -20,6 +20,7 @@ from .facts import normalize, parse_as_of
 from .html import policy_html
 from .loader import load_spec
 from .model import Example, KeyedParameter, Method, PolicySpec
+from .scenarios import Cases, ScenarioReport, read_cases, run_scenarios
 from .text import format_value
 from .verify import VerifyReport, verify
 
@@ -127,6 +128,23 @@ class Policy:
                  "when": ", ".join(f"{c.fact} {c.op} {format_value(_plain(c.value))}" for c in r.conditions)
                  or "(always)", "action": r.action}
                 for r in self.spec.ranked_rules()]
+
+    def test(self, cases: pd.DataFrame | str | Path, as_of: str | datetime | None = None) -> pd.DataFrame:
+        """Run test cases (a frame, or a CSV path): order columns plus expected_action, optionally expected_rule,
+        case (a name) and as_of (else as_of here; default now). One row per case, in input order: case, passed,
+        expected_action, expected_rule, action, rule_id, why, error; an invalid order is a failing case with its
+        error. Bad cases (no expected_action, an unknown action or rule) raise a located InputError."""
+        return self.test_report(cases, as_of).results
+
+    def test_report(self, cases: pd.DataFrame | str | Path | Cases, as_of: str | datetime | None = None
+                    ) -> ScenarioReport:
+        """Policy.test's results with the per-rule coverage of the cases and the rule examples (what
+        `cancel-rules test` prints)."""
+        if isinstance(cases, (str, Path)):
+            cases = read_cases(cases)
+        elif isinstance(cases, pd.DataFrame):
+            cases = Cases(cases.set_axis([str(c) for c in cases.columns], axis=1))
+        return run_scenarios(self.compiled, cases, parse_as_of(as_of), parse_as_of(EXAMPLES_AS_OF))
 
 
 def _plain(value: Any) -> Any:
