@@ -164,7 +164,9 @@ def culling_voila(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """Voila run as the README says (its cwd holds voila.json), with the repository's voila.json but its two
     culling times cut to seconds for the test; XSRF checks on, as a shared app keeps them."""
     config = json.loads((ROOT / "voila.json").read_text(encoding="utf-8"))
-    config["MappingKernelManager"].update(cull_idle_timeout=3, cull_interval=1)
+    kernels = config.get("MappingKernelManager", {})
+    assert kernels.get("cull_idle_timeout", 0) > 0 and kernels.get("cull_interval", 0) > 0, "voila.json culls nothing"
+    kernels.update(cull_idle_timeout=3, cull_interval=1)
     (tmp_path / "voila.json").write_text(json.dumps(config), encoding="utf-8")
     port = _free_port()
     log = open(ARTIFACTS / "voila-culling.log", "w")
