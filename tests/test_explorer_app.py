@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from html import unescape
-from pathlib import Path
 
 import pytest
 
@@ -122,11 +121,12 @@ def test_the_notebook_shows_the_explorers_own_decision_not_a_fixed_order():
     assert "explorer.plain" in code and "policy.decide({" not in code
 
 
-def test_voila_json_culls_idle_kernels_through_voilas_own_config_loading(tmp_path: Path, monkeypatch):
+def test_voila_json_culls_idle_kernels_through_voilas_own_config_loading(monkeypatch):
     voila_app = pytest.importorskip("voila.app")
-    monkeypatch.chdir(tmp_path)  # nothing but ROOT's voila.json is read
-    app = voila_app.Voila(config_file_paths=[str(ROOT)])
-    app.initialize([str(ROOT / "notebooks")])
+    monkeypatch.chdir(ROOT)  # where the README runs Voila: it reads voila.json from the current directory
+    app = voila_app.Voila()
+    assert app.config_file_paths[0] == str(ROOT)
+    app.initialize(["notebooks"])
     app.init_settings()  # builds the kernel manager the app serves pages with
     manager = app.kernel_manager
     assert manager.cull_idle_timeout == 600 and manager.cull_interval == 60
