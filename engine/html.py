@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .errors import OrderError
 from .model import Condition, KeyedParameter, ParamRef, PolicySpec, Rule
 from .operators import OPERATORS, ConditionResult, check
-from .text import format_value
+from .text import format_value, humanize
 
 if TYPE_CHECKING:  # types only: this module renders data, and decision.py and probe.py import it
     from .decision import Decision
@@ -86,21 +86,49 @@ def _with_unit(spec: PolicySpec, fact: str, value: Any) -> str:
     return text + _unit(spec, fact) if isinstance(value, (int, float)) and not isinstance(value, bool) else text
 
 
-def condition_text(spec: PolicySpec, cond: Condition, facts: Mapping[str, Any] | None = None) -> str:
-    """One condition as readable text; parameters show their name and, when known, their value."""
+def condition_text(spec: PolicySpec, cond: Condition, facts: Mapping[str, Any] | None = None, *,
+                   labels: bool = False) -> str:
+    """One condition as readable text; parameters show their name and, when known, their value. With `labels`,
+    in the controls' words: facts and parameters by their human names, enum values by their labels."""
     row = OPERATORS[cond.op]
+    fact = humanize(cond.fact) if labels else cond.fact
     if row.operand == "flag":
-        return f"{cond.fact} {'' if cond.value else 'not '}{row.symbol}"
+        return f"{fact} {'' if cond.value else 'not '}{row.symbol}"
     refs = cond.value if isinstance(cond.value, tuple) else (cond.value,)
     param = next((r.name for r in refs if isinstance(r, ParamRef)), None)
     keyed = spec.parameters[param] if param is not None else None
+    shown = humanize(param) if labels and param is not None else param
     if facts is None and isinstance(keyed, KeyedParameter):  # no single value without the order's facts
-        expected = f"{param} (by {keyed.by})"
+        expected = f"{shown} (by {humanize(keyed.by) if labels else keyed.by})"
     else:
-        expected = format_value(spec.resolve(cond.value, facts or {}))
-        expected = f"{param} = {expected}" if param else expected
+        value = spec.resolve(cond.value, facts or {})
+        expected = value_text(spec, cond.fact, value) if labels else format_value(value)
+        expected = f"{shown} = {expected}" if param else expected
     unit = _unit(spec, cond.fact) if row.shows_unit else ""
-    return f"{cond.fact} {row.symbol} {expected}{unit}"
+    return f"{fact} {row.symbol} {expected}{unit}"
+
+
+def value_text(spec: PolicySpec, fact: str, value: Any) -> str:
+    """A value of a fact as the controls show it: an enum code by its label (a list of codes, each)."""
+    known = spec.facts.get(fact)
+    if known is None or known.type != "enum" or value is None:
+        return format_value(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(known.label(v) for v in value) + "]"
+    return known.label(str(value))
+
+
+def _hover(shown: str, code: str) -> str:
+    """Label text with its code on hover (the code only when it differs)."""
+    return f"<span title='{esc(code)}'>{esc(shown)}</span>" if code != shown else esc(shown)
+
+
+def action_html(action: str, actions: Mapping[str, str]) -> str:
+    """An action as the explanation shows it: its code, then its description."""
+    meaning = actions.get(action, "")
+    described = f"<div class='cr-action-meaning' style='color:#555;font-weight:400'>{esc(meaning)}</div>" \
+        if meaning else ""
+    return f"<code class='cr-action-code' title='{esc(meaning)}'>{esc(action)}</code>{described}"
 
 
 def _conditions_html(spec: PolicySpec, rule: Rule, facts: Mapping[str, Any] | None) -> str:
@@ -109,12 +137,13 @@ def _conditions_html(spec: PolicySpec, rule: Rule, facts: Mapping[str, Any] | No
     out = []
     for cond in rule.conditions:
         if facts is None:
-            out.append(f"<div>{esc(condition_text(spec, cond))}</div>")
+            out.append(f"<div>{_hover(condition_text(spec, cond, labels=True), condition_text(spec, cond))}</div>")
             continue
         result = check(spec, cond, facts)
-        text = esc(condition_text(spec, cond, facts))
+        text = _hover(condition_text(spec, cond, facts, labels=True), condition_text(spec, cond, facts))
         mark = _OK if result.passed else _NO
-        actual = esc(_with_unit(spec, cond.fact, result.actual))
+        code = _with_unit(spec, cond.fact, result.actual)
+        actual = _hover(value_text(spec, cond.fact, result.actual) if isinstance(result.actual, str) else code, code)
         out.append(f"<div data-passed='{str(result.passed).lower()}'>{mark} {text} "
                    f"<span style='color:#555;font-weight:400'>(actual: {actual})</span></div>")
     return "".join(out)
@@ -133,7 +162,7 @@ def rules_table_html(spec: PolicySpec, facts: Mapping[str, Any] | None = None, f
         state = "fired" if rule.id == fired else "also" if rule.id in also else "none"
         badge = _badge(*_BADGES[state]) if state in _BADGES else ""
         rule_cell = f"<span title='{esc(rule.source)}'><code>{esc(rule.id)}</code></span> {badge}"
-        action = f"<span title='{esc(spec.actions.get(rule.action, ''))}'><code>{esc(rule.action)}</code></span>"
+        action = action_html(rule.action, spec.actions)
         rows.append([str(rank), str(rule.priority), rule_cell, _conditions_html(spec, rule, facts), action])
         attrs.append(f"class='cr-rule cr-{state}' data-rule='{esc(rule.id)}' data-state='{state}' "
                      f"style=\"{_ROW_STYLES[state]}\"")
@@ -198,25 +227,44 @@ def result_card_html(decision: Decision | None, error: OrderError | None = None,
             f" · policy {esc(decision.policy)} {esc(decision.policy_version)}</div>{also}</div>")
 
 
-def decision_html(decision: Decision) -> str:
+def decision_html(decision: Decision, spec: PolicySpec | None = None) -> str:
     """A decision as HTML (Decision._repr_html_): the result card, then the rules in firing order down to
     the one that fired (each rule above it with the condition that failed), the fired rule highlighted
-    with its conditions ticked, and the rules that also matched marked."""
-    card = result_card_html(decision)
+    with its conditions ticked, and the rules that also matched marked. With the policy's spec, in the
+    controls' words (labels, codes on hover) and each action with its description, as the explorer shows it."""
+    card = result_card_html(decision, actions=spec.actions if spec else None)
     rows, attrs = [], []
 
     def cond(c: ConditionResult) -> str:
+        symbol = OPERATORS[c.op].symbol
         expected = f"{c.parameter} = {format_value(c.expected)}" if c.parameter else format_value(c.expected)
-        return (f"<div>{_OK if c.passed else _NO} {esc(c.fact)} {esc(OPERATORS[c.op].symbol)} {esc(expected)} "
-                f"<span style='color:#555;font-weight:400'>(actual: {esc(format_value(c.actual))})</span></div>")
+        coded = f"{c.fact} {symbol} {expected}"
+        actual = format_value(c.actual)
+        if spec is not None and OPERATORS[c.op].operand == "flag":  # "given: false" reads "not given"
+            flag = f"{'' if c.expected else 'not '}{symbol}"
+            text, actual = _hover(f"{humanize(c.fact)} {flag}", f"{c.fact} {flag}"), esc(actual)
+        elif spec is not None:
+            unit = _unit(spec, c.fact) if OPERATORS[c.op].shows_unit and c.expected is not None else ""
+            shown = value_text(spec, c.fact, c.expected) + unit
+            label = f"{humanize(c.fact)} {symbol} " + (f"{humanize(c.parameter)} = {shown}" if c.parameter else shown)
+            labelled = value_text(spec, c.fact, c.actual) if isinstance(c.actual, str) else \
+                _with_unit(spec, c.fact, c.actual)
+            text, actual = _hover(label, coded), _hover(labelled, actual)
+        else:
+            text, actual = esc(coded), esc(actual)
+        return (f"<div>{_OK if c.passed else _NO} {text} "
+                f"<span style='color:#555;font-weight:400'>(actual: {actual})</span></div>")
+
+    def then(action: str) -> str:
+        return action_html(action, spec.actions) if spec is not None else f"<code>{esc(action)}</code>"
 
     for w in decision.why_not:
-        rows.append([f"<code>{esc(w.rule_id)}</code>", cond(w.condition), f"<code>{esc(w.action)}</code>"])
+        rows.append([f"<code>{esc(w.rule_id)}</code>", cond(w.condition), then(w.action)])
         attrs.append(f"class='cr-rule cr-none' data-rule='{esc(w.rule_id)}' data-state='none'")
     if decision.rule_id:
         rows.append([f"<code>{esc(decision.rule_id)}</code> {_badge(*_BADGES['fired'])}",
                      "".join(cond(c) for c in decision.conditions) or "(always)",
-                     f"<code>{esc(decision.action)}</code>"])
+                     then(decision.action or "")])
         attrs.append(f"class='cr-rule cr-fired' data-rule='{esc(decision.rule_id)}' data-state='fired' "
                      f"style=\"{_ROW_STYLES['fired']}\"")
     for rule_id in decision.also_matched:
@@ -253,9 +301,9 @@ def changes_html(changes: Sequence[Change], actions: Mapping[str, str] | None = 
             by_action: dict[str, list[str]] = {}
             for c in group:
                 by_action.setdefault(c.action, []).append(c.when.removeprefix(fact + " ").removeprefix("= "))
-            parts = "; ".join(f"{esc(' or '.join(whens))} → <code>{esc(action)}</code>"
-                              for action, whens in by_action.items())
-            items.append(f"<li data-fact='{esc(fact)}'><b>{esc(fact)}</b>: {parts}</li>")
+            parts = "; ".join(f"{esc(' or '.join(whens))} → <code title='{esc(actions.get(action, ''))}'>"
+                              f"{esc(action)}</code>" for action, whens in by_action.items())
+            items.append(f"<li data-fact='{esc(fact)}'><b>{_hover(humanize(fact), fact)}</b>: {parts}</li>")
         out.append(f"<div>Other values that would change it:</div><ul style='margin:2px 0'>{''.join(items)}</ul>")
     out.append("</div>")
     return "".join(out)

@@ -99,7 +99,9 @@ def test_the_explanation_says_not_between_with_the_bounds():
     inside = outside().decide({"order_id": "E2", "status": "Sent", "seller_rating": 95}, as_of=AS_OF)
     assert ("  not rating_outside_usual (review): ✗ seller_rating not between low_rating=[90, 99.5] (actual: 95)"
             in inside.explain().splitlines())
-    assert "seller_rating not between low_rating = [90, 99.5] %" in text(policy_html(outside()))
+    shown = policy_html(outside())  # in the controls' words, the codes on hover
+    assert "Seller rating not between Low rating = [90, 99.5] %" in text(shown)
+    assert "title='seller_rating not between low_rating = [90, 99.5] %'" in shown
 
 
 def test_a_rule_example_that_does_not_hold_is_reported(tmp_path):

@@ -14,11 +14,12 @@ import ipywidgets as w
 from ..decision import Decision
 from ..errors import FieldProblem, OrderError
 from ..facts import parse_as_of
-from ..html import changes_html, esc, result_card_html, rules_table_html
+from ..html import changes_html, decision_html, esc, result_card_html, rules_table_html
 from ..model import FactSpec
 from ..policy import Policy
 from ..probe import what_would_change
 from ..text import alias_key, humanize
+from .aria import LiveHTML, NamedCheckbox
 from .common import DESC, FONT, as_of_picker, heading
 
 NOT_GIVEN_OPTION = ""  # dropdown value of "not given": None would read as "nothing selected"
@@ -43,10 +44,11 @@ class Explorer(w.VBox):
         spec = policy.spec
         order = dict(order or {})
         self.inputs: dict[str, w.ValueWidget] = {}
-        self.not_given: dict[str, w.Checkbox] = {}
+        self.not_given: dict[str, NamedCheckbox] = {}
         self.stamps: dict[str, w.Text] = {}  # a time-derived fact can come from a timestamp and the as-of
         self.as_of = as_of_picker(as_of)
-        self.result = w.HTML()
+        self.result = LiveHTML(label="Decision")  # announced to screen readers as it changes
+        self.plain = w.HTML()  # the same decision as Decision._repr_html_ draws it, for a page to show below
         self.hint = w.HTML()
         self.rules = w.HTML()
         self.decision: Decision | None = None
@@ -76,6 +78,9 @@ class Explorer(w.VBox):
                 options.insert(0, ("not given", NOT_GIVEN_OPTION))
             widget = w.Dropdown(options=options, value=_enum_code(fact, order.get(name)),
                                 layout=w.Layout(width="400px"), **common)
+            widget.tooltip = _code_tooltip(fact, widget.value)
+            widget.observe(lambda change: setattr(change["owner"], "tooltip", _code_tooltip(fact, change["new"])),
+                           "value")
         elif fact.type == "number":
             start = order.get(name)
             unit = f" ({fact.unit})" if fact.unit else ""
@@ -89,20 +94,21 @@ class Explorer(w.VBox):
         parts: list[w.Widget] = [widget]
         if fact.type == "number" and not fact.required:
             given = order.get(name) is not None or fact.default is not None
-            box = w.Checkbox(value=not given, description="not given", indent=False,
-                             layout=w.Layout(width="90px"))
+            box = NamedCheckbox(not given, "not given", f"{label} not given")
             box.observe(self._changed, "value")
             self.not_given[name] = box
             parts.append(box)
+        row = w.HBox(parts, layout=w.Layout(align_items="center")) if len(parts) > 1 else widget
         if fact.type == "number" and fact.from_timestamp:
             stamp = w.Text(value=str(order.get(fact.from_timestamp) or ""),
-                           placeholder=f"or {fact.from_timestamp} (ISO 8601)",
+                           description=f"or {humanize(fact.from_timestamp)}", style=DESC,
+                           placeholder="ISO 8601: 2026-11-25T12:00Z",
                            tooltip=f"{fact.from_timestamp}: when set, {name} is counted from it to the as-of time",
-                           layout=w.Layout(width="230px"))
+                           layout=w.Layout(width="400px"))
             stamp.observe(self._changed, "value")
             self.stamps[name] = stamp
-            parts.append(stamp)
-        return w.HBox(parts) if len(parts) > 1 else widget
+            return w.VBox([row, stamp])
+        return row
 
     def _changed(self, change: dict[str, Any]) -> None:
         if self._quiet:
@@ -146,7 +152,7 @@ class Explorer(w.VBox):
         self.decision, self.error = None, None
         as_of = self.as_of.value
         if as_of is None:
-            self.result.value = result_card_html(None, OrderError([_as_of_problem()]))
+            self.result.value = self.plain.value = result_card_html(None, OrderError([_as_of_problem()]))
             self.hint.value, self.rules.value = "", rules_table_html(spec)
             return
         try:
@@ -155,12 +161,19 @@ class Explorer(w.VBox):
             self.error = exc
         d = self.decision
         self.result.value = result_card_html(d, self.error, spec.actions)
+        self.plain.value = decision_html(d, spec) if d is not None else self.result.value
         if d is None:
             self.rules.value, self.hint.value = rules_table_html(spec), ""
         else:
             self.rules.value = rules_table_html(spec, d.facts, d.rule_id, d.also_matched)
             self.hint.value = changes_html(what_would_change(self.policy, d.facts, parse_as_of(as_of)), spec.actions)
         self.update_seconds.append(time.perf_counter() - start)
+
+
+def _code_tooltip(fact: FactSpec, code: str) -> str:
+    """A dropdown's hover text: what the fact is, and the code the chosen label stands for."""
+    shown = f"{fact.name} = {code}" if code != NOT_GIVEN_OPTION else f"{fact.name} not given"
+    return f"{fact.description} ({shown})" if fact.description else shown
 
 
 def _as_of_problem() -> FieldProblem:
