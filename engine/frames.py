@@ -140,8 +140,12 @@ def _arrow_texts(col: pd.Series) -> pa.Array | None:
 def _plain_micros(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(plain mask, microseconds since the epoch where plain): the plain ISO 8601 stamps, parsed by Arrow. A date
     that does not exist (Feb 30, year 0) is not plain: the per-row parser words it."""
-    plain = np.array(pc.match_substring_regex(texts, _PLAIN_ISO).fill_null(False), dtype=bool)
+    plain = np.zeros(len(texts), dtype=bool)
     micros = np.zeros(len(texts), dtype=np.int64)
+    given = np.flatnonzero(np.array(pc.greater(pc.binary_length(texts), 0).fill_null(False), dtype=bool))
+    if not len(given):  # most cells of a timestamp column are often empty: the regex reads only the others
+        return plain, micros
+    plain[given] = np.array(pc.match_substring_regex(texts.take(pa.array(given)), _PLAIN_ISO), dtype=bool)
     rows = np.flatnonzero(plain)
     if not len(rows):
         return plain, micros
@@ -174,6 +178,8 @@ def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime) -> tuple[np
         plain &= (delta >= 0) & (delta < _EXACT_MICROS)
         values[plain] = delta[plain] / 1e6 / TIME_UNITS[fact.per]
     rest = np.flatnonzero(~plain)
+    if texts is not None:  # an empty text is blank: nothing to parse
+        rest = rest[np.array(pc.binary_length(texts.take(pa.array(rest))).fill_null(1), dtype=np.int64) > 0]
     if len(rest):
         codes, uniques = _factorize(col.iloc[rest])
         parsed_rest = np.full(len(uniques), np.nan)
