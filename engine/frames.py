@@ -133,8 +133,8 @@ def _arrow_texts(col: pd.Series) -> pa.Array | None:
         return None
     if col.dtype == object:  # a date object, a number, a list: never taken for text
         is_text = np.fromiter((isinstance(v, str) for v in col), dtype=bool, count=len(col))
-        return pa.array(np.where(is_text, col.to_numpy(dtype=object), None), type=pa.string())
-    return pa.array(col.array, type=pa.string(), from_pandas=True)
+        return pa.array(np.where(is_text, col.to_numpy(dtype=object), None), type=pa.large_string())
+    return pa.array(col.array, type=pa.large_string(), from_pandas=True)  # large: no 2 GB limit, no copy
 
 
 def _plain_micros(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:

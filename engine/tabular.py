@@ -57,14 +57,15 @@ class _Sentinel(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self.handle.read(max(1, len(buffer) - 1))
+        data = b"" if self.ended else self.handle.read(max(1, len(buffer) - 1))
         if data.endswith(b"\r"):  # a CRLF cut between two reads is still a CRLF
             data += self.handle.read(1)
         if data:
             if b"\0" in data or data.count(b"\r") != data.count(b"\r\n") or data.endswith(b"\r"):
                 raise NotArrowReadable("a NUL byte or a lone CR")
-        elif not self.ended:
-            data, self.ended = self.tail, True
+        else:  # the input is done: the row of marks, as much of it as fits each time
+            self.ended = True
+            data, self.tail = self.tail[: len(buffer)], self.tail[len(buffer):]
         buffer[: len(data)] = data
         return len(data)
 
@@ -81,7 +82,7 @@ def arrow_text_chunks(handle: IO[bytes], header: list[str], chunksize: int) -> I
             io.BufferedReader(_Sentinel(handle, tail), ARROW_BLOCK_BYTES),
             read_options=pacsv.ReadOptions(use_threads=False, block_size=ARROW_BLOCK_BYTES),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in header},
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False))
         if reader.schema.names != header:
             raise NotArrowReadable("a header Arrow reads otherwise")
@@ -92,8 +93,10 @@ def arrow_text_chunks(handle: IO[bytes], header: list[str], chunksize: int) -> I
             rows += batch.num_rows
             while rows > chunksize:  # the last row may be the marks: always keep one back
                 table = pa.Table.from_batches(pending)
-                yield table.slice(0, chunksize).to_pandas()
+                frame = table.slice(0, chunksize).to_pandas()
                 pending, rows = table.slice(chunksize).to_batches(), rows - chunksize
+                del table  # the chunk's Arrow buffers go as soon as the frame holds its rows
+                yield frame
     except pa.ArrowInvalid as exc:  # a short row, bad UTF-8, ...: pandas words it (or reads it its own way)
         raise NotArrowReadable(str(exc)) from None
     table = pa.Table.from_batches(pending, schema=reader.schema)
