@@ -3,6 +3,10 @@
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+# durable_rules is checked on import (a broken build is named at once, with the command installing a working one);
+# the compiler needs neither pandas nor pyarrow.
+from . import compiler  # noqa: F401
+
 if TYPE_CHECKING:
     from .compare import PolicyDiff
     from .csvio import read_orders
