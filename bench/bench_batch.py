@@ -1,13 +1,18 @@
 """Batch benchmark, all figures measured side by side in one run (these machines are noisy).
 
-Prints: in-memory orders/s for the cell path and the per-row path and their ratio; end-to-end
-`cancel-rules evaluate` time on a 1 M-row CSV over pandas' own read+write of the same data; peak RSS of
-streaming 5 M rows vs 1 M rows; verify time.  Usage: python bench/bench_batch.py [--rows 1000000] [--big 5000000]
+Prints: in-memory orders/s for the cell path and the per-row path and their ratio, and for a text frame as read
+from CSV over the typed facts; end-to-end `cancel-rules evaluate` time on a 1 M-row CSV over pyarrow's (and pandas')
+read+write of the same data, wall and CPU; start-up of `--help` and `decide`; peak RSS of streaming 5 M rows vs
+1 M rows; verify time. With --before DIR (a copy of another version's `engine/`, e.g. `git archive main engine |
+tar -x -C DIR`), the end-to-end and start-up figures of that version are printed next to this one's.
+Usage: python bench/bench_batch.py [--rows 1000000] [--big 5000000] [--before DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -24,6 +29,43 @@ from orders import main as write_orders
 import engine  # noqa: E402
 
 CLI = str(Path(sys.executable).parent / "cancel-rules")
+
+
+def cli(before: str | None) -> list[str]:
+    """The command running this version's CLI, or the one whose engine/ is in the folder before."""
+    return [CLI] if before is None else [sys.executable, "-c", "import sys; from engine.cli import main; "
+                                                              "sys.exit(main())"]
+
+
+def timed_run(args: list[str], before: str | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child) of one run, which must succeed."""
+    env = {**os.environ, "PYTHONPATH": before} if before else None
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    # Elsewhere than the worktree: `python -c` puts the working folder first on sys.path.
+    run = subprocess.run(args, capture_output=True, text=True, env=env, cwd=before or None)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if run.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(args)} failed ({run.returncode}): {run.stderr[-2000:]}")
+    return wall, (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
+
+
+def arrow_read_write(src: Path, out: Path, sink: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds for pyarrow to read src as text columns and write the table out holds (read untimed)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    def text_columns(path: Path) -> pacsv.ConvertOptions:
+        with path.open(encoding="utf-8-sig") as handle:
+            names = handle.readline().rstrip("\n").split(",")
+        return pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False)
+
+    output = pacsv.read_csv(out, convert_options=text_columns(out))
+    wall, cpu = time.perf_counter(), time.process_time()
+    pacsv.read_csv(src, convert_options=text_columns(src))
+    pacsv.write_csv(output, sink, write_options=pacsv.WriteOptions(quoting_style="needed"))
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def in_memory_frame(n: int) -> pd.DataFrame:
@@ -72,6 +114,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--row-sample", type=int, default=20_000, help="rows for the per-row path")
     parser.add_argument("--big", type=int, default=5_000_000, help="rows for the streaming RSS run (0: skip)")
+    parser.add_argument("--before", metavar="DIR", help="folder holding another version's engine/ to compare")
     args = parser.parse_args()
     policy = engine.load()
 
@@ -87,26 +130,35 @@ def main() -> None:
     cell_rate, row_rate = len(frame) / cells_s, len(sample) / rows_s
     print(f"in memory, {len(frame):,} rows: cell path {cell_rate:,.0f} orders/s ({cells_s:.3f} s); "
           f"per-row path {row_rate:,.0f} orders/s ({len(sample):,} rows); ratio {cell_rate / row_rate:.1f}x")
-    text = synthetic_orders(args.rows, seed=2)
+    text = synthetic_orders(args.rows, seed=2)  # text columns, str dtype: what the CSV readers give
     text_s = best(lambda: policy.evaluate(text, as_of=AS_OF), repeat=2)
-    print(f"in memory, text columns with ISO timestamps (as read from CSV): {len(text) / text_s:,.0f} orders/s")
+    print(f"in memory, text columns with ISO timestamps (as read from CSV): {len(text) / text_s:,.0f} orders/s; "
+          f"text / typed facts {cells_s / text_s:.2f}")
+
+    versions = [("this version", None)] + ([("before", args.before)] if args.before else [])
+    for name, before in versions:
+        help_s = min(timed_run(cli(before) + ["--help"], before) for _ in range(3))
+        decide_s = min(timed_run(cli(before) + ["decide", "--json", '{"order_id": "A", "status": "shipped"}',
+                                                "--as-of", AS_OF], before) for _ in range(3))
+        print(f"start-up, {name}: --help {help_s[0]:.2f} s wall, {help_s[1]:.2f} s CPU; "
+              f"decide {decide_s[0]:.2f} s wall, {decide_s[1]:.2f} s CPU")
 
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp, "orders.csv"), Path(tmp, "out.csv")
         write_orders([str(args.rows), str(src)])
-        started = time.perf_counter()
-        run = subprocess.run([CLI, "evaluate", str(src), "-o", str(dst), "--as-of", AS_OF],
-                             capture_output=True, text=True)
-        if run.returncode:
-            raise SystemExit(f"cancel-rules evaluate failed ({run.returncode}): {run.stderr[-2000:]}")
-        cli_s = time.perf_counter() - started
+        for name, before in versions:
+            cli_wall, cli_cpu = min(timed_run(cli(before) + ["evaluate", str(src), "-o", str(dst), "--as-of",
+                                                             AS_OF], before) for _ in range(2))
+            base_wall, base_cpu = arrow_read_write(src, dst, Path(tmp, "baseline.csv"))
+            print(f"end to end, {args.rows:,}-row CSV, {name}: cancel-rules evaluate {cli_wall:.2f} s wall, "
+                  f"{cli_cpu:.2f} s CPU (process start included); pyarrow read+write of the same {base_wall:.2f} s "
+                  f"wall, {base_cpu:.2f} s CPU; ratio {cli_wall / base_wall:.2f}x wall, {cli_cpu / base_cpu:.2f}x CPU")
         out = pd.read_csv(dst, dtype=str, keep_default_na=False)
         started = time.perf_counter()
         pd.read_csv(src, dtype=str, keep_default_na=False)
         out.to_csv(Path(tmp, "baseline.csv"), index=False)
         base_s = time.perf_counter() - started
-        print(f"end to end, {args.rows:,}-row CSV: cancel-rules evaluate {cli_s:.2f} s (process start included); "
-              f"pandas read+write {base_s:.2f} s; ratio {cli_s / base_s:.2f}x")
+        print(f"end to end: pandas read+write of the same {base_s:.2f} s (the former baseline)")
         del out
         rss_1m, t_1m = peak_rss_mb([CLI, "evaluate", str(src), "-o", str(dst), "--as-of", AS_OF])
         print(f"streaming {args.rows:,} rows: peak RSS {rss_1m:.0f} MB, {t_1m:.1f} s")

@@ -9,12 +9,16 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-from .csvio import DEFAULT_CHUNKSIZE, evaluate_csv, max_columns_from_env, read_orders, terminal_progress
 from .errors import CancelRulesError, InputError, OrderError, UsageError
-from .facts import parse_as_of
-from .policy import Policy, diff, import_jdm, load
-from .scenarios import read_cases
+
+if TYPE_CHECKING:
+    from .policy import Policy
+
+# The engine's modules (pandas, pyarrow, durable_rules under them) are imported by the commands that use them,
+# not here: `--help` and a mistyped command answer without them.
 
 
 class Terminated(BaseException):
@@ -56,7 +60,15 @@ def unwind_on_termination() -> Iterator[None]:
 
 
 def _policy(args: argparse.Namespace) -> Policy:
+    from .policy import load
+
     return load(args.policy)
+
+
+def parse_as_of(value: str | None) -> datetime:
+    from .facts import parse_as_of as parse
+
+    return parse(value)
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
@@ -89,6 +101,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def _max_columns(args: argparse.Namespace) -> int:
+    from .csvio import max_columns_from_env
+
     if args.max_columns is None:
         return max_columns_from_env()
     if args.max_columns < 1:
@@ -100,11 +114,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     args.max_columns = _max_columns(args)
     if args.dask is not None:
         return _evaluate_on_dask(args)
+    from .csvio import DEFAULT_CHUNKSIZE, evaluate_csv, terminal_progress
+
     policy = _policy(args)
     as_of = parse_as_of(args.as_of)
     progress = terminal_progress()
+    chunksize = DEFAULT_CHUNKSIZE if args.chunksize is None else args.chunksize
     try:
-        summary = evaluate_csv(policy.compiled, args.input, args.output, as_of, args.chunksize, progress,
+        summary = evaluate_csv(policy.compiled, args.input, args.output, as_of, chunksize, progress,
                                max_columns=args.max_columns, raw=args.raw_csv, strict=args.strict)
     finally:
         if progress:  # the bar's line ends before the summary or the error
@@ -124,6 +141,8 @@ def _evaluate_on_dask(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UsageError(f"--dask needs the [dask] extra: pip install 'cancel-rules[dask]' ({exc})",
                          "--dask") from None
+    from .csvio import terminal_progress
+
     policy = _policy(args)
     as_of = parse_as_of(args.as_of)
     progress = terminal_progress()
@@ -146,6 +165,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from .csvio import read_orders
+    from .policy import diff, load
+
     old, new = load(args.old), load(args.new)
     orders = read_orders(args.orders) if args.orders else None
     result = diff(old, new, orders, parse_as_of(args.as_of))
@@ -177,6 +199,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from .policy import import_jdm
     from .tabular import read_reason
 
     try:
@@ -196,6 +219,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     """`test CASES.csv [--junit OUT.xml]`: exit 0 when every case passes, 1 when one fails, 2 on bad input."""
+    from .scenarios import read_cases
+
     policy = _policy(args)
     report = policy.test_report(read_cases(args.cases), as_of=parse_as_of(args.as_of))
     if args.junit:
@@ -236,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                 as_of=True)
     p.add_argument("input", help="orders CSV (UTF-8, with or without BOM)")
     p.add_argument("-o", "--output", required=True, help="output CSV (written only when complete)")
-    p.add_argument("--chunksize", type=int, default=DEFAULT_CHUNKSIZE, help="rows per chunk (memory stays flat)")
+    p.add_argument("--chunksize", type=int, default=None, help="rows per chunk (memory stays flat)")
     p.add_argument("--max-columns", type=int, default=None, metavar="N",
                    help="refuse an input with more columns (default: $CANCEL_RULES_MAX_COLUMNS, else 1000)")
     p.add_argument("--strict", action="store_true",

@@ -19,7 +19,17 @@ from .atomic import atomic_file, remove_stale
 from .batch import check_strict_columns, evaluate_frame, input_fields, resolve_columns, unknown_columns
 from .compiler import CompiledPolicy
 from .errors import InputError, UsageError
-from .tabular import OUTPUT_COLUMNS, Summary, header_line, read_csv_text, read_reason, write_reason, write_rows
+from .tabular import (
+    OUTPUT_COLUMNS,
+    NotArrowReadable,
+    Summary,
+    arrow_text_chunks,
+    header_line,
+    read_csv_text,
+    read_reason,
+    write_reason,
+    write_rows,
+)
 
 DEFAULT_CHUNKSIZE = 100_000
 # A CSV wider than this is refused from its header line alone: pandas spends seconds per 100,000 columns
@@ -124,26 +134,40 @@ def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Pat
     resolve_columns(compiled.spec, header, str(source))  # a missing column stops the run before any output
     if strict:
         check_strict_columns(compiled.spec, header, str(source))
-    size = source.stat().st_size
     summary = Summary(unknown_columns=unknown_columns(compiled.spec, header))
     remove_stale(target)
     try:
-        with atomic_file(target) as sink, _open_input(source) as handle, warnings.catch_warnings():
+        with atomic_file(target) as sink, warnings.catch_warnings():
             # A row longer than the header would be cut short (index_col=False) or shift every column
             # (pandas' default): make it an error instead.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            sink.write(header_line(header + list(OUTPUT_COLUMNS), raw))
-            for chunk in _chunks(handle, chunksize, source):
-                chunk.index = range(summary.rows, summary.rows + len(chunk))
-                out = evaluate_frame(compiled, chunk, as_of, source=str(source))
-                write_rows(out, sink, raw)
-                summary.add(out, summary.rows + 1)
-                if progress:
-                    progress(summary.rows, handle.tell() / size if size else 1.0)
+            try:
+                _write_all(compiled, source, sink, header, as_of, chunksize, progress, raw, summary, arrow=True)
+            except NotArrowReadable:  # pandas reads it its own way, or words its error: start again with it
+                sink.seek(0)
+                sink.truncate()
+                summary = Summary(unknown_columns=summary.unknown_columns)
+                _write_all(compiled, source, sink, header, as_of, chunksize, progress, raw, summary, arrow=False)
     except OSError as exc:  # the input's failures are InputErrors by now: the output's open, writes, close, rename
         raise InputError(str(target), write_reason(exc)) from None
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _write_all(compiled: CompiledPolicy, source: Path, sink: IO[bytes], header: list[str], as_of: datetime,
+               chunksize: int, progress: Callable[[int, float], None] | None, raw: bool, summary: Summary,
+               arrow: bool) -> None:
+    """Every row of source, decided, into sink after the header; Arrow reads it, or pandas."""
+    size = source.stat().st_size
+    with _open_input(source) as handle:
+        sink.write(header_line(header + list(OUTPUT_COLUMNS), raw))
+        for chunk in _chunks(handle, chunksize, source, header if arrow else None):
+            chunk.index = range(summary.rows, summary.rows + len(chunk))
+            out = evaluate_frame(compiled, chunk, as_of, source=str(source))
+            write_rows(out, sink, raw)
+            summary.add(out, summary.rows + 1)
+            if progress:
+                progress(summary.rows, handle.tell() / size if size else 1.0)
 
 
 def _open_input(source: Path) -> IO[bytes]:
@@ -153,10 +177,14 @@ def _open_input(source: Path) -> IO[bytes]:
         raise InputError(str(source), read_reason(exc)) from None
 
 
-def _chunks(handle: IO[bytes], chunksize: int, source: Path) -> Iterator[pd.DataFrame]:
-    """The input's chunks of text columns; a failure to read them is the input's."""
+def _chunks(handle: IO[bytes], chunksize: int, source: Path, header: list[str] | None) -> Iterator[pd.DataFrame]:
+    """The input's chunks of text columns, read by Arrow when given the header (it may raise NotArrowReadable),
+    else by pandas; a failure to read them is the input's."""
     try:
-        yield from read_csv_text(handle, chunksize=chunksize)
+        if header is not None:
+            yield from arrow_text_chunks(handle, header, chunksize)
+        else:
+            yield from read_csv_text(handle, chunksize=chunksize)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning) as exc:
         raise InputError(str(source), read_reason(exc)) from None
 

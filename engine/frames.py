@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .facts import elapsed, enum_value, is_blank, number_value
 from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec
@@ -117,31 +119,67 @@ def _number_column(fact: FactSpec, col: pd.Series) -> tuple[np.ndarray, np.ndarr
     return np.where(bad | blank, np.nan, values), bad  # defaults come after the timestamp, in normalize_frame
 
 
-# Texts of this exact shape mean the same instant to pandas and to datetime.fromisoformat (the per-row
-# parser), so they are parsed vectorized; every other value goes through the per-row parser itself.
+# Texts of this exact shape mean the same instant to Arrow and to datetime.fromisoformat (the per-row parser), so
+# they are parsed vectorized; every other value goes through the per-row parser itself.
 _PLAIN_ISO = (r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
               r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?$")
+_OFFSET = r"(Z|[+-]\d\d:\d\d)$"
+_EXACT_MICROS = 2**53  # below this a count of microseconds is an exact float: one rounding, as timedelta divides
+
+
+def _arrow_texts(col: pd.Series) -> pa.Array | None:
+    """The column's text cells as an Arrow string array (null where not text), or None when it holds no text."""
+    if not len(col) or not pd.api.types.is_string_dtype(col.dtype):
+        return None
+    if col.dtype == object:  # a date object, a number, a list: never taken for text
+        is_text = np.fromiter((isinstance(v, str) for v in col), dtype=bool, count=len(col))
+        return pa.array(np.where(is_text, col.to_numpy(dtype=object), None), type=pa.large_string())
+    return pa.array(col.array, type=pa.large_string(), from_pandas=True)  # large: no 2 GB limit, no copy
+
+
+def _plain_micros(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(plain mask, microseconds since the epoch where plain): the plain ISO 8601 stamps, parsed by Arrow. A date
+    that does not exist (Feb 30, year 0) is not plain: the per-row parser words it."""
+    plain = np.zeros(len(texts), dtype=bool)
+    micros = np.zeros(len(texts), dtype=np.int64)
+    given = np.flatnonzero(np.array(pc.greater(pc.binary_length(texts), 0).fill_null(False), dtype=bool))
+    if not len(given):  # most cells of a timestamp column are often empty: the regex reads only the others
+        return plain, micros
+    plain[given] = np.array(pc.match_substring_regex(texts.take(pa.array(given)), _PLAIN_ISO), dtype=bool)
+    rows = np.flatnonzero(plain)
+    if not len(rows):
+        return plain, micros
+    stamps = texts.take(pa.array(rows))
+    year, month, day = (pc.cast(pc.utf8_slice_codeunits(stamps, a, b), pa.int64()).to_numpy()
+                        for a, b in ((0, 4), (5, 7), (8, 10)))
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[month] + (leap & (month == 2))
+    real = (year >= 1) & (day <= month_days)
+    zoned = pc.match_substring_regex(stamps, _OFFSET).to_numpy(zero_copy_only=False)
+    for kind, which in ((pa.timestamp("us", "UTC"), real & zoned), (pa.timestamp("us"), real & ~zoned)):
+        if which.any():  # a naive stamp is UTC, as parse_timestamp reads it
+            parsed = pc.cast(stamps.filter(pa.array(which)), kind).cast(pa.int64())
+            micros[rows[which]] = parsed.to_numpy()
+    plain[rows[~real]] = False
+    return plain, micros
 
 
 def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime) -> tuple[np.ndarray, np.ndarray]:
     """(elapsed time in the fact's unit with NaN where blank, bad mask) for a timestamp column."""
     values = np.full(len(col), np.nan)
     bad = np.zeros(len(col), dtype=bool)
-    plain = np.zeros(len(col), dtype=bool)
-    if pd.api.types.is_string_dtype(col.dtype) and len(col):
-        plain = col.astype("string").str.fullmatch(_PLAIN_ISO).to_numpy(dtype=bool, na_value=False)
-        if col.dtype == object:  # astype would also turn a date object into matching text
-            plain &= np.fromiter((isinstance(v, str) for v in col), dtype=bool, count=len(col))
-    if plain.any():
-        stamps = pd.to_datetime(col[plain], utc=True, format="ISO8601", errors="coerce", cache=False)
-        # Whole microseconds, as datetime subtraction counts them, so both paths round alike.
-        micros = stamps.to_numpy(dtype="datetime64[us]").astype(np.int64)
+    texts = _arrow_texts(col)
+    plain, micros = _plain_micros(texts) if texts is not None else (np.zeros(len(col), dtype=bool), None)
+    if micros is not None and plain.any():
         as_of_us = np.datetime64(as_of.astimezone(UTC).replace(tzinfo=None), "us").astype(np.int64)
-        amount = (as_of_us - micros) / 1e6 / TIME_UNITS[fact.per]
-        parsed = ~stamps.isna().to_numpy() & (amount >= 0)
-        values[np.flatnonzero(plain)[parsed]] = amount[parsed]
-        plain[np.flatnonzero(plain)[~parsed]] = False  # invalid dates or future stamps: the per-row words
+        delta = as_of_us - micros
+        # Whole microseconds divided once, as timedelta.total_seconds() does; a future stamp or one centuries
+        # away (not an exact float) is left to the per-row parser.
+        plain &= (delta >= 0) & (delta < _EXACT_MICROS)
+        values[plain] = delta[plain] / 1e6 / TIME_UNITS[fact.per]
     rest = np.flatnonzero(~plain)
+    if texts is not None:  # an empty text is blank: nothing to parse
+        rest = rest[np.array(pc.binary_length(texts.take(pa.array(rest))).fill_null(1), dtype=np.int64) > 0]
     if len(rest):
         codes, uniques = _factorize(col.iloc[rest])
         parsed_rest = np.full(len(uniques), np.nan)

@@ -7,7 +7,7 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -34,6 +34,76 @@ CSV_READ_OPTIONS: Mapping[str, Any] = {"dtype": str, "keep_default_na": False, "
 def read_csv_text(source: Any, **options: Any) -> Any:
     """pd.read_csv with CSV_READ_OPTIONS (a DataFrame, or with chunksize an iterator of them)."""
     return pd.read_csv(source, **{**CSV_READ_OPTIONS, **options})
+
+
+class NotArrowReadable(Exception):
+    """A CSV the Arrow reader would not read exactly as pandas does (an error, or a byte that the two parsers
+    may read differently): its caller reads it with read_csv_text instead, from the start."""
+
+
+# Arrow reads the input in blocks of this many bytes (about 12,000 orders): memory stays flat.
+ARROW_BLOCK_BYTES = 1 << 20
+_MARK = "\x01"  # the cells of the row appended after the last byte: read back intact only if every quote closed
+
+
+class _Sentinel(io.RawIOBase):
+    """A binary input that raises NotArrowReadable on a NUL byte or a CR not followed by LF (the parsers differ
+    there), and that ends with one row of marks (so an open quote at the end of the file shows)."""
+
+    def __init__(self, handle: IO[bytes], tail: bytes) -> None:
+        self.handle, self.tail, self.ended = handle, tail, False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = b"" if self.ended else self.handle.read(max(1, len(buffer) - 1))
+        if data.endswith(b"\r"):  # a CRLF cut between two reads is still a CRLF
+            data += self.handle.read(1)
+        if data:
+            if b"\0" in data or data.count(b"\r") != data.count(b"\r\n") or data.endswith(b"\r"):
+                raise NotArrowReadable("a NUL byte or a lone CR")
+        else:  # the input is done: the row of marks, as much of it as fits each time
+            self.ended = True
+            data, self.tail = self.tail[: len(buffer)], self.tail[len(buffer):]
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def arrow_text_chunks(handle: IO[bytes], header: list[str], chunksize: int) -> Iterator[pd.DataFrame]:
+    """The rows of a CSV as frames of chunksize text columns, read by Arrow exactly as read_csv_text reads
+    them; raises NotArrowReadable (possibly after some chunks) where it cannot promise that."""
+    if len(header) < 2 or len(set(header)) < len(header) or "" in header:
+        # pandas skips a line of spaces in a one-column file and renames a repeated or empty column name
+        raise NotArrowReadable("a header Arrow reads otherwise")
+    tail = ("\n" + ",".join([_MARK] * len(header)) + "\n").encode()
+    try:
+        reader = pacsv.open_csv(
+            io.BufferedReader(_Sentinel(handle, tail), ARROW_BLOCK_BYTES),
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=ARROW_BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+        if reader.schema.names != header:
+            raise NotArrowReadable("a header Arrow reads otherwise")
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in reader:
+            pending.append(batch)
+            rows += batch.num_rows
+            while rows > chunksize:  # the last row may be the marks: always keep one back
+                table = pa.Table.from_batches(pending)
+                frame = table.slice(0, chunksize).to_pandas()
+                pending, rows = table.slice(chunksize).to_batches(), rows - chunksize
+                del table  # the chunk's Arrow buffers go as soon as the frame holds its rows
+                yield frame
+    except pa.ArrowInvalid as exc:  # a short row, bad UTF-8, ...: pandas words it (or reads it its own way)
+        raise NotArrowReadable(str(exc)) from None
+    table = pa.Table.from_batches(pending, schema=reader.schema)
+    if not rows or table.slice(rows - 1).to_pylist()[0] != dict.fromkeys(header, _MARK):
+        raise NotArrowReadable("an open quote at the end of the file")
+    for start in range(0, rows - 1, chunksize):
+        yield table.slice(start, min(chunksize, rows - 1 - start)).to_pandas()
 
 
 def read_reason(exc: Exception) -> str:
@@ -72,14 +142,20 @@ class Summary:
 
     def add(self, out: pd.DataFrame, first_row: int) -> None:
         self.rows += len(out)
-        self.actions.update(out["action"].dropna().tolist())
-        self.rules.update(out["rule_id"].dropna().tolist())
-        bad = out["error"].notna().to_numpy()
-        for offset, reason in zip(bad.nonzero()[0], out["error"][bad], strict=True):
-            self.errors[reason] += 1
+        _count(self.actions, out["action"])
+        _count(self.rules, out["rule_id"])
+        bad = np.flatnonzero(out["error"].notna().to_numpy())
+        if not len(bad):
+            return
+        codes, reasons = pd.factorize(out["error"].to_numpy()[bad])
+        counts = np.bincount(codes, minlength=len(reasons))
+        order = np.argsort(codes, kind="stable")  # the bad rows of each reason together, in row order
+        starts = np.searchsorted(codes[order], np.arange(len(reasons)))
+        for k, reason in enumerate(reasons.tolist()):
+            self.errors[reason] += int(counts[k])
             rows = self.error_rows.setdefault(reason, [])
-            if len(rows) < 3:
-                rows.append(first_row + int(offset))
+            take = min(3 - len(rows), int(counts[k]))
+            rows.extend(first_row + int(offset) for offset in bad[order[starts[k]: starts[k] + max(take, 0)]])
 
     def __str__(self) -> str:
         rate = self.rows / self.seconds if self.seconds else 0.0
@@ -103,6 +179,13 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "actions": dict(self.actions), "rules": dict(self.rules),
                 "errors": dict(self.errors), "seconds": self.seconds, "unknown_columns": dict(self.unknown_columns)}
+
+
+def _count(counter: Counter, column: pd.Series) -> None:
+    """Count the column's values (missing ones left out) in order of first appearance, as row by row would."""
+    codes, values = pd.factorize(column.to_numpy())
+    counts = np.bincount(codes[codes >= 0], minlength=len(values))
+    counter.update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
 
 
 def merge_summaries(parts: list[Summary]) -> Summary:
