@@ -11,6 +11,7 @@ from .errors import (
     EngineError,
     FieldProblem,
     InputError,
+    MappingError,
     OrderError,
     ParameterError,
     PolicyError,
@@ -19,6 +20,7 @@ from .errors import (
     UnknownRuleError,
     UsageError,
 )
+from .intake import suggest_mapping
 from .loader import DEFAULT_POLICY, RULES_DIR
 from .operators import ConditionResult
 from .policy import Policy, diff, load
@@ -27,7 +29,8 @@ from .verify import Finding, VerifyReport
 
 __all__ = [  # sorted
     "AsOfError", "CancelRulesError", "ComparisonError", "ConditionResult", "DEFAULT_POLICY", "Decision",
-    "DefinitionError", "EngineError", "FieldProblem", "Finding", "InputError", "OUTPUT_COLUMNS", "OrderError",
-    "ParameterError", "Policy", "PolicyDiff", "PolicyError", "RULES_DIR", "RuleError", "RuleProblem",
+    "DefinitionError", "EngineError", "FieldProblem", "Finding", "InputError", "MappingError", "OUTPUT_COLUMNS",
+    "OrderError", "ParameterError", "Policy", "PolicyDiff", "PolicyError", "RULES_DIR", "RuleError", "RuleProblem",
     "UnknownRuleError", "UsageError", "VerifyReport", "WhyNot", "diff", "load", "read_orders",
+    "suggest_mapping",
 ]

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from .csvio import DEFAULT_CHUNKSIZE, evaluate_csv, max_columns_from_env, read_orders, terminal_progress
 from .errors import CancelRulesError, OrderError, UsageError
 from .facts import parse_as_of
+from .intake import check_fields, parse_mapping
 from .policy import Policy, diff, load
 
 
@@ -101,16 +102,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_on_dask(args)
     policy = _policy(args)
     as_of = parse_as_of(args.as_of)
+    mapping = _mapping(args, policy)
     progress = terminal_progress()
     try:
         summary = evaluate_csv(policy.compiled, args.input, args.output, as_of, args.chunksize, progress,
-                               max_columns=args.max_columns, raw=args.raw_csv, strict=args.strict)
+                               max_columns=args.max_columns, raw=args.raw_csv, strict=args.strict, mapping=mapping)
     finally:
         if progress:  # the bar's line ends before the summary or the error
             sys.stderr.write("\n")
+    summary.rules_declared = tuple(r.id for r in policy.spec.ranked_rules())
     print(f"wrote {args.output} (policy {policy.name} {policy.version}, as of {as_of.isoformat()})\n{summary}",
           file=sys.stderr)
     return 0
+
+
+def _mapping(args: argparse.Namespace, policy: Policy) -> dict[str, str]:
+    """--map COLUMN=FIELD (repeatable), checked against the policy's fields."""
+    mapping = parse_mapping(args.map or [])
+    check_fields(policy.spec, mapping)
+    return mapping
 
 
 def _evaluate_on_dask(args: argparse.Namespace) -> int:
@@ -123,6 +133,8 @@ def _evaluate_on_dask(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UsageError(f"--dask needs the [dask] extra: pip install 'cancel-rules[dask]' ({exc})",
                          "--dask") from None
+    if args.map:
+        raise UsageError("--map is not supported with --dask: rename the columns of the input files", "--map")
     policy = _policy(args)
     as_of = parse_as_of(args.as_of)
     progress = terminal_progress()
@@ -133,6 +145,7 @@ def _evaluate_on_dask(args: argparse.Namespace) -> int:
     finally:
         if progress:  # the bar's line ends before the summary or the error
             sys.stderr.write("\n")
+    run.summary.rules_declared = tuple(r.id for r in policy.spec.ranked_rules())
     print(f"wrote {args.output} ({run.fmt}, {run.partitions} partitions on {run.workers} Dask workers; policy "
           f"{policy.name} {policy.version}, as of {as_of.isoformat()})\n{run.summary}", file=sys.stderr)
     return 0
@@ -146,7 +159,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     old, new = load(args.old), load(args.new)
-    orders = read_orders(args.orders) if args.orders else None
+    orders = read_orders(args.orders, mapping=_mapping(args, old)) if args.orders else None
     result = diff(old, new, orders, parse_as_of(args.as_of))
     print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else result)
     return 0
@@ -159,6 +172,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"the service needs the [service] extra: pip install 'cancel-rules[service]' "
                          f"({exc})") from None
     return serve(args)
+
+
+MAP_HELP = ("read input column COLUMN as the policy's field FIELD, e.g. --map \"Order Status=status\" "
+            "(repeatable; the output names it FIELD)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw-csv", action="store_true",
                    help="write text cells as they are (by default a cell a spreadsheet would run as a formula, "
                         "starting with = + - @ tab or CR and not a number, gets a leading ')")
+    p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help=MAP_HELP)
     p.add_argument("--dask", nargs="?", const="local", default=None, metavar="SCHEDULER_ADDRESS",
                    help="evaluate on Dask (needs the [dask] extra): on the scheduler at this address, or without "
                         "one on a local cluster of 2 worker processes; IN may then be a glob of CSVs or Parquet")
@@ -207,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("old", help="the current policy file")
     p.add_argument("new", help="the changed policy file")
     p.add_argument("--orders", metavar="CSV", help="weigh the changes by these orders")
+    p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help=MAP_HELP)
     p.add_argument("--as-of", metavar="ISO", help="time for the orders' timestamps (default: now, UTC)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_diff)
