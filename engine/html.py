@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -72,6 +73,40 @@ def frame_html(frame: Any, max_rows: int = 50, caption: str = "") -> str:
     if len(frame) > max_rows:
         out += f"<div style='{_FONT};color:#666'>… {len(frame) - max_rows:,} more rows not shown</div>"
     return out
+
+
+def chart_html(png: bytes, alt: str, max_width: str = "100%") -> str:
+    """A chart as an <img> with its alt text (what it shows, in words); no image at all without data, so a page
+    never shows a broken-image icon."""
+    if not png:
+        return ""
+    data = base64.b64encode(png).decode("ascii")
+    return (f"<img class='cr-chart' src='data:image/png;base64,{data}' alt='{esc(alt)}' "
+            f"style='max-width:{max_width};height:auto'>")
+
+
+def coverage_html(coverage: Any, actions: Mapping[str, str] | None = None) -> str:
+    """Rule coverage (Policy.coverage's frame) as a table: every rule in firing order with its orders; a rule no
+    order reaches is highlighted, so that it is the first thing seen."""
+    actions = actions or {}
+    rows, attrs = [], []
+    for rank, rec in enumerate(coverage.itertuples(index=False), start=1):
+        zero = rec.orders == 0
+        badge = " " + _badge("no order", "#b06000") if zero else ""
+        rows.append([str(rank), f"<code>{esc(rec.rule_id)}</code>{badge}", _action_html(rec.action, actions),
+                     f"{rec.orders:,}", f"{rec.share:.1f} %"])
+        attrs.append(f"class='cr-coverage-row' data-rule='{esc(rec.rule_id)}' data-orders='{rec.orders}'"
+                     + (f" style=\"{_ROW_STYLES['also']}\"" if zero else ""))
+    return table_html(rows, ["#", "rule", "action", "orders", "share"], raw=True, row_attrs=attrs,
+                      caption="Coverage: orders decided by each rule, in firing order")
+
+
+def _action_html(action: str | None, actions: Mapping[str, str]) -> str:
+    """An action as its description with its code (the code alone when the policy does not describe it)."""
+    if not action:
+        return ""
+    meaning = actions.get(action, "")
+    return (f"<code>{esc(action)}</code>" + (f" <span style='color:#555'>{esc(meaning)}</span>" if meaning else ""))
 
 
 # ---------------------------------------------------------------------------------------------- conditions
