@@ -229,7 +229,7 @@ def test_what_if_seller_window_72h_moves_disputes_back_to_waiting(policy, sample
     assert f"{len(expected):,} of {len(sample_orders):,} orders change" in text(view.summary.value)
     transitions = text(view.transitions.value)
     assert "open_dispute seller_silent_past_window wait_for_seller wait_for_seller_reply" in transitions
-    assert view.chart.value.startswith("<img class='cr-chart' src='data:image/png;base64,iVBOR")
+    assert view.chart.value.startswith("<img class='cr-chart' src='data:image/svg+xml;base64,")
 
 
 def test_what_if_variant_picker_sets_the_sliders(policy, legacy, sample_orders):

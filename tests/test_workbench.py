@@ -3,6 +3,7 @@ a row's explanation), uploads that map columns, coverage, and the what-if slider
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 
@@ -259,4 +260,7 @@ def test_what_if_counts_by_action_before_and_after(policy, whatif):
     alt = re.search(r"alt='([^']*)'", whatif.chart.value).group(1)
     moved = table[table["action"] == "open_dispute"].iloc[0]
     assert f"open_dispute {moved.before} → {moved.after}" in alt
+    svg = base64.b64decode(re.search(r"base64,([^']+)'", whatif.chart.value).group(1)).decode()
+    drawn = re.findall(r"<text[^>]*>([\d,]+)</text>", svg)  # the value beside each bar: before, after per action
+    assert [int(v.replace(",", "")) for v in drawn] == [n for r in table.itertuples() for n in (r.before, r.after)]
     whatif.reset.click()

@@ -16,12 +16,12 @@ import pandas as pd
 
 from ..batch import resolve_columns
 from ..frames import normalize_frame
-from ..html import chart_html, esc, frame_html
+from ..html import bars_svg, chart_html, esc, frame_html
 from ..loader import RULES_DIR
 from ..model import FactSpec, KeyedParameter, ParamRef, PolicySpec
 from ..policy import Policy, diff, load
 from ..text import humanize
-from .common import DESC, FONT, LiveHTML, as_of_picker, heading, png, read_orders_from
+from .common import DESC, FONT, LiveHTML, as_of_picker, heading, read_orders_from
 from .grid import ResultsGrid
 from .slider import NumberSlider
 
@@ -243,17 +243,9 @@ class WhatIf(w.VBox):
         self.grid.set_frame(changed)
 
     def _chart(self, table: pd.DataFrame) -> str:
-        def draw(fig: Any) -> None:
-            ax = fig.add_subplot(1, 1, 1)
-            shown = table.iloc[::-1]
-            y = np.arange(len(shown))
-            ax.barh(y + 0.2, shown["before"], height=0.4, color="#9aa0a6", label="before")
-            ax.barh(y - 0.2, shown["after"], height=0.4, color="#1a73e8", label="after")
-            ax.set_yticks(y, list(shown["action"]), fontsize=8)
-            ax.set_xlabel("orders")
-            ax.set_title("Orders by action: current policy (before) and candidate (after)")
-            ax.legend(loc="lower right", fontsize=8)
-
+        svg = bars_svg(list(table["action"]), [("before", "#80868b", list(table["before"])),
+                                               ("after", "#1a73e8", list(table["after"]))],
+                       "Orders by action: current policy (before) and candidate (after)")
         moves = [f"{a} {b} → {c}" for a, b, c in zip(table["action"], table["before"], table["after"], strict=True)]
         alt = "Bar chart of orders by action, before and after the change: " + "; ".join(moves) + "."
-        return chart_html(png(draw, height=max(2.4, 0.38 * len(table) + 1.2)), alt, "640px")
+        return chart_html(svg, alt, "640px", kind="svg+xml")
