@@ -264,3 +264,11 @@ def test_what_if_counts_by_action_before_and_after(policy, whatif):
     drawn = re.findall(r"<text[^>]*>([\d,]+)</text>", svg)  # the value beside each bar: before, after per action
     assert [int(v.replace(",", "")) for v in drawn] == [n for r in table.itertuples() for n in (r.before, r.after)]
     whatif.reset.click()
+
+
+def test_grid_column_titles_from_a_file_header_are_escaped():
+    # DataTables puts a column's title into the page as HTML: a header from an uploaded file must not be markup
+    g = ResultsGrid(pd.DataFrame({"action": ["a"], "<img src=x onerror=alert(1)>": ["v"]}))
+    titles = [c["title"] for c in g.table.columns]
+    assert titles == ["action", "&lt;img src=x onerror=alert(1)&gt;"]
+    assert g.table.columns[1]["name"] == "<img src=x onerror=alert(1)>"  # the data keeps its name

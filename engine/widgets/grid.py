@@ -108,7 +108,9 @@ class ResultsGrid(w.VBox):
             self._quiet = False
         if self.error_column:
             self.download_bad.disabled = not self._bad().any()
-        self.table.columns = [{"name": c, "title": self.titles.get(c, c), "tip": c if c in self.titles else ""}
+        # DataTables shows a title as HTML, and a header may come from an uploaded file: escaped
+        self.table.columns = [{"name": c, "title": html.escape(self.titles.get(c, c)),
+                               "tip": c if c in self.titles else ""}
                               for c in self.columns]
         self.refresh()
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..batch import resolve_columns
+from ..errors import CancelRulesError
 from ..frames import normalize_frame
 from ..html import bars_svg, chart_html, esc, frame_html
 from ..loader import RULES_DIR
@@ -143,7 +144,7 @@ class WhatIf(w.VBox):
         try:
             columns = resolve_columns(spec, list(self.orders.columns))
             norm = normalize_frame(spec, self.orders, columns, self.as_of.value)
-        except Exception:  # the ranges fall back to the parameters' own values; recompute says what is wrong
+        except CancelRulesError:  # the ranges fall back to the parameters' own values; recompute says what is wrong
             return {}
         return {n: norm.values[n] for n, f in spec.facts.items() if f.type == "number" and n in norm.values}
 
