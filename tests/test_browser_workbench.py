@@ -21,8 +21,9 @@ pytestmark = pytest.mark.browser
 
 SEMICOLON_EXPORT = (b"order_id;Order Status;seller_reply;hours_since_contact\n"
                     b"A;Sent;No reply;50\nB;Sent;No reply;10\nC;Lost;;\n")
-SLIDERS = ["Seller reply (h)", "Payment verification (h)", "Low rating (%)", "Refund \u00b7 Card (d)",
-           "Refund \u00b7 Cash on delivery (d)"]
+SLIDERS = ["Seller reply (h)", "Payment verification (h)", "Low rating (%)"] + [
+    f"Refund \u00b7 {method} (d)" for method in ("Card", "PayPal", "Marketplace balance", "Bank transfer", "Boleto",
+                                                 "WebMoney", "Cash on delivery")]
 
 
 @pytest.fixture
@@ -107,6 +108,9 @@ def test_batch_grid_fits_sorts_searches_and_downloads_the_rows_shown(voila, page
     detail = page.locator(".cr-order-detail")
     expect(detail).to_contain_text(f"line {rows[0][0]} of")
     expect(detail.locator(".cr-card")).to_have_attribute("data-action", "open_dispute")
+    grid.locator("tbody tr").nth(1).focus()  # or with the keyboard: a row takes the focus, Enter opens it
+    page.keyboard.press("Enter")
+    expect(detail).to_contain_text(f"line {rows[1][0]} of")
     _no_broken_image(page)
 
 
