@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         FieldProblem,
         InputError,
         JdmError,
+        MappingError,
         OrderError,
         ParameterError,
         PolicyError,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         UnknownRuleError,
         UsageError,
     )
+    from .intake import suggest_mapping
     from .loader import DEFAULT_POLICY, RULES_DIR
     from .operators import ConditionResult
     from .policy import Policy, diff, from_jdm, import_jdm, load
@@ -38,21 +40,21 @@ if TYPE_CHECKING:
 # reading only engine.errors, does not pay for pandas, pyarrow and durable_rules.
 _HOMES = {
     "PolicyDiff": "compare", "read_orders": "csvio", "Decision": "decision", "WhyNot": "decision",
-    "DEFAULT_POLICY": "loader", "RULES_DIR": "loader", "ConditionResult": "operators", "Policy": "policy",
+    "suggest_mapping": "intake", "DEFAULT_POLICY": "loader", "RULES_DIR": "loader", "ConditionResult": "operators",
+    "Policy": "policy",
     "diff": "policy", "from_jdm": "policy", "import_jdm": "policy", "load": "policy", "OUTPUT_COLUMNS": "tabular",
     "Finding": "verify", "VerifyReport": "verify",
     **dict.fromkeys(["AsOfError", "CancelRulesError", "ComparisonError", "DefinitionError", "EngineError",
-                     "FieldProblem", "InputError", "JdmError", "OrderError", "ParameterError", "PolicyError",
-                     "RuleError", "RuleProblem", "UnknownRuleError", "UsageError"], "errors"),
+                     "FieldProblem", "InputError", "JdmError", "MappingError", "OrderError", "ParameterError",
+                     "PolicyError", "RuleError", "RuleProblem", "UnknownRuleError", "UsageError"], "errors"),
 }
 
 __all__ = [  # sorted
     "AsOfError", "CancelRulesError", "ComparisonError", "ConditionResult", "DEFAULT_POLICY", "Decision",
-    "DefinitionError", "EngineError", "FieldProblem", "Finding", "InputError", "JdmError", "OUTPUT_COLUMNS",
-    "OrderError",
-    "ParameterError", "Policy", "PolicyDiff", "PolicyError", "RULES_DIR", "RuleError", "RuleProblem",
-    "UnknownRuleError", "UsageError", "VerifyReport", "WhyNot", "diff", "from_jdm", "import_jdm", "load",
-    "read_orders",
+    "DefinitionError", "EngineError", "FieldProblem", "Finding", "InputError", "JdmError", "MappingError",
+    "OUTPUT_COLUMNS", "OrderError", "ParameterError", "Policy", "PolicyDiff", "PolicyError", "RULES_DIR",
+    "RuleError", "RuleProblem", "UnknownRuleError", "UsageError", "VerifyReport", "WhyNot", "diff", "from_jdm",
+    "import_jdm", "load", "read_orders", "suggest_mapping",
 ]
 
 

@@ -118,17 +118,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     policy = _policy(args)
     as_of = parse_as_of(args.as_of)
+    mapping = _mapping(args, policy)
     progress = terminal_progress()
     chunksize = DEFAULT_CHUNKSIZE if args.chunksize is None else args.chunksize
     try:
         summary = evaluate_csv(policy.compiled, args.input, args.output, as_of, chunksize, progress,
-                               max_columns=args.max_columns, raw=args.raw_csv, strict=args.strict)
+                               max_columns=args.max_columns, raw=args.raw_csv, strict=args.strict, mapping=mapping)
     finally:
         if progress:  # the bar's line ends before the summary or the error
             sys.stderr.write("\n")
+    summary.rules_declared = tuple(r.id for r in policy.spec.ranked_rules())
     print(f"wrote {args.output} (policy {policy.name} {policy.version}, as of {as_of.isoformat()})\n{summary}",
           file=sys.stderr)
     return 0
+
+
+def _mapping(args: argparse.Namespace, policy: Policy) -> dict[str, str]:
+    """--map COLUMN=FIELD (repeatable), checked against the policy's fields."""
+    from .intake import check_fields, parse_mapping
+
+    mapping = parse_mapping(args.map or [])
+    check_fields(policy.spec, mapping)
+    return mapping
 
 
 def _evaluate_on_dask(args: argparse.Namespace) -> int:
@@ -141,6 +152,8 @@ def _evaluate_on_dask(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UsageError(f"--dask needs the [dask] extra: pip install 'cancel-rules[dask]' ({exc})",
                          "--dask") from None
+    if args.map:
+        raise UsageError("--map is not supported with --dask: rename the columns of the input files", "--map")
     from .csvio import terminal_progress
 
     policy = _policy(args)
@@ -153,6 +166,7 @@ def _evaluate_on_dask(args: argparse.Namespace) -> int:
     finally:
         if progress:  # the bar's line ends before the summary or the error
             sys.stderr.write("\n")
+    run.summary.rules_declared = tuple(r.id for r in policy.spec.ranked_rules())
     print(f"wrote {args.output} ({run.fmt}, {run.partitions} partitions on {run.workers} Dask workers; policy "
           f"{policy.name} {policy.version}, as of {as_of.isoformat()})\n{run.summary}", file=sys.stderr)
     return 0
@@ -169,7 +183,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from .policy import diff, load
 
     old, new = load(args.old), load(args.new)
-    orders = read_orders(args.orders) if args.orders else None
+    orders = read_orders(args.orders, mapping=_mapping(args, old)) if args.orders else None
     result = diff(old, new, orders, parse_as_of(args.as_of))
     print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else result)
     return 0
@@ -238,6 +252,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+MAP_HELP = ("read input column COLUMN as the policy's field FIELD, e.g. --map \"Order Status=status\" "
+            "(repeatable; the output names it FIELD)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cancel-rules", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="let errors end in their traceback (for bug reports)")
@@ -270,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw-csv", action="store_true",
                    help="write text cells as they are (by default a cell a spreadsheet would run as a formula, "
                         "starting with = + - @ tab or CR and not a number, gets a leading ')")
+    p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help=MAP_HELP)
     p.add_argument("--dask", nargs="?", const="local", default=None, metavar="SCHEDULER_ADDRESS",
                    help="evaluate on Dask (needs the [dask] extra): on the scheduler at this address, or without "
                         "one on a local cluster of 2 worker processes; IN may then be a glob of CSVs or Parquet")
@@ -284,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("old", help="the current policy file")
     p.add_argument("new", help="the changed policy file")
     p.add_argument("--orders", metavar="CSV", help="weigh the changes by these orders")
+    p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help=MAP_HELP)
     p.add_argument("--as-of", metavar="ISO", help="time for the orders' timestamps (default: now, UTC)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_diff)

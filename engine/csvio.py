@@ -19,6 +19,7 @@ from .atomic import atomic_file, remove_stale
 from .batch import check_strict_columns, evaluate_frame, input_fields, resolve_columns, unknown_columns
 from .compiler import CompiledPolicy
 from .errors import InputError, UsageError
+from .intake import apply_mapping, map_frame
 from .tabular import (
     OUTPUT_COLUMNS,
     NotArrowReadable,
@@ -72,29 +73,32 @@ def check_repeated(header: list[str], fields: list[str], source: str) -> None:
         raise InputError(source, f"column {repeated[0]!r} appears more than once", repeated)
 
 
-def read_orders(source: str | Path | IO, max_columns: int | None = None) -> pd.DataFrame:
-    """A CSV of orders as text columns (UTF-8 with or without BOM); wider than max_columns is refused."""
+def read_orders(source: str | Path | IO, max_columns: int | None = None, mapping: Mapping[str, str] | None = None,
+                delimiter: str = ",") -> pd.DataFrame:
+    """A CSV of orders as text columns (UTF-8 with or without BOM); wider than max_columns is refused. mapping
+    renames columns to the policy's fields ({"Order Status": "status"}: engine.intake.apply_mapping)."""
     limit = max_columns_from_env() if max_columns is None else max_columns
     if isinstance(source, (str, Path)):
-        check_width(read_header(Path(source)), str(source), limit)
+        check_width(read_header(Path(source), delimiter), str(source), limit)
     elif source.seekable():
-        check_width(_peek_header(source), str(getattr(source, "name", "input")), limit)
+        check_width(_peek_header(source, delimiter), str(getattr(source, "name", "input")), limit)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # a row longer than the header
-            return read_csv_text(source)
+            frame = read_csv_text(source, sep=delimiter)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning,
             pd.errors.EmptyDataError) as exc:
         raise InputError(str(getattr(source, "name", source) if not isinstance(source, (str, Path)) else source),
                          read_reason(exc)) from None
+    return map_frame(frame, mapping or {}, str(getattr(source, "name", source)))
 
 
-def _peek_header(handle: IO) -> list[str]:
+def _peek_header(handle: IO, delimiter: str = ",") -> list[str]:
     """The header row of an open file, which is left where it was."""
     start = handle.tell()
     try:
         text = handle if isinstance(handle, io.TextIOBase) else io.TextIOWrapper(handle, "utf-8-sig", newline="")
-        header = next(csv.reader(text), [])
+        header = next(csv.reader(text, delimiter=delimiter), [])
         if text is not handle:
             text.detach()
     except (UnicodeDecodeError, csv.Error):
@@ -103,11 +107,11 @@ def _peek_header(handle: IO) -> list[str]:
     return header
 
 
-def read_header(source: Path) -> list[str]:
+def read_header(source: Path, delimiter: str = ",") -> list[str]:
     """The header row exactly as written (pandas would rename repeated names to 'name.1')."""
     try:
         with source.open(encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle), None)
+            header = next(csv.reader(handle, delimiter=delimiter), None)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(str(source), read_reason(exc)) from None
     if not header:
@@ -117,19 +121,23 @@ def read_header(source: Path) -> list[str]:
 
 def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Path, as_of: datetime,
                  chunksize: int = DEFAULT_CHUNKSIZE, progress: Callable[[int, float], None] | None = None,
-                 max_columns: int = DEFAULT_MAX_COLUMNS, raw: bool = False, strict: bool = False) -> Summary:
+                 max_columns: int = DEFAULT_MAX_COLUMNS, raw: bool = False, strict: bool = False,
+                 mapping: Mapping[str, str] | None = None) -> Summary:
     """Evaluate every row of source into target; target is replaced only once the whole file is written.
 
     Text cells a spreadsheet would run as formulas get a leading ' unless raw. Columns the policy does not read
-    are kept (and listed in the summary); with strict, one that looks like a misspelt field stops the run."""
+    are kept (and listed in the summary); with strict, one that looks like a misspelt field stops the run. mapping
+    renames columns to fields as they are read ({"Order Status": "status"}); the output has the new names."""
     started = time.perf_counter()
     source, target = Path(source), Path(target)
     if chunksize < 1:
         raise InputError(str(source), f"chunk size must be at least 1, got {chunksize}")
     if not target.parent.is_dir():
         raise InputError(str(target), f"output folder does not exist: {target.parent}")
-    header = read_header(source)
-    check_width(header, str(source), max_columns)
+    file_header = read_header(source)
+    check_width(file_header, str(source), max_columns)
+    renames = dict(mapping or {})
+    header = apply_mapping(file_header, renames, str(source))  # a bad mapping stops the run before any output
     check_repeated(header, input_fields(compiled.spec), str(source))
     resolve_columns(compiled.spec, header, str(source))  # a missing column stops the run before any output
     if strict:
@@ -142,27 +150,33 @@ def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Pat
             # (pandas' default): make it an error instead.
             warnings.simplefilter("error", pd.errors.ParserWarning)
             try:
-                _write_all(compiled, source, sink, header, as_of, chunksize, progress, raw, summary, arrow=True)
+                _write_all(compiled, source, sink, (file_header, renames), as_of, chunksize, progress, raw, summary,
+                           arrow=True)
             except NotArrowReadable:  # pandas reads it its own way, or words its error: start again with it
                 sink.seek(0)
                 sink.truncate()
                 summary = Summary(unknown_columns=summary.unknown_columns)
-                _write_all(compiled, source, sink, header, as_of, chunksize, progress, raw, summary, arrow=False)
+                _write_all(compiled, source, sink, (file_header, renames), as_of, chunksize, progress, raw, summary,
+                           arrow=False)
     except OSError as exc:  # the input's failures are InputErrors by now: the output's open, writes, close, rename
         raise InputError(str(target), write_reason(exc)) from None
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _write_all(compiled: CompiledPolicy, source: Path, sink: IO[bytes], header: list[str], as_of: datetime,
-               chunksize: int, progress: Callable[[int, float], None] | None, raw: bool, summary: Summary,
-               arrow: bool) -> None:
-    """Every row of source, decided, into sink after the header; Arrow reads it, or pandas."""
+def _write_all(compiled: CompiledPolicy, source: Path, sink: IO[bytes], columns: tuple[list[str], dict[str, str]],
+               as_of: datetime, chunksize: int, progress: Callable[[int, float], None] | None, raw: bool,
+               summary: Summary, arrow: bool) -> None:
+    """Every row of source, decided, into sink after the header; Arrow reads it, or pandas. columns: the file's
+    header as written (what the reader checks) and the renames of a column mapping (the output has the new names)."""
+    file_header, renames = columns
     size = source.stat().st_size
     with _open_input(source) as handle:
-        sink.write(header_line(header + list(OUTPUT_COLUMNS), raw))
-        for chunk in _chunks(handle, chunksize, source, header if arrow else None):
+        sink.write(header_line([renames.get(name, name) for name in file_header] + list(OUTPUT_COLUMNS), raw))
+        for chunk in _chunks(handle, chunksize, source, file_header if arrow else None):
             chunk.index = range(summary.rows, summary.rows + len(chunk))
+            if renames:
+                chunk = chunk.rename(columns=renames)
             out = evaluate_frame(compiled, chunk, as_of, source=str(source))
             write_rows(out, sink, raw)
             summary.add(out, summary.rows + 1)

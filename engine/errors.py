@@ -231,6 +231,16 @@ class UsageError(CancelRulesError, ValueError):
         return self.message
 
 
+class MappingError(UsageError):
+    """A column mapping (COLUMN=FIELD) cannot be applied: malformed, a column not in the file, a field the policy
+    does not read, or two columns that would be read as one field."""
+
+    def __init__(self, message: str, column: str | None = None, field: str | None = None) -> None:
+        self.column = column
+        self.field = field
+        super().__init__(message, "--map")
+
+
 class AsOfError(UsageError):
     """The as-of time is not an ISO 8601 timestamp."""
 

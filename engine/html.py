@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -72,6 +73,62 @@ def frame_html(frame: Any, max_rows: int = 50, caption: str = "") -> str:
     if len(frame) > max_rows:
         out += f"<div style='{_FONT};color:#666'>… {len(frame) - max_rows:,} more rows not shown</div>"
     return out
+
+
+def chart_html(png: bytes, alt: str, max_width: str = "100%", kind: str = "png") -> str:
+    """A chart (PNG, or SVG with kind="svg+xml") as an <img> with its alt text (what it shows, in words); no image
+    at all without data, so a page never shows a broken-image icon."""
+    if not png:
+        return ""
+    data = base64.b64encode(png).decode("ascii")
+    return (f"<img class='cr-chart' src='data:image/{kind};base64,{data}' alt='{esc(alt)}' "
+            f"style='max-width:{max_width};height:auto'>")
+
+
+def bars_svg(labels: Sequence[str], series: Sequence[tuple[str, str, Sequence[int]]], title: str) -> bytes:
+    """Grouped horizontal bars as SVG ((name, color, values) per series, a bar each per label, its value beside
+    it): drawn in microseconds, where matplotlib takes a few tenths of a second per redraw."""
+    bar, gap, left, width, top = 12, 8, 170, 300, 40
+    group = bar * len(series) + gap
+    high = max([v for _, _, values in series for v in values] + [1])
+    height = top + group * len(labels) + 10
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{left + width + 60}' height='{height}' "
+           f"font-family='sans-serif' font-size='11'><text x='4' y='14' font-size='13'>{esc(title)}</text>"]
+    for k, (name, color, _) in enumerate(series):  # the legend
+        out.append(f"<rect x='{4 + 90 * k}' y='22' width='10' height='10' fill='{color}'/>"
+                   f"<text x='{18 + 90 * k}' y='31'>{esc(name)}</text>")
+    for i, label in enumerate(labels):
+        y = top + i * group
+        out.append(f"<text x='{left - 6}' y='{y + bar * len(series) / 2 + 4}' text-anchor='end'>{esc(label)}</text>")
+        for k, (_, color, values) in enumerate(series):
+            length = width * values[i] / high
+            out.append(f"<rect x='{left}' y='{y + k * bar}' width='{length:.1f}' height='{bar - 1}' fill='{color}'/>"
+                       f"<text x='{left + length + 3:.1f}' y='{y + k * bar + bar - 3}'>{values[i]:,}</text>")
+    return ("".join(out) + "</svg>").encode("utf-8")
+
+
+def coverage_html(coverage: Any, actions: Mapping[str, str] | None = None) -> str:
+    """Rule coverage (Policy.coverage's frame) as a table: every rule in firing order with its orders; a rule no
+    order reaches is highlighted, so that it is the first thing seen."""
+    actions = actions or {}
+    rows, attrs = [], []
+    for rank, rec in enumerate(coverage.itertuples(index=False), start=1):
+        zero = rec.orders == 0
+        badge = " " + _badge("no order", "#b06000") if zero else ""
+        rows.append([str(rank), f"<code>{esc(rec.rule_id)}</code>{badge}", _action_html(rec.action, actions),
+                     f"{rec.orders:,}", f"{rec.share:.1f} %"])
+        attrs.append(f"class='cr-coverage-row' data-rule='{esc(rec.rule_id)}' data-orders='{rec.orders}'"
+                     + (f" style=\"{_ROW_STYLES['also']}\"" if zero else ""))
+    return table_html(rows, ["#", "rule", "action", "orders", "share"], raw=True, row_attrs=attrs,
+                      caption="Coverage: orders decided by each rule, in firing order")
+
+
+def _action_html(action: str | None, actions: Mapping[str, str]) -> str:
+    """An action as its description with its code (the code alone when the policy does not describe it)."""
+    if not action:
+        return ""
+    meaning = actions.get(action, "")
+    return (f"<code>{esc(action)}</code>" + (f" <span style='color:#555'>{esc(meaning)}</span>" if meaning else ""))
 
 
 # ---------------------------------------------------------------------------------------------- conditions

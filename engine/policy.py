@@ -14,10 +14,12 @@ import pandas as pd
 from .batch import evaluate_frame
 from .compare import PolicyDiff, policy_diff
 from .compiler import CompiledPolicy, compile_policy
+from .coverage import rule_coverage
 from .decision import Decision, decide
 from .errors import OrderError, ParameterError, RuleError, RuleProblem
 from .facts import normalize, parse_as_of
 from .html import policy_html
+from .intake import check_fields, map_frame
 from .loader import load_spec
 from .model import Example, KeyedParameter, Method, PolicySpec
 from .scenarios import Cases, ScenarioReport, read_cases, run_scenarios
@@ -62,17 +64,27 @@ class Policy:
         return to_jdm(self.spec)
 
     def evaluate(self, df: pd.DataFrame, as_of: str | datetime | None = None, method: Method = "cells",
-                 strict: bool = False) -> pd.DataFrame:
+                 strict: bool = False, mapping: Mapping[str, str] | None = None) -> pd.DataFrame:
         """The rows of df, in order, with action, rule_id, message, error and policy_version added.
 
         method="cells" asks the engine once per distinct cell; method="rows" once per row (the reference).
         Columns the policy does not read are kept; with strict, one that looks like a misspelt field raises.
+        mapping renames columns to fields first ({"Order Status": "status"}; the output has the new names).
         A dask DataFrame gives a lazy dask DataFrame (engine.cluster: the policy travels as its YAML source)."""
-        if type(df).__module__.split(".")[0] in ("dask", "dask_expr"):
+        if mapping:
+            check_fields(self.spec, mapping)
+            df = df.rename(columns=dict(mapping)) if _is_dask(df) else map_frame(df, mapping)
+        if _is_dask(df):
             from .cluster import evaluate_dask  # dask is an optional extra: imported only when given its frame
 
             return evaluate_dask(self.compiled, df, as_of, method, strict=strict)
         return evaluate_frame(self.compiled, df, parse_as_of(as_of), method, strict=strict)
+
+    def coverage(self, df: pd.DataFrame, as_of: str | datetime | None = None) -> pd.DataFrame:
+        """Every rule in firing order with the orders of df it decides (rule_id, action, priority, orders, share
+        in %); rules no order reaches have 0. df is orders (evaluated at as_of) or this policy's decisions."""
+        decided = df if {"action", "rule_id"} <= set(df.columns) else self.evaluate(df, as_of)
+        return rule_coverage(self.spec, decided["rule_id"])
 
     def verify(self) -> VerifyReport:
         """Gaps, unreachable rules and overlaps over the whole fact space, asked of durable_rules."""
@@ -145,6 +157,10 @@ class Policy:
         elif isinstance(cases, pd.DataFrame):
             cases = Cases(cases.set_axis([str(c) for c in cases.columns], axis=1))
         return run_scenarios(self.compiled, cases, parse_as_of(as_of), parse_as_of(EXAMPLES_AS_OF))
+
+
+def _is_dask(df: Any) -> bool:
+    return type(df).__module__.split(".")[0] in ("dask", "dask_expr")
 
 
 def _plain(value: Any) -> Any:

@@ -139,6 +139,7 @@ class Summary:
     error_rows: dict[str, list[int]] = field(default_factory=dict)  # reason -> first row numbers (1-based)
     seconds: float = 0.0
     unknown_columns: dict[str, str | None] = field(default_factory=dict)  # column -> the field it resembles
+    rules_declared: tuple[str, ...] = ()  # the policy's rules: those with no hit are listed too
 
     def add(self, out: pd.DataFrame, first_row: int) -> None:
         self.rows += len(out)
@@ -163,6 +164,9 @@ class Summary:
                  f"{self.rows - sum(self.errors.values())} decided, {sum(self.errors.values())} with errors"]
         lines += ["by action:"] + [f"  {a:<26} {n}" for a, n in self.actions.most_common()]
         lines += ["by rule:"] + [f"  {r:<32} {n}" for r, n in self.rules.most_common()]
+        idle = self.zero_hit_rules()
+        if idle:
+            lines.append(f"rules with no hit ({len(idle)}): " + ", ".join(idle))
         if self.errors:
             lines.append("errors:")
             for reason, n in self.errors.most_common():
@@ -176,9 +180,14 @@ class Summary:
                       for col, hint in self.unknown_columns.items() if hint]
         return "\n".join(lines)
 
+    def zero_hit_rules(self) -> list[str]:
+        """The declared rules that decided no row, in the order declared."""
+        return [r for r in self.rules_declared if not self.rules[r]]
+
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "actions": dict(self.actions), "rules": dict(self.rules),
-                "errors": dict(self.errors), "seconds": self.seconds, "unknown_columns": dict(self.unknown_columns)}
+                "errors": dict(self.errors), "seconds": self.seconds, "unknown_columns": dict(self.unknown_columns),
+                "zero_hit_rules": self.zero_hit_rules()}
 
 
 def _count(counter: Counter, column: pd.Series) -> None:
