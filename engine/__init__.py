@@ -8,6 +8,7 @@ from .errors import (
     CancelRulesError,
     ComparisonError,
     DefinitionError,
+    EditError,
     EngineError,
     FieldProblem,
     InputError,
@@ -21,13 +22,14 @@ from .errors import (
 )
 from .loader import DEFAULT_POLICY, RULES_DIR
 from .operators import ConditionResult
-from .policy import Policy, diff, load
+from .policy import Policy, diff, load, loads
 from .tabular import OUTPUT_COLUMNS
 from .verify import Finding, VerifyReport
 
 __all__ = [  # sorted
     "AsOfError", "CancelRulesError", "ComparisonError", "ConditionResult", "DEFAULT_POLICY", "Decision",
-    "DefinitionError", "EngineError", "FieldProblem", "Finding", "InputError", "OUTPUT_COLUMNS", "OrderError",
+    "DefinitionError", "EditError", "EngineError", "FieldProblem", "Finding", "InputError", "OUTPUT_COLUMNS",
+    "OrderError",
     "ParameterError", "Policy", "PolicyDiff", "PolicyError", "RULES_DIR", "RuleError", "RuleProblem",
-    "UnknownRuleError", "UsageError", "VerifyReport", "WhyNot", "diff", "load", "read_orders",
+    "UnknownRuleError", "UsageError", "VerifyReport", "WhyNot", "diff", "load", "loads", "read_orders",
 ]
