@@ -74,7 +74,7 @@ class PolicyEditor(w.VBox):
         self.revert_button = w.Button(description="Revert")
         self.status, self.message = w.HTML(), w.HTML()
         self.params: dict[str, w.Text] = {}
-        self.param_box = w.VBox()
+        self.param_box = w.Box(layout=w.Layout(flex_flow="row wrap"))
         self.table = RuleTable(self._cell_changed, self._add_rule)
         self.yaml = w.Textarea(value=self.text, continuous_update=False,
                                layout=w.Layout(width="100%", height="420px"))
@@ -235,8 +235,9 @@ class PolicyEditor(w.VBox):
     def _show_parameters(self, doc: Mapping[str, Any]) -> None:
         rows = parameter_rows(doc)
         if list(rows) != list(self.params):
-            self.params = {label: w.Text(description=label, continuous_update=False, style=DESC,
-                                         layout=w.Layout(width="320px")) for label in rows}
+            self.params = {label: w.Text(description=label, continuous_update=False,
+                                         style={"description_width": "210px"}, layout=w.Layout(width="330px"))
+                           for label in rows}
             for label, box in self.params.items():
                 box.observe(lambda _, name=label: None if self._quiet else self._param_changed(name), "value")
             self.param_box.children = list(self.params.values())

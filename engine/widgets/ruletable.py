@@ -16,8 +16,7 @@ from .common import FONT
 
 Edit = tuple[tuple[Key, ...], Any]  # the value at a place of the document; None removes what is there
 OTHER = "other conditions"
-CELL = w.Layout(width="150px")
-NARROW = w.Layout(width="80px")
+WIDTHS = {"id": "190px", OTHER: "170px", "action": "150px", "priority": "60px"}  # facts: 130px
 
 
 class CellError(ValueError):
@@ -144,31 +143,31 @@ class RuleTable(w.VBox):
             self._quiet = False
 
     def _cell(self, name: str, index: int | None, disabled: bool) -> w.Text:
-        layout = NARROW if name == "priority" else CELL
-        cell = w.Text(layout=layout, continuous_update=False, disabled=disabled, placeholder="" if index is not None
-                      else name)
-        cell.add_class(f"cr-cell-{name.replace(' ', '-')}")
+        cell = w.Text(layout=w.Layout(width="auto"), continuous_update=False, disabled=disabled,
+                      placeholder="" if index is not None else name)
+        cell.add_class(f"cr-{'cell' if index is not None else 'new'}-{name.replace(' ', '-')}")
         if index is not None:
             cell.observe(lambda _, i=index, n=name: None if self._quiet else self.on_edit(i, n), "value")
         return cell
 
     def _build(self, count: int, columns: list[str], disabled: bool) -> None:
+        """One grid, so that headers and cells line up: a header row, a row per rule, the new-rule row."""
         self.columns = columns
         names = self.names()
         self.rows = [{n: self._cell(n, i, disabled) for n in names} for i in range(count)]
-        self.status = [w.HTML(layout=w.Layout(width="340px")) for _ in range(count)]
+        self.status = [w.HTML() for _ in range(count)]
         self.new = {n: self._cell(n, None, disabled) for n in names}
         self.add.disabled = disabled
-        header = w.HBox([w.HTML(f"<b style='{FONT}'>{esc(n)}</b>", layout=NARROW if n == "priority" else CELL)
-                         for n in names] + [w.HTML(f"<b style='{FONT}'>checks</b>")])
-        lines = []
+        header = [w.HTML(f"<b style='{FONT};overflow-wrap:anywhere;line-height:1.2'>{esc(n)}</b>")
+                  for n in [*names, "checks"]]
+        cells: list[w.Widget] = [*header]
         for row, status in zip(self.rows, self.status, strict=True):
-            line = w.HBox([*row.values(), status])
-            line.add_class("cr-rule-row")
-            lines.append(line)
-        new_line = w.HBox([*self.new.values(), self.add])
-        new_line.add_class("cr-new-rule")
-        self.children = [header, *lines, new_line]
+            cells += [*row.values(), status]
+        cells += [*self.new.values(), self.add]
+        widths = [WIDTHS.get(n, "130px") for n in names] + ["minmax(260px, 1fr)"]
+        grid = w.GridBox(cells, layout=w.Layout(grid_template_columns=" ".join(widths), grid_gap="2px 4px",
+                                                align_items="center", overflow="auto"))
+        self.children = [grid]
 
     def mark(self, index: int, rule_id: str, html: str) -> None:
         """Show a rule's checks (problems, examples) in its status cell."""
