@@ -17,11 +17,12 @@ from .compare import PolicyDiff, policy_diff
 from .compiler import CompiledPolicy, compile_policy
 from .decision import Decision, decide
 from .edits import spec_text, with_priority_text, with_rule_text, without_rule_text
-from .errors import OrderError, ParameterError, RuleError, RuleProblem
+from .errors import InputError, OrderError, ParameterError, RuleError, RuleProblem
 from .facts import parse_as_of
 from .html import policy_html
 from .loader import load_spec, load_spec_text
 from .model import Example, KeyedParameter, Method, PolicySpec
+from .tabular import write_reason
 from .text import format_value
 from .verify import VerifyReport, verify
 
@@ -96,8 +97,12 @@ class Policy:
     def save(self, path: str | Path) -> Path:
         """Write to_yaml() to path, atomically (a reader sees the old file or the new one, never a part)."""
         target = Path(path)
-        with atomic_file(target) as sink:
-            sink.write(self.to_yaml().encode("utf-8"))
+        text = self.to_yaml()
+        try:
+            with atomic_file(target) as sink:
+                sink.write(text.encode("utf-8"))
+        except OSError as exc:
+            raise InputError(str(target), write_reason(exc)) from None
         return target
 
     def with_rule(self, rule: Mapping[str, Any]) -> Policy:

@@ -235,3 +235,10 @@ def test_a_whole_number_parameter_names_the_same_ruleset_as_written() -> None:
     """with_parameters stores 72.0, the file 72: one engine ruleset, as both decide alike."""
     policy = engine.load()
     assert policy.with_parameters(seller_reply_hours=48).compiled.ruleset == policy.compiled.ruleset
+
+
+def test_save_into_a_missing_folder_is_an_input_error_naming_it(tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "policy.yaml"
+    with pytest.raises(engine.InputError, match=r"policy\.yaml: .*(o such file|does not exist)"):
+        engine.load().save(target)
+    assert not (tmp_path / "missing").exists()
