@@ -174,7 +174,16 @@ class PolicyEditor(w.VBox):
         if loop is None or self.debounce <= 0:
             self.refresh()
         else:
-            self._pending = loop.call_later(self.debounce, self.refresh)
+            self._pending = loop.call_later(self.debounce, self._refresh_later)
+
+    def _refresh_later(self) -> None:
+        # Run by the event loop, which would only log an exception: show it where the user looks instead.
+        try:
+            self.refresh()
+        except Exception as exc:
+            self.status.value = (f"<div class='cr-editor-status' data-valid='false' style='{FONT};color:#c5221f'>"
+                                 f"internal error while checking: {_escape(f'{type(exc).__name__}: {exc}')}</div>")
+            raise
 
     def refresh(self) -> None:
         """Check the current text: fill table and parameters from it, then validate, run examples, verify, diff."""
