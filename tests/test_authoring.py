@@ -242,3 +242,14 @@ def test_save_into_a_missing_folder_is_an_input_error_naming_it(tmp_path: Path) 
     with pytest.raises(engine.InputError, match=r"policy\.yaml: .*(o such file|does not exist)"):
         engine.load().save(target)
     assert not (tmp_path / "missing").exists()
+
+
+def test_a_variant_read_from_text_travels_to_dask_workers() -> None:
+    """engine.cluster rebuilds a policy in a worker from its source texts: a variant given by loads(base=...),
+    whose `extends:` points nowhere from where it was read, must rebuild too."""
+    pytest.importorskip("dask")
+    from engine.cluster import compiled_from_source, policy_source
+
+    variant = engine.loads(LEGACY.read_text(), base=engine.load(), source="<cell legacy>")
+    rebuilt = compiled_from_source(policy_source(variant.compiled))
+    assert rebuilt.ruleset == variant.compiled.ruleset

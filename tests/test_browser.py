@@ -185,7 +185,8 @@ def test_policy_editor_diff_located_error_and_save(voila, app_page, tmp_path):
     saved = engine.load(target)
     edited = engine.load().with_parameters(low_rating_percent=85)
     orders = engine.read_orders(SAMPLE_ORDERS)
-    assert saved.evaluate(orders, as_of=AS_OF)["action"].tolist() == edited.evaluate(orders, as_of=AS_OF)["action"].tolist()
+    assert saved.evaluate(orders, as_of=AS_OF)["action"].tolist() == \
+        edited.evaluate(orders, as_of=AS_OF)["action"].tolist()
     original = Path(engine.DEFAULT_POLICY).read_text()
     comments = [line.strip() for line in original.splitlines() if line.strip().startswith("#")]
     assert comments and all(c in target.read_text() for c in comments)
