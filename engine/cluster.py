@@ -61,10 +61,6 @@ class PolicySource:
     path: str
     digest: str
 
-    @property
-    def entry(self) -> str:
-        return self.files[-1][0]
-
 
 def policy_source(compiled: CompiledPolicy) -> PolicySource:
     """What a worker needs to rebuild the policy: never its compiled (durable_rules) state."""
