@@ -189,7 +189,10 @@ def _example_problem(policy: Policy, example: Example, rule_id: str | None) -> R
 
 def load(path: str | Path | None = None) -> Policy:
     """Load, validate, compile and self-test a policy; no path means the bundled default policy."""
-    spec = load_spec(path)
+    return _self_tested(load_spec(path))
+
+
+def _self_tested(spec: PolicySpec) -> Policy:
     policy = Policy(spec, compile_policy(spec))
     problems = check_examples(policy)
     if problems:
@@ -202,12 +205,7 @@ def loads(text: str, *, source: str = "<string>", base: Policy | str | Path | No
     source:line:col. With base (a Policy or the path of one), the text is a variant of it; otherwise an
     `extends:` names a file relative to source's folder."""
     base_spec = None if base is None else base.spec if isinstance(base, Policy) else load(base).spec
-    spec = load_spec_text(text, source, base_spec)
-    policy = Policy(spec, compile_policy(spec))
-    problems = check_examples(policy)
-    if problems:
-        raise RuleError(problems)
-    return policy
+    return _self_tested(load_spec_text(text, source, base_spec))
 
 
 def diff(old: Policy, new: Policy, orders: pd.DataFrame | None = None, as_of: str | datetime | None = None
