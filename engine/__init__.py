@@ -12,6 +12,7 @@ from .errors import (
     EngineError,
     FieldProblem,
     InputError,
+    JdmError,
     OrderError,
     ParameterError,
     PolicyError,
@@ -22,14 +23,15 @@ from .errors import (
 )
 from .loader import DEFAULT_POLICY, RULES_DIR
 from .operators import ConditionResult
-from .policy import Policy, diff, load, loads
+from .policy import Policy, diff, from_jdm, import_jdm, load, loads
 from .tabular import OUTPUT_COLUMNS
 from .verify import Finding, VerifyReport
 
 __all__ = [  # sorted
     "AsOfError", "CancelRulesError", "ComparisonError", "ConditionResult", "DEFAULT_POLICY", "Decision",
-    "DefinitionError", "EditError", "EngineError", "FieldProblem", "Finding", "InputError", "OUTPUT_COLUMNS",
-    "OrderError",
+    "DefinitionError", "EditError", "EngineError", "FieldProblem", "Finding", "InputError", "JdmError",
+    "OUTPUT_COLUMNS", "OrderError",
     "ParameterError", "Policy", "PolicyDiff", "PolicyError", "RULES_DIR", "RuleError", "RuleProblem",
-    "UnknownRuleError", "UsageError", "VerifyReport", "WhyNot", "diff", "load", "loads", "read_orders",
+    "UnknownRuleError", "UsageError", "VerifyReport", "WhyNot", "diff", "from_jdm", "import_jdm", "load", "loads",
+    "read_orders",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -18,13 +18,16 @@ from .compiler import CompiledPolicy, compile_policy
 from .decision import Decision, decide
 from .edits import spec_text, with_priority_text, with_rule_text, without_rule_text
 from .errors import InputError, OrderError, ParameterError, RuleError, RuleProblem
-from .facts import parse_as_of
+from .facts import normalize, parse_as_of
 from .html import policy_html
 from .loader import load_spec, load_spec_text
 from .model import Example, KeyedParameter, Method, PolicySpec
 from .tabular import write_reason
 from .text import format_value
 from .verify import VerifyReport, verify
+
+if TYPE_CHECKING:
+    from .jdm import JdmImport
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,18 @@ class Policy:
         """Decide one order; raises OrderError naming every bad field. A field the policy does not read is a
         warning of the decision (with did-you-mean), or with strict one of the errors."""
         return decide(self.compiled, order, parse_as_of(as_of), strict)
+
+    def normalize(self, order: Mapping[str, Any], as_of: str | datetime | None = None, strict: bool = False
+                  ) -> dict[str, Any]:
+        """The order's canonical facts, as decide reads them (codes, elapsed time since as_of, defaults; facts not
+        given are absent): what to feed the policy's JDM export on ZEN. Raises OrderError like decide."""
+        return normalize(self.spec, order, parse_as_of(as_of), strict)
+
+    def to_jdm(self) -> dict[str, Any]:
+        """The policy as a GoRules JDM decision table over normalized facts (engine.jdm.to_jdm)."""
+        from .jdm import to_jdm  # interop: imported on use
+
+        return to_jdm(self.spec)
 
     def evaluate(self, df: pd.DataFrame, as_of: str | datetime | None = None, method: Method = "cells",
                  strict: bool = False) -> pd.DataFrame:
@@ -212,3 +227,16 @@ def diff(old: Policy, new: Policy, orders: pd.DataFrame | None = None, as_of: st
          ) -> PolicyDiff:
     """Every change of decision from old to new: by cell of the joint fact space and, given orders, by order."""
     return policy_diff(old.compiled, new.compiled, orders, parse_as_of(as_of))
+
+
+def import_jdm(doc: Mapping[str, Any] | str | bytes, source: str = "<jdm>") -> JdmImport:
+    """A GoRules JDM decision table as a policy: its YAML, the policy loaded from it, and warnings; raises JdmError
+    locating every problem by rule (row) and column (engine.jdm.import_table)."""
+    from .jdm import import_table  # interop: imported on use
+
+    return import_table(doc, source, load)
+
+
+def from_jdm(doc: Mapping[str, Any] | str | bytes, source: str = "<jdm>") -> Policy:
+    """The policy of a JDM document holding one decision table (a dict or its JSON text); raises JdmError."""
+    return import_jdm(doc, source).policy
