@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         CancelRulesError,
         ComparisonError,
         DefinitionError,
+        EditError,
         EngineError,
         FieldProblem,
         InputError,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from .intake import suggest_mapping
     from .loader import DEFAULT_POLICY, RULES_DIR
     from .operators import ConditionResult
-    from .policy import Policy, diff, from_jdm, import_jdm, load
+    from .policy import Policy, diff, from_jdm, import_jdm, load, loads
     from .tabular import OUTPUT_COLUMNS
     from .verify import Finding, VerifyReport
 
@@ -41,20 +42,20 @@ if TYPE_CHECKING:
 _HOMES = {
     "PolicyDiff": "compare", "read_orders": "csvio", "Decision": "decision", "WhyNot": "decision",
     "suggest_mapping": "intake", "DEFAULT_POLICY": "loader", "RULES_DIR": "loader", "ConditionResult": "operators",
-    "Policy": "policy",
-    "diff": "policy", "from_jdm": "policy", "import_jdm": "policy", "load": "policy", "OUTPUT_COLUMNS": "tabular",
-    "Finding": "verify", "VerifyReport": "verify",
-    **dict.fromkeys(["AsOfError", "CancelRulesError", "ComparisonError", "DefinitionError", "EngineError",
-                     "FieldProblem", "InputError", "JdmError", "MappingError", "OrderError", "ParameterError",
-                     "PolicyError", "RuleError", "RuleProblem", "UnknownRuleError", "UsageError"], "errors"),
+    "Policy": "policy", "diff": "policy", "from_jdm": "policy", "import_jdm": "policy", "load": "policy",
+    "loads": "policy", "OUTPUT_COLUMNS": "tabular", "Finding": "verify", "VerifyReport": "verify",
+    **dict.fromkeys(["AsOfError", "CancelRulesError", "ComparisonError", "DefinitionError", "EditError",
+                     "EngineError", "FieldProblem", "InputError", "JdmError", "MappingError", "OrderError",
+                     "ParameterError", "PolicyError", "RuleError", "RuleProblem", "UnknownRuleError", "UsageError"],
+                    "errors"),
 }
 
 __all__ = [  # sorted
     "AsOfError", "CancelRulesError", "ComparisonError", "ConditionResult", "DEFAULT_POLICY", "Decision",
-    "DefinitionError", "EngineError", "FieldProblem", "Finding", "InputError", "JdmError", "MappingError",
-    "OUTPUT_COLUMNS", "OrderError", "ParameterError", "Policy", "PolicyDiff", "PolicyError", "RULES_DIR",
-    "RuleError", "RuleProblem", "UnknownRuleError", "UsageError", "VerifyReport", "WhyNot", "diff", "from_jdm",
-    "import_jdm", "load", "read_orders", "suggest_mapping",
+    "DefinitionError", "EditError", "EngineError", "FieldProblem", "Finding", "InputError", "JdmError",
+    "MappingError", "OUTPUT_COLUMNS", "OrderError", "ParameterError", "Policy", "PolicyDiff", "PolicyError",
+    "RULES_DIR", "RuleError", "RuleProblem", "UnknownRuleError", "UsageError", "VerifyReport", "WhyNot", "diff",
+    "from_jdm", "import_jdm", "load", "loads", "read_orders", "suggest_mapping",
 ]
 
 

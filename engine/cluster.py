@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import signal
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -42,7 +41,7 @@ from .daskio import (
 )
 from .errors import InputError, UsageError
 from .facts import parse_as_of
-from .loader import load_spec
+from .loader import spec_from_sources
 from .model import Method, OutputFormat
 from .tabular import Summary
 
@@ -61,10 +60,6 @@ class PolicySource:
     parameters: Mapping[str, Any]
     path: str
     digest: str
-
-    @property
-    def entry(self) -> str:
-        return self.files[-1][0]
 
 
 def policy_source(compiled: CompiledPolicy) -> PolicySource:
@@ -95,12 +90,9 @@ def compiled_from_source(source: PolicySource) -> CompiledPolicy:
         if hit is not None:
             _compiled.move_to_end(source.digest)
             return hit
-        with tempfile.TemporaryDirectory(prefix="cancel-rules-policy-") as folder:
-            for rel, text in source.files:  # the layout kept, so a variant's relative `extends:` still works
-                target = Path(folder, rel)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
-            spec = load_spec(Path(folder, source.entry))
+        # From the texts, each a variant of the one before: no files, so an `extends:` that points nowhere from
+        # where the policy was read (engine.loads with a base) does not matter.
+        spec = spec_from_sources(source.files)
         # Parameters as the client had them (Policy.with_parameters changes them without touching the files).
         spec = replace(spec, parameters=dict(source.parameters), path=source.path)
         compiled = compile_policy(spec)

@@ -129,8 +129,20 @@ def ruleset_definition(spec: PolicySpec) -> dict[str, dict]:
 
 
 def ruleset_name(spec: PolicySpec, definition: Mapping[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps(_whole_numbers(definition), sort_keys=True).encode()).hexdigest()[:12]
     return f"{re.sub(r'[^A-Za-z0-9_-]', '_', spec.name)}-{digest}"
+
+
+def _whole_numbers(value: Any) -> Any:
+    """The definition with 72.0 written 72: the engine compares numbers, so both are one ruleset (a file says 72,
+    with_parameters stores 72.0)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_whole_numbers(item) for item in value]
+    return value
 
 
 def policy_digest(spec: PolicySpec) -> str:

@@ -71,6 +71,19 @@ class ParameterError(DefinitionError):
         return self.message
 
 
+class EditError(DefinitionError):
+    """An edit of a policy cannot be made: a value that is not YAML data, a place the document does not have, or
+    a rule edit of a variant (a variant only overrides parameters)."""
+
+    def __init__(self, edit: str, message: str) -> None:
+        self.edit = edit  # what was edited: a rule id, a parameter, a place in the document
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class UnknownRuleError(DefinitionError, KeyError):
     """A policy has no rule of this id (a KeyError too, as a missing key of the rules)."""
 

@@ -20,7 +20,7 @@ from .model import (
 )
 from .ruleread import read_examples, read_rule
 from .text import alias_key, did_you_mean
-from .yamlread import Reader, compose, show_number
+from .yamlread import Reader, compose, read_source, show_number
 
 # Installed wheels carry the rules inside the package; a source checkout keeps them at the top level.
 _PACKAGED_RULES = Path(__file__).parent / "rules"
@@ -39,16 +39,41 @@ def load_spec(path: str | Path | None = None) -> PolicySpec:
     return _load(path, seen=())
 
 
+def load_spec_text(text: str, source: str = "<string>", base: PolicySpec | None = None) -> PolicySpec:
+    """A policy from its text, problems located at `source`:line:col. With base, the text is a variant of it (its
+    `extends:`, if any, is not followed); else an `extends:` names a file relative to source's folder."""
+    return _load_text(text, source, seen=(), base=base)
+
+
+def spec_from_sources(sources: tuple[tuple[str, str], ...]) -> PolicySpec:
+    """A policy again from its source texts (a base, then each variant of it), without reading any file."""
+    spec = None
+    for source, text in sources:
+        spec = load_spec_text(text, source, base=spec)
+    if spec is None:
+        raise ValueError("no sources")  # a caller's bug: every loaded policy has at least one source
+    return spec
+
+
 def _load(path: Path, seen: tuple[Path, ...]) -> PolicySpec:
     reader = Reader(str(path))
-    root = compose(path, reader)
+    text = read_source(path, reader)
+    if text is None:
+        raise RuleError(reader.problems)
+    return _load_text(text, str(path), seen, None, reader)
+
+
+def _load_text(text: str, source: str, seen: tuple[Path, ...], base: PolicySpec | None,
+               reader: Reader | None = None) -> PolicySpec:
+    reader = reader or Reader(source)
+    root = compose(text, reader)
     if root is None:
         raise RuleError(reader.problems)
     top = reader.mapping(root, "the policy file")
-    if "extends" in top:
-        spec = _load_variant(path, top, reader, seen)
+    if "extends" in top or base is not None:
+        spec = _load_variant((source, text), top, reader, seen, base, root)
     else:
-        spec = _load_base(path, top, reader)
+        spec = _load_base((source, text), top, reader)
     if reader.problems or spec is None:
         raise RuleError(reader.problems)
     return spec
@@ -68,7 +93,7 @@ def _header(top: dict, reader: Reader, root_node: yaml.Node | None) -> tuple[str
     return name, version, description
 
 
-def _load_base(path: Path, top: dict, reader: Reader) -> PolicySpec | None:
+def _load_base(source: tuple[str, str], top: dict, reader: Reader) -> PolicySpec | None:
     for key, (knode, _) in top.items():
         if key not in TOP_KEYS:
             reader.problem(knode, f"unknown key '{key}' at the top of the policy", did_you_mean(key, TOP_KEYS))
@@ -111,30 +136,25 @@ def _load_base(path: Path, top: dict, reader: Reader) -> PolicySpec | None:
     else:
         reader.problem(first, "missing 'rules'")
     examples = read_examples(top["examples"][1], reader, actions) if "examples" in top else ()
-    text = path.read_text(encoding="utf-8-sig")
     return PolicySpec(name=name, version=version, hit_policy=hit_policy, facts=facts, parameters=params,
-                      actions=actions, rules=tuple(rules), description=description, path=str(path),
-                      examples=examples, sources=((str(path), text),))
+                      actions=actions, rules=tuple(rules), description=description, path=source[0],
+                      examples=examples, sources=(source,))
 
 
-def _load_variant(path: Path, top: dict, reader: Reader, seen: tuple[Path, ...]) -> PolicySpec | None:
+def _load_variant(source: tuple[str, str], top: dict, reader: Reader, seen: tuple[Path, ...],
+                  base: PolicySpec | None, root: yaml.Node) -> PolicySpec | None:
     for key, (knode, _) in top.items():
         if key not in VARIANT_KEYS:
             hint = "a variant may only override parameters" if key in TOP_KEYS else None
             reader.problem(knode, f"unknown key '{key}' in a variant" + (f" ({hint})" if hint else ""),
                            None if hint else did_you_mean(key, VARIANT_KEYS))
-    knode, vnode = top["extends"]
-    target = reader.text(vnode, "extends")
-    if target is None:
+    knode, vnode = top.get("extends", (root, root))
+    if base is None:
+        base = _extended(source[0], vnode, reader, seen)
+    elif "extends" in top:
+        reader.text(vnode, "extends")
+    if base is None:
         return None
-    base_path = (path.parent / target).resolve()
-    if base_path in seen or base_path == path.resolve():
-        reader.problem(vnode, f"extends '{target}' makes a cycle")
-        return None
-    if not base_path.is_file():
-        reader.problem(vnode, f"extends '{target}': no such file ({base_path})")
-        return None
-    base = _load(base_path, seen + (path.resolve(),))
     name, version, description = _header(top, reader, knode)
     params = dict(base.parameters)
     if "parameters" in top:
@@ -145,11 +165,26 @@ def _load_variant(path: Path, top: dict, reader: Reader, seen: tuple[Path, ...])
                 continue
             params[key] = _override(params[key], pvnode, reader, key)
     examples = read_examples(top["examples"][1], reader, base.actions) if "examples" in top else ()
-    text = path.read_text(encoding="utf-8-sig")
     return PolicySpec(name=name or base.name, version=version or base.version, hit_policy=base.hit_policy,
                       facts=base.facts, parameters=params, actions=base.actions, rules=base.rules,
-                      description=description or base.description, path=str(path), examples=examples,
-                      sources=base.sources + ((str(path), text),))
+                      description=description or base.description, path=source[0], examples=examples,
+                      sources=base.sources + (source,))
+
+
+def _extended(source: str, vnode: yaml.Node, reader: Reader, seen: tuple[Path, ...]) -> PolicySpec | None:
+    """The base a variant's `extends:` names, relative to the variant's folder (a cycle is a problem)."""
+    target = reader.text(vnode, "extends")
+    if target is None:
+        return None
+    path = Path(source)
+    base_path = (path.parent / target).resolve()
+    if base_path in seen or base_path == path.resolve():
+        reader.problem(vnode, f"extends '{target}' makes a cycle")
+        return None
+    if not base_path.is_file():
+        reader.problem(vnode, f"extends '{target}': no such file ({base_path})")
+        return None
+    return _load(base_path, seen + (path.resolve(),))
 
 
 def _override(current: float | KeyedParameter, node: yaml.Node, reader: Reader, name: str):

@@ -11,18 +11,21 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .atomic import atomic_file
 from .batch import evaluate_frame
 from .compare import PolicyDiff, policy_diff
 from .compiler import CompiledPolicy, compile_policy
 from .coverage import rule_coverage
 from .decision import Decision, decide
-from .errors import OrderError, ParameterError, RuleError, RuleProblem
+from .edits import spec_text, with_priority_text, with_rule_text, without_rule_text
+from .errors import InputError, OrderError, ParameterError, RuleError, RuleProblem
 from .facts import normalize, parse_as_of
 from .html import policy_html
 from .intake import check_fields, map_frame
-from .loader import load_spec
+from .loader import load_spec, load_spec_text
 from .model import Example, KeyedParameter, Method, PolicySpec
 from .scenarios import Cases, ScenarioReport, read_cases, run_scenarios
+from .tabular import write_reason
 from .text import format_value
 from .verify import VerifyReport, verify
 
@@ -114,6 +117,38 @@ class Policy:
     def _repr_html_(self) -> str:
         return policy_html(self)
 
+    def to_yaml(self) -> str:
+        """The policy's own file as text (a variant's, for a variant): the text it was read from, with only the
+        values changed since (parameters, rules) written anew, so comments, order and layout stay."""
+        return spec_text(self.spec)
+
+    def save(self, path: str | Path) -> Path:
+        """Write to_yaml() to path, atomically (a reader sees the old file or the new one, never a part)."""
+        target = Path(path)
+        text = self.to_yaml()
+        try:
+            with atomic_file(target) as sink:
+                sink.write(text.encode("utf-8"))
+        except OSError as exc:
+            raise InputError(str(target), write_reason(exc)) from None
+        return target
+
+    def with_rule(self, rule: Mapping[str, Any]) -> Policy:
+        """The policy with this rule (a mapping as written in YAML: id, priority, when, then, ...) added, or in
+        place of the rule of its id; raises RuleError located in the edited text if it is not valid."""
+        return self._edited(with_rule_text(self.spec, rule))
+
+    def without_rule(self, rule_id: str) -> Policy:
+        """The policy without the rule of this id (UnknownRuleError if it has none)."""
+        return self._edited(without_rule_text(self.spec, rule_id))
+
+    def with_priority(self, rule_id: str, priority: int) -> Policy:
+        """The policy with the rule of this id given this priority."""
+        return self._edited(with_priority_text(self.spec, rule_id, priority))
+
+    def _edited(self, text: str) -> Policy:
+        return loads(text, source=self.spec.path)
+
     def to_dict(self) -> dict[str, Any]:
         spec = self.spec
         return {
@@ -203,12 +238,23 @@ def _example_problem(policy: Policy, example: Example, rule_id: str | None) -> R
 
 def load(path: str | Path | None = None) -> Policy:
     """Load, validate, compile and self-test a policy; no path means the bundled default policy."""
-    spec = load_spec(path)
+    return _self_tested(load_spec(path))
+
+
+def _self_tested(spec: PolicySpec) -> Policy:
     policy = Policy(spec, compile_policy(spec))
     problems = check_examples(policy)
     if problems:
         raise RuleError(problems)
     return policy
+
+
+def loads(text: str, *, source: str = "<string>", base: Policy | str | Path | None = None) -> Policy:
+    """A policy from its YAML text, validated, compiled and self-tested like `load`; every problem is located as
+    source:line:col. With base (a Policy or the path of one), the text is a variant of it; otherwise an
+    `extends:` names a file relative to source's folder."""
+    base_spec = None if base is None else base.spec if isinstance(base, Policy) else load(base).spec
+    return _self_tested(load_spec_text(text, source, base_spec))
 
 
 def diff(old: Policy, new: Policy, orders: pd.DataFrame | None = None, as_of: str | datetime | None = None

@@ -209,32 +209,42 @@ class Reader:
         return value
 
 
-def compose(path: Path, reader: Reader) -> yaml.Node | None:
+def read_source(path: Path, reader: Reader) -> str | None:
+    """The text of a rule file as written (line ends kept, so saving it again gives the same bytes; a UTF-8 BOM
+    is dropped), or None with the problem recorded. A lone CR ends a line for YAML but not for line counts: such a
+    file's line ends are made LF."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
         reader.problems.append(RuleProblem(str(path), 1, 1, f"cannot read file: {exc.strerror}"))
         return None
     except UnicodeDecodeError:
         reader.problems.append(RuleProblem(str(path), 1, 1, "file is not UTF-8 text"))
         return None
+    if "\r" in text.replace("\r\n", ""):
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def compose(text: str, reader: Reader) -> yaml.Node | None:
+    """The node tree of a rule file's text, or None with the problem recorded at reader.path."""
+    path = reader.path
     try:
         root = yaml.compose(text, Loader=_Composer)
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow, found before any parsing
         line = text.count("\n", 0, exc.position) + 1
         col = exc.position - text.rfind("\n", 0, exc.position)
         kind = "control character" if unicodedata.category(chr(exc.character)) == "Cc" else "character"
-        reader.problems.append(RuleProblem(str(path), line, col,
-                                           f"{kind} U+{exc.character:04X} is not allowed in YAML"))
+        reader.problems.append(RuleProblem(path, line, col, f"{kind} U+{exc.character:04X} is not allowed in YAML"))
         return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = str(exc.problem) if isinstance(exc, _Refused) else f"YAML syntax error: {exc.problem}"
-        reader.problems.append(RuleProblem(str(path), line, col, message))
+        reader.problems.append(RuleProblem(path, line, col, message))
         return None
     if root is None:
-        reader.problems.append(RuleProblem(str(path), 1, 1, "file is empty"))
+        reader.problems.append(RuleProblem(path, 1, 1, "file is empty"))
     return root
 
 

@@ -129,3 +129,64 @@ def test_what_if_variant_shows_the_orders_that_change(voila, app_page):
     expect(page.locator(".cr-whatif-summary")).to_contain_text("Candidate: legacy-72h")
     expect(page.locator(".cr-whatif-summary")).not_to_contain_text(" 0 of ")
     expect(page.get_by_text("wait_for_seller_reply").first).to_be_visible()
+
+
+def test_policy_editor_diff_located_error_and_save(voila, app_page, tmp_path):
+    """Issue 12: the reply window 48 -> 72 moves orders to wait_for_seller; a rule with a misspelt fact gets its
+    located error next to it and changes nothing else; Save writes what engine.load reads back, comments kept."""
+    import re
+
+    import engine
+    from conftest import AS_OF, SAMPLE_ORDERS
+
+    page = app_page
+    page.goto(f"{voila}/voila/render/04_author.ipynb")
+    status = page.locator(".cr-editor-status")
+    expect(status).to_contain_text("all rule examples pass")
+    expect(page.locator(".cr-diff-summary")).to_contain_text("0 of 389 orders change")
+
+    window = page.get_by_label("seller_reply_hours")
+    window.fill("72")
+    window.press("Enter")
+    summary = page.locator(".cr-diff-summary")
+    expect(summary).to_contain_text("14 of 389 orders change")
+    moved = page.locator("table", has=page.locator("th", has_text="old_action")).locator("tbody tr").first
+    expect(moved).to_contain_text("open_dispute")
+    expect(moved).to_contain_text("wait_for_seller")
+    expect(page.locator("img").first).to_be_visible()  # the transitions chart
+    transitions = page.locator("table", has=page.locator("th", has_text="old_action")).first.inner_text()
+
+    for cell, value in (("id", "refused_twice"), ("other-conditions", "{seller_raply: refused}"),
+                        ("action", "open_dispute"), ("priority", "56")):
+        page.locator(f".cr-new-{cell} input").fill(value)
+        page.locator(f".cr-new-{cell} input").press("Enter")
+    page.get_by_role("button", name="Add rule").click()
+    located = page.locator(".cr-rule-status[data-rule='refused_twice']")
+    expect(located).to_contain_text(re.compile(r"line \d+:12: unknown fact 'seller_raply'"))
+    expect(located).to_contain_text("did you mean 'seller_reply'?")
+    expect(status).to_contain_text("1 problem")
+    expect(summary).to_contain_text("14 of 389 orders change")  # nothing else changed
+    assert page.locator("table", has=page.locator("th", has_text="old_action")).first.inner_text() == transitions
+
+    page.get_by_role("button", name="Revert").click()
+    expect(summary).to_contain_text("0 of 389 orders change")
+    rating = page.get_by_label("low_rating_percent")
+    rating.fill("85")
+    rating.press("Enter")
+    expect(summary).not_to_contain_text(" 0 of 389")
+    target = tmp_path / "authored.yaml"
+    save_to = page.get_by_label("Save to")
+    save_to.fill(str(target))
+    save_to.press("Enter")
+    expect(save_to).to_have_value(str(target))
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".cr-saved")).to_contain_text("authored.yaml")
+
+    saved = engine.load(target)
+    edited = engine.load().with_parameters(low_rating_percent=85)
+    orders = engine.read_orders(SAMPLE_ORDERS)
+    assert saved.evaluate(orders, as_of=AS_OF)["action"].tolist() == \
+        edited.evaluate(orders, as_of=AS_OF)["action"].tolist()
+    original = Path(engine.DEFAULT_POLICY).read_text()
+    comments = [line.strip() for line in original.splitlines() if line.strip().startswith("#")]
+    assert comments and all(c in target.read_text() for c in comments)
