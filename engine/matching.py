@@ -145,6 +145,52 @@ class RuleBits:
                 state = group[where]
         return state, bits
 
+    @cached_property
+    def _parking(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[int, ...], ...]]:
+        """Per axis: the bin FactSpace.canonical parks it in, the rules reading it (bits), the groups reading it."""
+        space = self.space
+        position = {rule.id: r for r, rule in enumerate(space.spec.ranked_rules())}
+        readers = [0] * len(space.axes)
+        for (rule_id, _), (reads, _) in space._truth.items():
+            for a in reads:
+                readers[a] |= 1 << position[rule_id]
+        fixed = tuple(space._fixed_bin(axis) for axis in space.axes)
+        groups = tuple(tuple(g for g, (axes, *_) in enumerate(self.groups) if a in axes) for a in range(len(fixed)))
+        return fixed, tuple(readers), groups
+
+    def _group_bits(self, g: int, bins: Sequence[int]) -> int:
+        axes, sizes, _, masks = self.groups[g]
+        combo = 0
+        for a, size in zip(axes, sizes, strict=True):
+            combo = combo * size + bins[a]
+        return masks[combo]
+
+    def canonical(self, bins: Sequence[int]) -> list[int]:
+        """FactSpace.canonical of one cell, on its bins: the same passes (an axis that no rule reading it could
+        still match is parked, axis by axis, recomputing after each, until nothing moves), as lookups of the
+        per-group tables instead of numpy over arrays: a few dozen microseconds for one cell."""
+        fixed, readers, reading = self._parking
+        bins = list(bins)
+        holds = [self._group_bits(g, bins) for g in range(len(self.groups))]
+        everything = (1 << self.rules) - 1
+        for _ in range(len(bins) + 1):
+            moved = False
+            for a, groups in enumerate(reading):
+                if bins[a] == fixed[a]:
+                    continue
+                others = everything  # the rules whose conditions on other axes all hold
+                for g, bits in enumerate(holds):
+                    if g not in groups:
+                        others &= bits
+                if not others & readers[a]:
+                    bins[a] = fixed[a]
+                    moved = True
+                    for g in groups:
+                        holds[g] = self._group_bits(g, bins)
+            if not moved:
+                break
+        return bins
+
     @staticmethod
     def as_int(packed: np.ndarray) -> int:
         """One row of packed bits as the Python int `matched` gives."""

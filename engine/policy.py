@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -15,13 +15,16 @@ from .batch import evaluate_frame
 from .compare import PolicyDiff, policy_diff
 from .compiler import CompiledPolicy, compile_policy
 from .decision import Decision, decide
-from .errors import OrderError, ParameterError, RuleError, RuleProblem
+from .errors import OrderError, ParameterError, RuleError, RuleProblem, UsageError
 from .facts import parse_as_of
 from .html import policy_html
 from .loader import load_spec
+from .lookup import decide_cells
 from .model import Example, KeyedParameter, Method, PolicySpec
 from .text import format_value
 from .verify import VerifyReport, verify
+
+Engine = Literal["cells", "direct"]  # how Policy.decide asks durable_rules: per cell, memoized; or per order
 
 
 @dataclass(frozen=True)
@@ -39,11 +42,19 @@ class Policy:
     def version(self) -> str:
         return self.spec.version
 
-    def decide(self, order: Mapping[str, Any], as_of: str | datetime | None = None, strict: bool = False
-               ) -> Decision:
+    def decide(self, order: Mapping[str, Any], as_of: str | datetime | None = None, strict: bool = False,
+               engine: Engine = "cells") -> Decision:
         """Decide one order; raises OrderError naming every bad field. A field the policy does not read is a
-        warning of the decision (with did-you-mean), or with strict one of the errors."""
-        return decide(self.compiled, order, parse_as_of(as_of), strict)
+        warning of the decision (with did-you-mean), or with strict one of the errors.
+
+        engine="cells" looks up the engine's answer for the order's cell (asked once per canonical cell) and
+        builds conditions and why_not when first read; engine="direct" asks durable_rules for this order and
+        explains at once (the reference). Both give the same Decision."""
+        if engine == "direct":
+            return decide(self.compiled, order, parse_as_of(as_of), strict)
+        if engine != "cells":
+            raise UsageError(f"engine must be 'cells' or 'direct', got {engine!r}", "engine")
+        return decide_cells(self.compiled, order, parse_as_of(as_of), strict)
 
     def evaluate(self, df: pd.DataFrame, as_of: str | datetime | None = None, method: Method = "cells",
                  strict: bool = False) -> pd.DataFrame:
