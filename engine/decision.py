@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from .compiler import CompiledPolicy
@@ -70,11 +71,10 @@ class Decision:
 
     @classmethod
     def pending(cls, explain: Callable[[], Explanation], **fields: Any) -> Decision:
-        """A decision whose conditions and why_not are `explain()`, called when either is first read."""
-        decision = cls(**fields)
-        state = decision.__dict__
-        del state["_conditions"], state["_why_not"]
-        state["_explain"] = explain
+        """A decision whose conditions and why_not are `explain()`, called when either is first read; `fields`
+        are all its other fields (as `answer` gives them)."""
+        decision = object.__new__(cls)  # its fields set at once: the frozen __init__ sets one at a time
+        decision.__dict__.update(fields, _explain=explain)
         return decision
 
     def __getstate__(self) -> dict[str, Any]:
@@ -145,27 +145,40 @@ def answer(spec: PolicySpec, facts: dict[str, Any], as_of: datetime, matched: tu
            winner: Rule | None, error: str | None, unknown: tuple[str, ...]) -> dict[str, Any]:
     """The fields of a Decision but its explanation."""
     base: dict[str, Any] = dict(order_id=facts.get("order_id"), policy=spec.name, policy_version=spec.version,
-                                as_of=as_of.isoformat(), facts=facts)
+                                as_of=_iso(as_of), facts=facts)
     if winner is None:
         return dict(action=None, rule_id=None, message="", error=error, also_matched=matched, warnings=unknown,
                     **base)
-    return dict(action=winner.action, rule_id=winner.id, message=render(spec, winner.message, facts),
+    return dict(action=winner.action, rule_id=winner.id, message=render(spec, winner.message, facts), error=None,
                 also_matched=matched[1:], warnings=unknown + winner.warnings, **base)
 
 
 def explanation(compiled: CompiledPolicy, ranked: Sequence[Rule], facts: Mapping[str, Any],
-                matched: tuple[str, ...], winner: Rule | None) -> Explanation:
+                matched: tuple[str, ...], winner: Rule | None, shown_only: bool = False) -> Explanation:
     """(the winner's conditions, the first failing condition of each rule ranked above it), every condition
     checked in Python; EngineError when they do not say what the engine matched (the explanation must describe
-    what the engine did, never guess)."""
+    what the engine did, never guess). With shown_only, only the rules it shows are checked (the winner and those
+    above it): the caller has checked the others against the engine."""
     spec = compiled.spec
-    results = {rule.id: tuple(check(spec, c, facts) for c in rule.conditions) for rule in ranked}
-    explained = tuple(r.id for r in ranked if all(c.passed for c in results[r.id]))
-    if explained != matched:
+    above = len(ranked) if winner is None else next(i for i, r in enumerate(ranked) if r.id == winner.id)
+    rules = ranked[: above + 1] if shown_only else ranked
+    results = {rule.id: tuple(check(spec, c, facts) for c in rule.conditions) for rule in rules}
+    explained = tuple(r.id for r in rules if all(c.passed for c in results[r.id]))
+    if explained != (matched if len(rules) == len(ranked) else tuple(m for m in matched if m in results)):
         raise EngineError(compiled.ruleset, "explanation", f"engine matched {matched}, conditions say {explained}")
     if winner is None:
         return (), _why_not(ranked, results)
-    return results[winner.id], _why_not(ranked[: ranked.index(winner)], results)
+    return results[winner.id], _why_not(ranked[:above], results)
+
+
+def _iso(as_of: datetime) -> str:
+    # Equal datetimes may print differently (another offset, a pandas Timestamp): those are part of the key.
+    return _isoformat(type(as_of), as_of, as_of.utcoffset())
+
+
+@lru_cache(maxsize=64)  # the as-of times in use: usually one, or one per request
+def _isoformat(kind: type, as_of: datetime, offset: timedelta | None) -> str:
+    return as_of.isoformat()
 
 
 def decide_row(compiled: CompiledPolicy, order: Mapping[str, Any], as_of: datetime
