@@ -172,12 +172,13 @@ def explanation(compiled: CompiledPolicy, ranked: Sequence[Rule], facts: Mapping
 
 
 def _iso(as_of: datetime) -> str:
-    # Equal datetimes may print differently (another offset, a pandas Timestamp): those are part of the key.
-    return _isoformat(type(as_of), as_of, as_of.utcoffset())
+    if type(as_of) is not datetime:  # a subclass (pandas' Timestamp) may print an equal time otherwise
+        return as_of.isoformat()
+    return _isoformat(as_of, as_of.utcoffset())  # equal datetimes at other offsets print differently
 
 
 @lru_cache(maxsize=64)  # the as-of times in use: usually one, or one per request
-def _isoformat(kind: type, as_of: datetime, offset: timedelta | None) -> str:
+def _isoformat(as_of: datetime, offset: timedelta | None) -> str:
     return as_of.isoformat()
 
 
