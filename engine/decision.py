@@ -162,7 +162,7 @@ def explanation(compiled: CompiledPolicy, ranked: Sequence[Rule], facts: Mapping
     spec = compiled.spec
     above = len(ranked) if winner is None else next(i for i, r in enumerate(ranked) if r.id == winner.id)
     rules = ranked[: above + 1] if shown_only else ranked
-    results = {rule.id: tuple(check(spec, c, facts) for c in rule.conditions) for rule in rules}
+    results = {rule.id: _checked(spec, rule, facts) for rule in rules}
     explained = tuple(r.id for r in rules if all(c.passed for c in results[r.id]))
     if explained != (matched if len(rules) == len(ranked) else tuple(m for m in matched if m in results)):
         raise EngineError(compiled.ruleset, "explanation", f"engine matched {matched}, conditions say {explained}")
@@ -199,6 +199,17 @@ def decide_row(compiled: CompiledPolicy, order: Mapping[str, Any], as_of: dateti
     if winner is None:
         return None, None, "", error
     return winner.action, winner.id, render(compiled.spec, winner.message, facts), None
+
+
+def _checked(spec: PolicySpec, rule: Rule, facts: Mapping[str, Any]) -> tuple[ConditionResult, ...]:
+    """A rule's conditions checked in order up to the first that fails: all of them when it matches (what the
+    explanation shows of a winner), else through the one that says why not (what it shows of a rival)."""
+    results = []
+    for cond in rule.conditions:
+        results.append(check(spec, cond, facts))
+        if not results[-1].passed:
+            break
+    return tuple(results)
 
 
 def _why_not(rules: Sequence[Rule], results: Mapping[str, tuple[ConditionResult, ...]]) -> tuple[WhyNot, ...]:
