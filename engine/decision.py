@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -48,6 +48,13 @@ class _Explained:
         decision.__dict__[self.slot] = value  # a frozen dataclass's __init__ sets fields through here
 
 
+def _as_fields(value: Any) -> Any:
+    """json.dumps' hook: a dataclass (the decision, its conditions) as its fields, anything else as text."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
+    return str(value)
+
+
 def _explained() -> Any:
     """The descriptor of an explanation field, typed as the field's value (dataclasses take the default from it)."""
     return _Explained()
@@ -86,7 +93,8 @@ class Decision:
         return asdict(self)
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, default=str)
+        """json.dumps of to_dict(), without its deep copy: each dataclass is written as its fields when met."""
+        return json.dumps(self, indent=indent, ensure_ascii=False, default=_as_fields)
 
     def _repr_html_(self) -> str:
         return decision_html(self)

@@ -83,6 +83,7 @@ def test_cells_and_direct_agree_on_every_order(name):
         assert (fast.also_matched, fast.error, fast.warnings) == (reference.also_matched, reference.error,
                                                                   reference.warnings)
         assert fast.to_json() == reference.to_json()  # the explanation, built now, and every other field
+        assert fast.to_json() == json.dumps(reference.to_dict(), indent=2, ensure_ascii=False, default=str)
         assert fast == reference
 
     check()
