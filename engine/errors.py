@@ -107,6 +107,46 @@ class SpaceTooLargeError(DefinitionError):
         return f"the fact space has {self.cells:,} cells, more than verify and diff can count (2^63)"
 
 
+@dataclass(frozen=True)
+class JdmProblem:
+    """One thing in a GoRules JDM document the rule language cannot express (or that is not a valid table),
+    located by node, rule (row, 1-based in the table's order) and column."""
+
+    source: str
+    message: str
+    row: int | None = None
+    row_id: str | None = None  # the row's `_id`
+    column: str | None = None  # the column's name (or field)
+    node: str | None = None
+
+    def __str__(self) -> str:
+        where = [self.source]
+        if self.node:
+            where.append(f"node '{self.node}'")
+        if self.row is not None:
+            where.append(f"rule #{self.row}" + (f" (row id {self.row_id})" if self.row_id else ""))
+        if self.column:
+            where.append(f"column '{self.column}'")
+        return ": ".join([where[0], ", ".join(where[1:])] if len(where) > 1 else where) + f": {self.message}"
+
+
+class JdmError(DefinitionError):
+    """A JDM document cannot be imported; every problem found is reported together (one: in one line)."""
+
+    def __init__(self, problems: list[JdmProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__(str(self))
+
+    @property
+    def source(self) -> str:
+        return self.problems[0].source
+
+    def __str__(self) -> str:
+        if len(self.problems) == 1:  # one line: the problem names the document itself
+            return str(self.problems[0])
+        return "\n".join([f"{len(self.problems)} problems in {self.source}:", *(str(p) for p in self.problems)])
+
+
 def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 

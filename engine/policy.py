@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
@@ -16,13 +16,16 @@ from .compare import PolicyDiff, policy_diff
 from .compiler import CompiledPolicy, compile_policy
 from .decision import Decision, decide
 from .errors import OrderError, ParameterError, RuleError, RuleProblem, UsageError
-from .facts import parse_as_of
+from .facts import normalize, parse_as_of
 from .html import policy_html
 from .loader import load_spec
 from .lookup import decide_cells
 from .model import Example, KeyedParameter, Method, PolicySpec
 from .text import format_value
 from .verify import VerifyReport, verify
+
+if TYPE_CHECKING:
+    from .jdm import JdmImport
 
 Engine = Literal["cells", "direct"]  # how Policy.decide asks durable_rules: per cell, memoized; or per order
 
@@ -55,6 +58,18 @@ class Policy:
         if engine != "cells":
             raise UsageError(f"engine must be 'cells' or 'direct', got {engine!r}", "engine")
         return decide_cells(self.compiled, order, parse_as_of(as_of), strict)
+
+    def normalize(self, order: Mapping[str, Any], as_of: str | datetime | None = None, strict: bool = False
+                  ) -> dict[str, Any]:
+        """The order's canonical facts, as decide reads them (codes, elapsed time since as_of, defaults; facts not
+        given are absent): what to feed the policy's JDM export on ZEN. Raises OrderError like decide."""
+        return normalize(self.spec, order, parse_as_of(as_of), strict)
+
+    def to_jdm(self) -> dict[str, Any]:
+        """The policy as a GoRules JDM decision table over normalized facts (engine.jdm.to_jdm)."""
+        from .jdm import to_jdm  # interop: imported on use
+
+        return to_jdm(self.spec)
 
     def evaluate(self, df: pd.DataFrame, as_of: str | datetime | None = None, method: Method = "cells",
                  strict: bool = False) -> pd.DataFrame:
@@ -177,3 +192,16 @@ def diff(old: Policy, new: Policy, orders: pd.DataFrame | None = None, as_of: st
          ) -> PolicyDiff:
     """Every change of decision from old to new: by cell of the joint fact space and, given orders, by order."""
     return policy_diff(old.compiled, new.compiled, orders, parse_as_of(as_of))
+
+
+def import_jdm(doc: Mapping[str, Any] | str | bytes, source: str = "<jdm>") -> JdmImport:
+    """A GoRules JDM decision table as a policy: its YAML, the policy loaded from it, and warnings; raises JdmError
+    locating every problem by rule (row) and column (engine.jdm.import_table)."""
+    from .jdm import import_table  # interop: imported on use
+
+    return import_table(doc, source, load)
+
+
+def from_jdm(doc: Mapping[str, Any] | str | bytes, source: str = "<jdm>") -> Policy:
+    """The policy of a JDM document holding one decision table (a dict or its JSON text); raises JdmError."""
+    return import_jdm(doc, source).policy
