@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
@@ -18,11 +18,12 @@ from .compiler import CompiledPolicy, compile_policy
 from .coverage import rule_coverage
 from .decision import Decision, decide
 from .edits import spec_text, with_priority_text, with_rule_text, without_rule_text
-from .errors import InputError, OrderError, ParameterError, RuleError, RuleProblem
+from .errors import InputError, OrderError, ParameterError, RuleError, RuleProblem, UsageError
 from .facts import normalize, parse_as_of
 from .html import policy_html
 from .intake import check_fields, map_frame
 from .loader import load_spec, load_spec_text
+from .lookup import decide_cells
 from .model import Example, KeyedParameter, Method, PolicySpec
 from .scenarios import Cases, ScenarioReport, read_cases, run_scenarios
 from .tabular import write_reason
@@ -31,6 +32,8 @@ from .verify import VerifyReport, verify
 
 if TYPE_CHECKING:
     from .jdm import JdmImport
+
+Engine = Literal["cells", "direct"]  # how Policy.decide asks durable_rules: per cell, memoized; or per order
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,19 @@ class Policy:
     def version(self) -> str:
         return self.spec.version
 
-    def decide(self, order: Mapping[str, Any], as_of: str | datetime | None = None, strict: bool = False
-               ) -> Decision:
+    def decide(self, order: Mapping[str, Any], as_of: str | datetime | None = None, strict: bool = False,
+               engine: Engine = "cells") -> Decision:
         """Decide one order; raises OrderError naming every bad field. A field the policy does not read is a
-        warning of the decision (with did-you-mean), or with strict one of the errors."""
-        return decide(self.compiled, order, parse_as_of(as_of), strict)
+        warning of the decision (with did-you-mean), or with strict one of the errors.
+
+        engine="cells" looks up the engine's answer for the order's cell (asked once per canonical cell) and
+        builds conditions and why_not when first read; engine="direct" asks durable_rules for this order and
+        explains at once (the reference). Both give the same Decision."""
+        if engine == "direct":
+            return decide(self.compiled, order, parse_as_of(as_of), strict)
+        if engine != "cells":
+            raise UsageError(f"engine must be 'cells' or 'direct', got {engine!r}", "engine")
+        return decide_cells(self.compiled, order, parse_as_of(as_of), strict)
 
     def normalize(self, order: Mapping[str, Any], as_of: str | datetime | None = None, strict: bool = False
                   ) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import SpaceTooLargeError
+from .matching import distinct_rows
 from .space import Axis, FactSpace
 
 BLOCK = 8192  # partial boxes expanded at once; a block costs about BLOCK × (rules + 16 × axes) bytes per axis
@@ -173,25 +174,6 @@ class _Cut:
         return self.partitions[key]
 
 
-def _row_groups(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first row of each distinct row, group of each row) of a 2-D uint8 array: grouped by a 64-bit hash,
-    then checked exactly (np.unique over wide rows compares them bytewise, far slower)."""
-    if not len(rows):
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    words = np.zeros((len(rows), -(-rows.shape[1] // 8) * 8), dtype=np.uint8)
-    words[:, :rows.shape[1]] = rows
-    words = words.view(np.uint64)
-    mix = np.random.default_rng(words.shape[1]).integers(1, 2**63, size=words.shape[1], dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        digest = (words * (mix | np.uint64(1))).sum(axis=1, dtype=np.uint64)
-    _, first, group = np.unique(digest, return_index=True, return_inverse=True)
-    group = group.reshape(-1)
-    if not (rows == rows[first[group]]).all():  # two rows share a hash: group exactly
-        _, first, group = np.unique(rows, axis=0, return_index=True, return_inverse=True)
-        group = group.reshape(-1)
-    return first, group
-
-
 @dataclass
 class Regions:
     """The regions of a fact space: per region a class handle per axis (columns in `axes` order), its weight
@@ -292,7 +274,7 @@ class _Builder:
     outcome_ids: dict[tuple[int, ...], int] = field(default_factory=dict)
 
     def emit(self, handles: np.ndarray, weight: np.ndarray, possible: np.ndarray, columns: np.ndarray) -> None:
-        first, group = _row_groups(np.packbits(possible, axis=1))
+        first, group = distinct_rows(np.packbits(possible, axis=1))
         ids = np.array([self.outcome_ids.setdefault(tuple(columns[possible[i]].tolist()), len(self.outcome_ids))
                         for i in first], dtype=np.int64)
         self.found.append((handles.astype(np.int32), weight, ids[group]))
@@ -313,7 +295,7 @@ class _Builder:
         member = np.zeros((len(bins), len(cut.passes)), dtype=bool)
         rows, cols = np.nonzero(live)
         member[rows, vids[rows, cols]] = True
-        first, set_of = _row_groups(np.packbits(member, axis=1))
+        first, set_of = distinct_rows(np.packbits(member, axis=1))
         parts = [cut.partition(np.flatnonzero(member[i]), self.classes) for i in first]
         n_classes = np.array([len(p[0]) for p in parts])
         start = np.cumsum(n_classes) - n_classes

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -57,14 +58,23 @@ def render(spec: PolicySpec, template: str, facts: Mapping[str, Any]) -> str:
             return spec.facts[name].label(raw) if spec.facts[name].type == "enum" and raw else raw
         return spec.resolve(ParamRef(name), facts)
 
-    def fill(match: re.Match[str]) -> str:
-        first, second = _names(match.group(1))
+    literals, placeholders = _parsed(template)
+    pieces = [literals[0]]
+    for (first, second), literal in zip(placeholders, literals[1:], strict=True):
         if second is None:
-            return format_value(value(first))
-        a, b = value(first), value(second)
-        return format_value(None if a is None or b is None else float(a) - float(b))
+            pieces.append(format_value(value(first)))
+        else:
+            a, b = value(first), value(second)
+            pieces.append(format_value(None if a is None or b is None else float(a) - float(b)))
+        pieces.append(literal)
+    return "".join(pieces)
 
-    return PLACEHOLDER.sub(fill, " ".join(template.split()))
+
+@lru_cache(maxsize=4096)  # one entry per rule message of the policies in use; a template is a few hundred bytes
+def _parsed(template: str) -> tuple[tuple[str, ...], tuple[tuple[str, str | None], ...]]:
+    """(the literal texts, the placeholders' names between them) of a template, its whitespace runs folded."""
+    parts = PLACEHOLDER.split(" ".join(template.split()))
+    return tuple(parts[0::2]), tuple(_names(body) for body in parts[1::2])
 
 
 def render_rows(spec: PolicySpec, template: str, values: dict[str, np.ndarray], rows: np.ndarray

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 import engine
 from engine.service import Settings, create_app
+from engine.service.encoding import dumps
 from engine.text import alias_key
 
 AS_OF = "2026-03-01T12:00:00+00:00"
@@ -243,6 +244,17 @@ def test_decisions_equal_policy_decide(client: httpx.Client, policy: engine.Poli
     assert orders
     for order in orders:
         assert answer(client.post("/v1/decisions", params={"as_of": AS_OF}, json=order)) == expected(policy, order)
+
+
+def test_decisions_are_byte_for_byte_the_direct_engines(client: httpx.Client, policy: engine.Policy) -> None:
+    """The service decides from the cell table; its answer is the per-order durable_rules path's, to the byte."""
+    orders = [o for o in random_orders(policy, 60, seed=13) if expected(policy, o)[0] == 200]
+    orders.append({"order_id": "E1", "status": "Sent", "seller_reply": "No reply", "colour": "red"})  # a warned key
+    assert len(orders) > 40
+    for order in orders:
+        response = client.post("/v1/decisions", params={"as_of": AS_OF}, json=order)
+        assert response.status_code == 200, response.text
+        assert response.content == dumps(policy.decide(order, as_of=AS_OF, engine="direct"))
 
 
 def test_as_of_is_a_query_parameter(client: httpx.Client, policy: engine.Policy) -> None:
