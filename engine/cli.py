@@ -36,10 +36,15 @@ class Terminated(BaseException):
 INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): a bug, not the input
 
 
+_received: list[int] = []  # the signals unwind_on_termination raised, latest last
+
+
 @contextmanager
 def unwind_on_termination() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise Terminated while inside (only in the main thread, where handlers run). A signal
-    the parent set to be ignored (nohup) stays ignored; the handlers before are restored on the way out."""
+    """SIGTERM and SIGHUP raise Terminated while inside, SIGINT KeyboardInterrupt as ever (only in the main thread,
+    where handlers run), each noted in _received: a library that catches BaseException (durable_rules does, in its
+    action callbacks) may hand the signal on as another error. A signal the parent set to be ignored (nohup) stays
+    ignored; the handlers before are restored on the way out."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -47,11 +52,19 @@ def unwind_on_termination() -> Iterator[None]:
                if s is not None and signal.getsignal(s) == signal.SIG_DFL]
 
     def terminate(signum: int, frame: object) -> None:
+        _received.append(signum)
         for s in signums:  # a second signal must not cut the cleanup short
             signal.signal(s, signal.SIG_IGN)
         raise Terminated(signum)
 
+    def interrupt(signum: int, frame: object) -> None:
+        _received.append(signum)
+        raise KeyboardInterrupt
+
     previous = {s: signal.signal(s, terminate) for s in signums}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt)
+    _received.clear()
     try:
         yield
     finally:
@@ -341,25 +354,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         with unwind_on_termination():
             return args.func(args)
     except KeyboardInterrupt:
-        print(f"cancel-rules {args.command}: interrupted (SIGINT)", file=sys.stderr)
-        return 128 + signal.SIGINT
+        return _signalled(args.command, signal.SIGINT)
     except Terminated as exc:
-        print(f"cancel-rules {args.command}: {exc}", file=sys.stderr)
-        return 128 + exc.signum
-    except CancelRulesError as exc:
-        if args.debug:
-            raise
-        # One line; a policy with problems lists every one of them, each on its own path:line:col line.
+        return _signalled(args.command, exc.signum)
+    except Exception as exc:
+        if _received and not args.debug:  # the signal, handed on as another error by a library that caught it
+            return _signalled(args.command, _received[-1])
+        return _failed(args, exc)
+
+
+def _signalled(command: str, signum: int) -> int:
+    said = "interrupted (SIGINT)" if signum == signal.SIGINT else str(Terminated(signum))
+    print(f"cancel-rules {command}: {said}", file=sys.stderr)
+    return 128 + signum
+
+
+def _failed(args: argparse.Namespace, exc: Exception) -> int:
+    """A domain error's exit status, said in one line (a policy with problems lists every one of them, each on its
+    own path:line:col line); anything else is a bug: 70, said so in one line."""
+    if args.debug:
+        raise exc
+    if isinstance(exc, CancelRulesError):
         what = "invalid order: " if isinstance(exc, OrderError) else ""
         print(f"cancel-rules {args.command}: {what}{exc}", file=sys.stderr)
         return exc.exit_code
-    except Exception as exc:  # not the input's fault: a bug, said so in one line
-        if args.debug:
-            raise
-        text = " ".join(f"{type(exc).__name__}: {exc}".split())
-        print(f"cancel-rules {args.command}: internal error: {text} (run with --debug for the traceback)",
-              file=sys.stderr)
-        return INTERNAL_ERROR
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    print(f"cancel-rules {args.command}: internal error: {text} (run with --debug for the traceback)",
+          file=sys.stderr)
+    return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import engine
 # The examples' time (conftest): the orders here are the policy's examples and their neighbours.
 from conftest import EXAMPLES_AS_OF as AS_OF
 from conftest import SCRIPT
+from engine import cli
+from engine.errors import InputError
 from engine.loader import RULES_DIR
 
 HERE = Path(__file__).parent
@@ -181,3 +184,23 @@ def test_rules_json_and_variant():
     assert [row["id"] for row in data] == [r.id for r in engine.load().spec.ranked_rules()]
     result = run("rules", "--policy", str(RULES_DIR / "variants" / "legacy-72h.yaml"))
     assert result.stdout.splitlines()[0].startswith("cancellation-legacy-72h ")
+
+
+@pytest.mark.parametrize("signum, code, said", [(signal.SIGINT, 130, "interrupted (SIGINT)"),
+                                                (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_a_signal_a_library_turns_into_an_error_still_ends_the_run_as_that_signal(monkeypatch, capsys, signum, code,
+                                                                                   said):
+    """durable_rules catches BaseException in its action callbacks and hands it on as another error: a Ctrl-C
+    (or SIGTERM) arriving during an evaluation must still read as the signal, never as bad input (exit 2)."""
+
+    def swallowing(args):
+        try:
+            signal.raise_signal(signum)
+        except BaseException as exc:
+            raise InputError("orders.csv", f"cannot read: {type(exc).__name__}") from None
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_verify", swallowing)
+    assert cli.main(["verify"]) == code
+    assert capsys.readouterr().err.splitlines() == [f"cancel-rules verify: {said}"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers before are back
