@@ -201,6 +201,14 @@ def test_a_signal_a_library_turns_into_an_error_still_ends_the_run_as_that_signa
         return 0
 
     monkeypatch.setattr(cli, "cmd_verify", swallowing)
-    assert cli.main(["verify"]) == code
+    # as in a fresh process (an earlier test in this one may have left its own handler, e.g. a server's)
+    before = {s: signal.signal(s, h) for s, h in ((signal.SIGTERM, signal.SIG_DFL),
+                                                  (signal.SIGINT, signal.default_int_handler))}
+    try:
+        assert cli.main(["verify"]) == code
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers before are back
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
     assert capsys.readouterr().err.splitlines() == [f"cancel-rules verify: {said}"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers before are back
