@@ -153,26 +153,33 @@ class FactSpace:
 
     @property
     def n_cells(self) -> int:
-        return int(np.prod(self.sizes, dtype=np.int64))
+        return math.prod(self.sizes)  # a Python int: exact however many axes (an int64 product wraps)
+
+    @property
+    def id_dtype(self) -> np.dtype:
+        """int64 while every cell id fits in it, else object (Python ints: exact, slower): an int64 id would wrap
+        past 2^63 cells and give rows another cell's decision."""
+        return np.dtype(np.int64) if self.n_cells <= 2 ** 63 else np.dtype(object)
 
     def cell_ids(self, bins: list[np.ndarray]) -> np.ndarray:
         """Cell id of each row from its per-axis bins (same order as `axes`)."""
-        ids = np.zeros(len(bins[0]) if bins else 0, dtype=np.int64)
+        ids = np.zeros(len(bins[0]) if bins else 0, dtype=self.id_dtype)
         for axis, b in zip(self.axes, bins, strict=True):
             ids = ids * axis.size + b
         return ids
 
     def bins(self, ids: np.ndarray) -> list[np.ndarray]:
         out = []
+        ids = np.asarray(ids, dtype=self.id_dtype)
         for axis in reversed(self.axes):
-            ids, b = np.divmod(ids, axis.size)
-            out.append(b)
+            ids, b = ids // axis.size, ids % axis.size  # np.divmod has no object loop
+            out.append(b.astype(np.int64))  # bins index tables: small, and never object
         return out[::-1]
 
     def facts_of(self, cell: int) -> dict[str, Any] | None:
         """Representative facts of one cell (None if the cell is empty given the facts' ranges)."""
         facts: dict[str, Any] = {}
-        for axis, bins in zip(self.axes, self.bins(np.array([cell])), strict=True):
+        for axis, bins in zip(self.axes, self.bins(np.array([cell], dtype=self.id_dtype)), strict=True):
             b = int(bins[0])
             value = axis.representative(b)
             if value is None and b != axis.not_given_bin:
@@ -197,7 +204,8 @@ class FactSpace:
         return {"order_id": f"cell-{cell}", **{k: v for k, v in facts.items() if k != "order_id"}}
 
     def describe(self, cell: int) -> dict[str, str]:
-        return {a.fact: a.describe(int(b[0])) for a, b in zip(self.axes, self.bins(np.array([cell])), strict=True)}
+        bins = self.bins(np.array([cell], dtype=self.id_dtype))
+        return {a.fact: a.describe(int(b[0])) for a, b in zip(self.axes, bins, strict=True)}
 
     @cached_property
     def _truth(self) -> dict[tuple[str, int], tuple[tuple[int, ...], np.ndarray]]:
