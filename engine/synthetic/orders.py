@@ -55,7 +55,7 @@ def synthetic_orders(n: int, as_of: str = AS_OF, seed: int = 0, bad_rate: float 
         "seller_rating": np.where(rng.random(n) < 0.7, np.round(rng.beta(20, 1.5, n) * 100, 1).astype(str), ""),
     })
     bad_rows = np.flatnonzero(rng.random(n) < bad_rate)
-    for i in bad_rows:
+    for i in bad_rows.tolist():
         column = list(BAD)[i % len(BAD)]
         df.at[i, column] = BAD[column][i % len(BAD[column])]
         if column == "contacted_at":
