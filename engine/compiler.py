@@ -1,9 +1,11 @@
-"""Compile a PolicySpec into a durable_rules ruleset and ask it which rules an order's facts match.
+"""Compile a PolicySpec into durable_rules rulesets and ask them which rules an order's facts match.
 
-This is the only module that imports durable_rules. The library keeps process-global state and its stock
-Host runs background threads that steal actions, so one quiet Host serves the whole process and every
-engine call holds one lock (scale with processes, not threads). At most MAX_RULESETS rulesets stay
-registered (least recently used deleted first); a policy whose ruleset was deleted registers it again on use.
+This is the only module that imports durable_rules. A policy is packed into as many rulesets (shards, see
+engine.shards) as durable_rules' fixed sizes need, and their matches are merged in firing order. The library keeps
+process-global state and its stock Host runs background threads that steal actions, so one quiet Host serves the
+whole process and every engine call holds one lock (scale with processes, not threads). At most MAX_RULESETS
+rulesets and MAX_REGISTERED_RULES rules stay registered (least recently used deleted first); a policy whose
+ruleset was deleted registers it again on use.
 """
 
 from __future__ import annotations
