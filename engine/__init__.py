@@ -11,6 +11,7 @@ from .errors import (
     EngineError,
     FieldProblem,
     InputError,
+    JdmError,
     OrderError,
     ParameterError,
     PolicyError,
@@ -21,13 +22,15 @@ from .errors import (
 )
 from .loader import DEFAULT_POLICY, RULES_DIR
 from .operators import ConditionResult
-from .policy import Policy, diff, load
+from .policy import Policy, diff, from_jdm, import_jdm, load
 from .tabular import OUTPUT_COLUMNS
 from .verify import Finding, VerifyReport
 
 __all__ = [  # sorted
     "AsOfError", "CancelRulesError", "ComparisonError", "ConditionResult", "DEFAULT_POLICY", "Decision",
-    "DefinitionError", "EngineError", "FieldProblem", "Finding", "InputError", "OUTPUT_COLUMNS", "OrderError",
+    "DefinitionError", "EngineError", "FieldProblem", "Finding", "InputError", "JdmError", "OUTPUT_COLUMNS",
+    "OrderError",
     "ParameterError", "Policy", "PolicyDiff", "PolicyError", "RULES_DIR", "RuleError", "RuleProblem",
-    "UnknownRuleError", "UsageError", "VerifyReport", "WhyNot", "diff", "load", "read_orders",
+    "UnknownRuleError", "UsageError", "VerifyReport", "WhyNot", "diff", "from_jdm", "import_jdm", "load",
+    "read_orders",
 ]

@@ -1,4 +1,4 @@
-"""The `cancel-rules` command line: decide, rules (and the batch, verify, diff and serve commands)."""
+"""The `cancel-rules` command line: decide, rules (and the batch, verify, diff, serve and test commands)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from .csvio import DEFAULT_CHUNKSIZE, evaluate_csv, max_columns_from_env, read_orders, terminal_progress
-from .errors import CancelRulesError, OrderError, UsageError
+from .errors import CancelRulesError, InputError, OrderError, UsageError
 from .facts import parse_as_of
-from .policy import Policy, diff, load
+from .policy import Policy, diff, import_jdm, load
+from .scenarios import read_cases
 
 
 class Terminated(BaseException):
@@ -152,6 +153,57 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_text(target: str, text: str) -> None:
+    """Write text to target, whole or not at all (atomic_file); '-' is stdout."""
+    if target == "-":
+        sys.stdout.write(text)
+        return
+    from pathlib import Path
+
+    from .atomic import atomic_file
+    from .tabular import write_reason
+
+    try:
+        with atomic_file(Path(target)) as sink:
+            sink.write(text.encode("utf-8"))
+    except OSError as exc:
+        raise InputError(target, write_reason(exc)) from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    doc = _policy(args).to_jdm()
+    _write_text(args.output, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .tabular import read_reason
+
+    try:
+        with open(args.input, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise InputError(args.input, read_reason(exc)) from None
+    result = import_jdm(data, args.input)
+    _write_text(args.output, result.yaml)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.output != "-":
+        print(f"wrote {args.output} (policy {result.policy.name} {result.policy.version}, "
+              f"{len(result.policy.spec.rules)} rules)", file=sys.stderr)
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """`test CASES.csv [--junit OUT.xml]`: exit 0 when every case passes, 1 when one fails, 2 on bad input."""
+    policy = _policy(args)
+    report = policy.test_report(read_cases(args.cases), as_of=parse_as_of(args.as_of))
+    if args.junit:
+        report.write_junit(args.junit)
+    print(report)
+    return report.exit_code
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .service import serve
@@ -215,8 +267,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
     p.add_argument("--token-file", metavar="PATH", help="file holding the bearer token (else $CANCEL_RULES_TOKEN)")
+    p = command("export", cmd_export, "write the policy as a GoRules JDM decision table (ZEN runs it on normalized "
+                                      "facts: see Policy.normalize)")
+    p.add_argument("--format", required=True, choices=("jdm",), help="the format to write")
+    p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    p = sub.add_parser("import", help="turn a GoRules JDM decision table into a policy YAML file",
+                       description="turn a GoRules JDM decision table into a policy YAML file (checked by loading "
+                                   "it); what the rule language cannot express is an error naming its row and column")
+    p.add_argument("input", help="the JDM file (JSON)")
+    p.add_argument("--format", required=True, choices=("jdm",), help="the format to read")
+    p.add_argument("-o", "--output", default="-", help="output YAML file (default: stdout)")
+    p.set_defaults(func=cmd_import)
     p = command("rules", cmd_rules, "print the policy's rules as a table, in firing order")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    p = command("test", cmd_test, "run test cases: orders with the action (and rule) each expects; prints the "
+                                  "failures and the rules' coverage (exit 1 when a case fails)", as_of=True)
+    p.add_argument("cases", help="CSV of cases: order columns plus expected_action (optional expected_rule, case, "
+                                 "as_of: the time a case is judged at, else --as-of)")
+    p.add_argument("--junit", metavar="OUT.xml", help="also write JUnit XML, one testcase per case")
     return parser
 
 

@@ -107,6 +107,46 @@ class SpaceTooLargeError(DefinitionError):
         return f"the fact space has {self.cells:,} cells, more than verify and diff can count (2^63)"
 
 
+@dataclass(frozen=True)
+class JdmProblem:
+    """One thing in a GoRules JDM document the rule language cannot express (or that is not a valid table),
+    located by node, rule (row, 1-based in the table's order) and column."""
+
+    source: str
+    message: str
+    row: int | None = None
+    row_id: str | None = None  # the row's `_id`
+    column: str | None = None  # the column's name (or field)
+    node: str | None = None
+
+    def __str__(self) -> str:
+        where = [self.source]
+        if self.node:
+            where.append(f"node '{self.node}'")
+        if self.row is not None:
+            where.append(f"rule #{self.row}" + (f" (row id {self.row_id})" if self.row_id else ""))
+        if self.column:
+            where.append(f"column '{self.column}'")
+        return ": ".join([where[0], ", ".join(where[1:])] if len(where) > 1 else where) + f": {self.message}"
+
+
+class JdmError(DefinitionError):
+    """A JDM document cannot be imported; every problem found is reported together (one: in one line)."""
+
+    def __init__(self, problems: list[JdmProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__(str(self))
+
+    @property
+    def source(self) -> str:
+        return self.problems[0].source
+
+    def __str__(self) -> str:
+        if len(self.problems) == 1:  # one line: the problem names the document itself
+            return str(self.problems[0])
+        return "\n".join([f"{len(self.problems)} problems in {self.source}:", *(str(p) for p in self.problems)])
+
+
 def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
@@ -158,6 +198,21 @@ class InputError(CancelRulesError):
 
     def __str__(self) -> str:
         return f"{self.source}: {self.message}"
+
+
+@dataclass
+class CaseError(InputError):
+    """A test case cannot be run: its expectation is missing or names no action or rule of the policy, its as-of
+    is not a time, or its name repeats another's. Located by the file line the case starts on (or its row)."""
+
+    line: int = 0  # the line of the cases file the case starts on; 0 when the cases are a frame
+    row: int = 0  # the case's place among the cases, from 1
+    case: str | None = None  # its name, when it has one
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else f"{self.source}: row {self.row}"
+        name = f" case {self.case!r}:" if self.case else ""
+        return f"{where}:{name} {self.message}"
 
 
 # ---------------------------------------------------------------------------------------------- usage

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -20,8 +20,12 @@ from .facts import normalize, parse_as_of
 from .html import policy_html
 from .loader import load_spec
 from .model import Example, KeyedParameter, Method, PolicySpec
+from .scenarios import Cases, ScenarioReport, read_cases, run_scenarios
 from .text import format_value
 from .verify import VerifyReport, verify
+
+if TYPE_CHECKING:
+    from .jdm import JdmImport
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,18 @@ class Policy:
         """Decide one order; raises OrderError naming every bad field. A field the policy does not read is a
         warning of the decision (with did-you-mean), or with strict one of the errors."""
         return decide(self.compiled, order, parse_as_of(as_of), strict)
+
+    def normalize(self, order: Mapping[str, Any], as_of: str | datetime | None = None, strict: bool = False
+                  ) -> dict[str, Any]:
+        """The order's canonical facts, as decide reads them (codes, elapsed time since as_of, defaults; facts not
+        given are absent): what to feed the policy's JDM export on ZEN. Raises OrderError like decide."""
+        return normalize(self.spec, order, parse_as_of(as_of), strict)
+
+    def to_jdm(self) -> dict[str, Any]:
+        """The policy as a GoRules JDM decision table over normalized facts (engine.jdm.to_jdm)."""
+        from .jdm import to_jdm  # interop: imported on use
+
+        return to_jdm(self.spec)
 
     def evaluate(self, df: pd.DataFrame, as_of: str | datetime | None = None, method: Method = "cells",
                  strict: bool = False) -> pd.DataFrame:
@@ -113,6 +129,23 @@ class Policy:
                  or "(always)", "action": r.action}
                 for r in self.spec.ranked_rules()]
 
+    def test(self, cases: pd.DataFrame | str | Path, as_of: str | datetime | None = None) -> pd.DataFrame:
+        """Run test cases (a frame, or a CSV path): order columns plus expected_action, optionally expected_rule,
+        case (a name) and as_of (else as_of here; default now). One row per case, in input order: case, passed,
+        expected_action, expected_rule, action, rule_id, why, error; an invalid order is a failing case with its
+        error. Bad cases (no expected_action, an unknown action or rule) raise a located InputError."""
+        return self.test_report(cases, as_of).results
+
+    def test_report(self, cases: pd.DataFrame | str | Path | Cases, as_of: str | datetime | None = None
+                    ) -> ScenarioReport:
+        """Policy.test's results with the per-rule coverage of the cases and the rule examples (what
+        `cancel-rules test` prints)."""
+        if isinstance(cases, (str, Path)):
+            cases = read_cases(cases)
+        elif isinstance(cases, pd.DataFrame):
+            cases = Cases(cases.set_axis([str(c) for c in cases.columns], axis=1))
+        return run_scenarios(self.compiled, cases, parse_as_of(as_of), parse_as_of(EXAMPLES_AS_OF))
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
@@ -169,3 +202,16 @@ def diff(old: Policy, new: Policy, orders: pd.DataFrame | None = None, as_of: st
          ) -> PolicyDiff:
     """Every change of decision from old to new: by cell of the joint fact space and, given orders, by order."""
     return policy_diff(old.compiled, new.compiled, orders, parse_as_of(as_of))
+
+
+def import_jdm(doc: Mapping[str, Any] | str | bytes, source: str = "<jdm>") -> JdmImport:
+    """A GoRules JDM decision table as a policy: its YAML, the policy loaded from it, and warnings; raises JdmError
+    locating every problem by rule (row) and column (engine.jdm.import_table)."""
+    from .jdm import import_table  # interop: imported on use
+
+    return import_table(doc, source, load)
+
+
+def from_jdm(doc: Mapping[str, Any] | str | bytes, source: str = "<jdm>") -> Policy:
+    """The policy of a JDM document holding one decision table (a dict or its JSON text); raises JdmError."""
+    return import_jdm(doc, source).policy

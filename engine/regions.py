@@ -166,7 +166,8 @@ class _Cut:
                 label = np.unique(stacked.T, axis=0, return_inverse=True)[1].reshape(-1)
             else:
                 label = np.zeros(len(self.bins), dtype=np.int64)
-            handles = np.array([classes.handle(self.axis, self.bins[label == k]) for k in range(int(np.max(label)) + 1)])
+            handles = np.array([classes.handle(self.axis, self.bins[label == k])
+                                for k in range(int(np.max(label)) + 1)])
             self.partitions[key] = (np.array([classes.representative[h] for h in handles], dtype=np.int64),
                                     np.array([len(classes.bins[h]) for h in handles], dtype=np.int64), handles)
         return self.partitions[key]
