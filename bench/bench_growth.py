@@ -102,7 +102,7 @@ def child_load(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     compiled = compile_policy(spec)
     compile_s = time.perf_counter() - started
-    _emit(compile_s=compile_s)
+    _emit(compile_s=compile_s, shards=len(compiled.shards))
     started = time.perf_counter()
     problems = check_examples(Policy(spec, compiled))
     examples_s = time.perf_counter() - started
@@ -260,7 +260,8 @@ def run_size(label: str, policy: Path, args: argparse.Namespace, countries: int 
     load = measure("load", common, args.timeout, args.mem_gb)
     row.update(rules=load.get("rules"), thresholds=load.get("thresholds"), cells=load.get("cells"))
     if load["ok"]:
-        row["load"] = (f"{load['load_s']:.2f} s (parse {load['parse_s']:.2f}, compile {load['compile_s']:.2f}, "
+        row["load"] = (f"{load['load_s']:.2f} s (parse {load['parse_s']:.2f}, compile {load['compile_s']:.2f} into "
+                       f"{load['shards']} ruleset{'s' if load['shards'] > 1 else ''}, "
                        f"{load['examples']} examples {load['examples_s']:.2f})")
     else:
         row["load"] = _fails(load)

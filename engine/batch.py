@@ -164,12 +164,12 @@ def _evaluate_cells(compiled, df, columns, as_of, action, rule_id, message, erro
     space = cells.space
     bins = [axis.bins_of(norm.values[axis.fact][good]) for axis in space.axes]
     codes, unique_cells = pd.factorize(space.cell_ids(bins))
-    canonical_codes, canonical = pd.factorize(space.canonical(np.asarray(unique_cells, dtype=np.int64)))
+    canonical_codes, canonical = pd.factorize(space.canonical(np.asarray(unique_cells, dtype=space.id_dtype)))
     ranked = spec.ranked_rules()
     rank = {r.id: k for k, r in enumerate(ranked)}
     winners = np.empty(len(canonical), dtype=np.int64)
     reasons = np.empty(len(canonical), dtype=object)
-    for k, m in enumerate(cells.ask(np.asarray(canonical, dtype=np.int64))):
+    for k, m in enumerate(cells.ask(np.asarray(canonical, dtype=space.id_dtype))):
         rule, reasons[k] = (None, str(m)) if isinstance(m, EngineError) else outcome(spec, m)
         winners[k] = -1 if rule is None else rank[rule.id]
     codes = canonical_codes[codes]

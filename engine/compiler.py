@@ -1,9 +1,11 @@
-"""Compile a PolicySpec into a durable_rules ruleset and ask it which rules an order's facts match.
+"""Compile a PolicySpec into durable_rules rulesets and ask them which rules an order's facts match.
 
-This is the only module that imports durable_rules. The library keeps process-global state and its stock
-Host runs background threads that steal actions, so one quiet Host serves the whole process and every
-engine call holds one lock (scale with processes, not threads). At most MAX_RULESETS rulesets stay
-registered (least recently used deleted first); a policy whose ruleset was deleted registers it again on use.
+This is the only module that imports durable_rules. A policy is packed into as many rulesets (shards, see
+engine.shards) as durable_rules' fixed sizes need, and their matches are merged in firing order. The library keeps
+process-global state and its stock Host runs background threads that steal actions, so one quiet Host serves the
+whole process and every engine call holds one lock (scale with processes, not threads). At most MAX_RULESETS
+rulesets and MAX_REGISTERED_RULES rules stay registered (least recently used deleted first); a policy whose
+ruleset was deleted registers it again on use.
 """
 
 from __future__ import annotations
@@ -14,15 +16,25 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from .errors import EngineError, RuleError, RuleProblem
+from .errors import EngineError
 from .model import Condition, PolicySpec
 from .operators import OPERATORS, all_of, any_of
+from .shards import (
+    MAX_BRANCHES_PER_NODE,
+    MAX_GROUPS_PER_RULE,
+    MAX_RULES_PER_NODE,
+    MAX_RULES_PER_RULESET,
+    MAX_STACK,
+    EngineRule,
+    flatten,
+    pack,
+)
 
 try:
     from durable import engine as _durable
@@ -86,10 +98,13 @@ class _QuietHost(_durable.Host):
 
 
 _host: _QuietHost | None = None
-# Rulesets registered in durable_rules, least recently used first. Each costs about 0.3 MB of the C library's
-# memory; beyond MAX_RULESETS the oldest is deleted (the C module's delete_ruleset frees it all).
+# Rulesets (shards) registered in durable_rules, least recently used first, with their engine rules. A ruleset
+# costs about 22 kB per rule (14 kB compiled, 8 kB for its session, kept between evaluations); beyond
+# MAX_RULESETS rulesets or MAX_REGISTERED_RULES rules the least recently used are deleted (the C module's
+# delete_ruleset frees them), never one of the policy being used, however big it is.
 MAX_RULESETS = 32
-_registered: OrderedDict[str, None] = OrderedDict()
+MAX_REGISTERED_RULES = 5000
+_registered: OrderedDict[str, int] = OrderedDict()
 
 
 def engine_names(spec: PolicySpec) -> dict[str, str]:
@@ -117,15 +132,29 @@ def condition_json(spec: PolicySpec, cond: Condition) -> dict:
     return any_of(branches)
 
 
+def engine_rules(spec: PolicySpec) -> list[EngineRule]:
+    """One engine rule per policy rule, in firing order: the state guard, then its conditions (nested 'and's
+    spliced in: the same tests, fewer groups)."""
+    return [EngineRule(rule.id, rank, tuple(flatten([_NOT_STATE, *(condition_json(spec, c) for c in rule.conditions)])))
+            for rank, rule in enumerate(spec.ranked_rules(), start=1)]
+
+
+# Every message is handled, so durable_rules never raises "not handled". One in every shard.
+_CATCH_ALL = EngineRule(NO_RULE, 0, (_NOT_STATE,))
+
+
+def _definition(rules: Sequence[EngineRule]) -> dict[str, dict]:
+    """A ruleset as durable_rules JSON: the rules with pri by firing order, then the catch-all."""
+    out = {rule.key: {"all": [{"m": all_of(list(rule.terms))}], "pri": pri, "run": rule.rule_id}
+           for pri, rule in enumerate(rules, start=1)}
+    out[NO_RULE] = {"all": [{"m": _NOT_STATE}], "pri": _NO_RULE_PRI, "run": NO_RULE}
+    return out
+
+
 def ruleset_definition(spec: PolicySpec) -> dict[str, dict]:
-    """The ruleset as durable_rules JSON: one rule per policy rule, pri by firing order, plus a catch-all."""
-    rules: dict[str, dict] = {}
-    for rank, rule in enumerate(spec.ranked_rules(), start=1):
-        terms = [_NOT_STATE, *(condition_json(spec, c) for c in rule.conditions)]
-        rules[rule.id] = {"all": [{"m": all_of(terms)}], "pri": rank, "run": rule.id}
-    # Every message is handled, so durable_rules never raises "not handled" (and delete_state stays safe).
-    rules[NO_RULE] = {"all": [{"m": _NOT_STATE}], "pri": _NO_RULE_PRI, "run": NO_RULE}
-    return rules
+    """The whole policy as one ruleset: one rule per policy rule, pri by firing order, plus a catch-all (a policy
+    that fits one shard is compiled to exactly this)."""
+    return _definition(engine_rules(spec))
 
 
 def ruleset_name(spec: PolicySpec, definition: Mapping[str, Any]) -> str:
@@ -171,27 +200,18 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-# durable_rules' fixed sizes (rules.h, rete.c and events.c of 2.0.28). Conditions become a tree of tests: a
-# rule's tests in order, and rules with the same first tests share those nodes. Beyond these sizes it fails,
-# writes past its arrays or, for the tests after one node, loops forever, so they are checked before it runs.
-MAX_RULES_PER_NODE = 256  # rules whose tests are all the same, in the same order (error 108)
-MAX_BRANCHES_PER_NODE = 128  # 'given: false' tests and ends of 'in'/keyed branches after one node (error 107)
-MAX_TESTS_PER_NODE = 512  # other distinct tests after one node (one more: its compiler never returns)
-MAX_GROUPS_PER_RULE = 14  # and/or groups in one rule's conditions, the wrapper's own 'and' not counted (113)
-MAX_MATCHING_TESTS = 64  # tests that one order satisfies at once, pending in its evaluation stack (error 303)
-
 _LIMITS = {
-    106: f"more than {MAX_TESTS_PER_NODE} different tests follow one condition",
+    106: f"more than {MAX_RULES_PER_RULESET} rules in one ruleset",
     107: f"more than {MAX_BRANCHES_PER_NODE} 'given: false' tests or 'in'/keyed branches follow one condition",
     108: f"more than {MAX_RULES_PER_NODE} rules have the same conditions",
     113: f"a rule has more than {MAX_GROUPS_PER_RULE} and/or groups in its conditions",
-    303: f"more than {MAX_MATCHING_TESTS} of the policy's tests hold at once",
+    303: f"more than {MAX_STACK} of the policy's tests hold at once",
 }
-_TEST_WORDS = {"$lt": "<", "$lte": "<=", "$gt": ">", "$gte": ">=", "$neq": "!=", "$ex": "given", "$nex": "not given"}
 
 
 def _engine_error(ruleset: str, operation: str, exc: Exception) -> EngineError:
-    """The EngineError for a durable_rules failure: a known limit by name and number, else its type only."""
+    """The EngineError for a durable_rules failure: a known limit by name and number, else its type only. The
+    compiler keeps every shard inside these limits: one of them here means its model of the engine is wrong."""
     found = re.fullmatch(r"Could not [\w ]+, error code: (\d+)", str(exc)) \
         if isinstance(exc, _durable.durable_rules_engine.error) else None
     code = int(found.group(1)) if found else None
@@ -200,100 +220,27 @@ def _engine_error(ruleset: str, operation: str, exc: Exception) -> EngineError:
     return EngineError(ruleset, operation, type(exc).__name__)
 
 
-@dataclass
-class _Node:
-    """One test node of durable_rules' tree, shared as its compiler shares them (see MAX_* above)."""
+@dataclass(frozen=True)
+class EngineRuleset:
+    """One shard of a compiled policy: a durable_rules ruleset, and the facts its messages carry."""
 
-    path: tuple[str, ...]  # the tests leading here, as text
-    tests: dict[tuple, _Node] = field(default_factory=dict)
-    absent: dict[tuple, _Node] = field(default_factory=dict)  # '$nex' tests go to the branch list
-    joins: int = 0  # 'or' branches ending here: each links its own join node into the branch list
-    rules: int = 0
-
-    @property
-    def shown(self) -> str:
-        return ", ".join(self.path) if self.path else "no conditions"
-
-    @property
-    def branches(self) -> int:
-        return len(self.absent) + self.joins
-
-
-def limit_problems(spec: PolicySpec, definition: Mapping[str, dict]) -> list[RuleProblem]:
-    """Every durable_rules size the ruleset would exceed, located at the first rule that goes past it."""
-    problems: dict[tuple[int, int], RuleProblem] = {}  # one per node and limit
-    user_name = {engine: name for name, engine in engine_names(spec).items()}  # messages name facts as written
-
-    def report(node: object, code: int, rule_id: str, message: str) -> None:
-        rule = spec.rule(rule_id) if rule_id != NO_RULE else spec.ranked_rules()[-1]
-        problems.setdefault((id(node), code), RuleProblem(spec.path, rule.line, rule.col, message, rule.id))
-
-    def branched(node: _Node, rule_id: str) -> None:
-        if node.branches > MAX_BRANCHES_PER_NODE:
-            report(node, 107, rule_id, f"{node.branches} 'in'/keyed-parameter branches and 'given: false' tests "
-                   f"hang on the same conditions ({node.shown}); durable_rules allows at most "
-                   f"{MAX_BRANCHES_PER_NODE} (error 107)")
-
-    def walk(term: dict, parent: _Node, rule_id: str, groups: list[int]) -> _Node:
-        (key, value), = term.items()
-        if key == "$and":
-            groups[0] += 1
-            node = parent
-            for item in value:
-                node = walk(item, node, rule_id, groups)
-            return node
-        if key == "$or":
-            groups[0] += 1
-            for item in value:
-                end = walk(item, parent, rule_id, groups)
-                end.joins += 1
-                branched(end, rule_id)
-            return _Node(parent.path + (f"one of {len(value)} alternatives",))  # a fresh join node per 'or'
-        fact, constant = next(iter(value.items())) if key in _TEST_WORDS else (key, value)
-        table = parent.absent if key == "$nex" else parent.tests
-        test = (fact, key, json.dumps(constant))
-        if test not in table:
-            text = f"{user_name.get(fact, fact)} {_TEST_WORDS.get(key, '=')}" \
-                + ("" if key in ("$ex", "$nex") else f" {constant!r}")
-            # The state test every rule starts with is the wrapper's, not the user's: not shown.
-            table[test] = _Node(parent.path if term == _NOT_STATE else parent.path + (text,))
-            if key == "$nex":
-                branched(parent, rule_id)
-            elif len(table) > MAX_TESTS_PER_NODE:
-                where = f"follow the same conditions ({parent.shown})" if parent.path else "come first in rules"
-                report(parent, 0, rule_id, f"{len(table)} different tests {where}; durable_rules allows at most "
-                       f"{MAX_TESTS_PER_NODE} (its compiler never returns with more)")
-        return table[test]
-
-    root = _Node(())
-    for rule_id, rule in definition.items():
-        groups = [0]
-        end = walk(rule["all"][0]["m"], root, rule_id, groups)
-        end.rules += 1
-        if end.rules > MAX_RULES_PER_NODE:
-            report(end, 108, rule_id, f"{end.rules} rules have the same conditions ({end.shown}) in the same "
-                   f"order; durable_rules allows at most {MAX_RULES_PER_NODE} (error 108)")
-        groups[0] -= 1  # every rule's conditions are one 'and' with the state test: not the user's
-        if groups[0] > MAX_GROUPS_PER_RULE:
-            report(rule, 113, rule_id, f"its conditions make {groups[0]} and/or groups ('in', 'not_in' and "
-                   f"'between' make one each, a keyed parameter one per key and one more); durable_rules allows at "
-                   f"most {MAX_GROUPS_PER_RULE} (error 113)")
-    return list(problems.values())
+    name: str  # <policy>-<hash of the definition>: registered under it, shared by every policy holding it
+    definition: Mapping[str, dict]  # kept to register it again after an eviction
+    facts: tuple[tuple[str, str], ...]  # (fact, engine name) of each fact its rules read
 
 
 @dataclass(frozen=True)
 class CompiledPolicy:
-    """A policy registered in durable_rules; `match` is the only way facts reach the engine."""
+    """A policy registered in durable_rules as one or more rulesets; `match` is the only way facts reach them."""
 
     spec: PolicySpec
-    ruleset: str
+    ruleset: str  # the name of its one ruleset, or <policy>-<hash of its shards' names>
     engine_facts: tuple[str, ...]
+    shards: tuple[EngineRuleset, ...]
 
     @cached_property
-    def _message_keys(self) -> tuple[tuple[str, str], ...]:
-        """(fact, its engine name) for each fact that reaches the engine."""
-        names = engine_names(self.spec)
-        return tuple((name, names[name]) for name in self.engine_facts)
+    def _rank(self) -> dict[str, int]:
+        return {rule.id: k for k, rule in enumerate(self.spec.ranked_rules())}
 
     @cached_property
     def content_key(self) -> str:
@@ -301,63 +248,95 @@ class CompiledPolicy:
         return policy_digest(self.spec)
 
     def match(self, facts: Mapping[str, Any]) -> tuple[str, ...]:
-        """Ids of every rule the facts satisfy, in the engine's firing order (empty: no rule)."""
-        message = {key: facts[name] for name, key in self._message_keys if facts.get(name) is not None}
-        message["sid"] = _SID
+        """Ids of every rule the facts satisfy, in firing order (empty: no rule): each shard fires its own in
+        order, and the shards' are merged."""
+        rank = self._rank
+        matched: set[str] = set()
         with _lock:
-            _fired.clear()
-            host = _register(self.spec, self.ruleset, "evaluation")
-            try:
-                host.assert_fact(self.ruleset, message)
-                # No fact outlives its evaluation. Never after a failed assert: durable_rules would free a
-                # half-built state and abort the process; the next evaluation that succeeds clears it.
-                host.delete_state(self.ruleset, _SID)
-            except Exception as exc:  # raw durable_rules texts embed whole messages: never show them
-                raise _engine_error(self.ruleset, "evaluation", exc) from None
-            fired = tuple(_fired)
-        return tuple(rule for rule in fired if rule != NO_RULE)
+            host = _register(self, "evaluation")
+            for shard in self.shards:
+                message = {key: facts[name] for name, key in shard.facts if facts.get(name) is not None}
+                message["sid"] = _SID
+                fired = [rule for rule in _evaluate(host, shard.name, message) if rule != NO_RULE]
+                if any(rank[a] > rank[b] for a, b in zip(fired, fired[1:], strict=False)):
+                    raise EngineError(shard.name, "evaluation", f"rules fired out of order: {', '.join(fired)}")
+                matched.update(fired)  # a rule split into pieces may fire more than once
+        return tuple(sorted(matched, key=rank.__getitem__))
+
+
+def _evaluate(host: _QuietHost, name: str, message: dict[str, Any]) -> list[str]:
+    """The actions one ruleset fires for the message, which is then retracted: its session stays, empty (making a
+    session costs more than the whole evaluation: memory for every rule)."""
+    _fired.clear()
+    try:
+        host.assert_fact(name, message)
+        fired = list(_fired)
+        host.retract_fact(name, message)
+    except Exception as exc:  # raw durable_rules texts embed whole messages: never show them
+        _discard(host, name)
+        raise _engine_error(name, "evaluation", exc) from None
+    return fired
 
 
 def compile_policy(spec: PolicySpec) -> CompiledPolicy:
-    """Register the policy's ruleset, named by its content hash, and return a handle; RuleError (located at a
-    rule) when the ruleset is beyond what durable_rules can build."""
-    definition = ruleset_definition(spec)
-    problems = limit_problems(spec, definition)
-    if problems:
-        raise RuleError(problems)
-    name = ruleset_name(spec, definition)
-    used = spec.read_facts()
+    """Pack the policy's rules into shards (engine.shards), register each as a ruleset named by its content hash,
+    and return a handle; RuleError, located at a rule, when one cannot be made to fit durable_rules."""
+    user = {engine: name for name, engine in engine_names(spec).items()}
+    shards = []
+    for shard in pack(spec, engine_rules(spec), _CATCH_ALL):
+        definition = _definition([rule for rule in shard.rules if rule.rule_id != NO_RULE])
+        facts = tuple(sorted((user[fact], fact) for fact in shard.facts))
+        shards.append(EngineRuleset(ruleset_name(spec, definition), definition, facts))
+    name = shards[0].name if len(shards) == 1 else ruleset_name(spec, {shard.name: {} for shard in shards})
+    compiled = CompiledPolicy(spec, name, tuple(sorted(spec.read_facts())), tuple(shards))
     with _lock:
-        _register(spec, name, "compilation", definition)
-    return CompiledPolicy(spec, name, tuple(sorted(used)))
+        _register(compiled, "compilation")
+    return compiled
 
 
-def _register(spec: PolicySpec, name: str, operation: str, definition: dict | None = None) -> _QuietHost:
-    """Make `name` the most recently used registered ruleset, registering it (again) if needed and deleting
-    the least recently used beyond MAX_RULESETS; the Host that holds it. The caller holds _lock."""
+def _register(compiled: CompiledPolicy, operation: str) -> _QuietHost:
+    """Make the policy's rulesets the most recently used, registering those that are not (again), and delete
+    the least recently used others beyond the limits; the Host that holds them. The caller holds _lock."""
     global _host
     if _host is None:
         _host = _QuietHost()
     host = _host
-    if name in _registered:
-        _registered.move_to_end(name)
-        return host
-    if definition is None:  # deleted since it was compiled: the same content again, under the same name
-        definition = ruleset_definition(spec)
-        if ruleset_name(spec, definition) != name:
-            raise EngineError(name, operation, "UnknownRuleset") from None
-    try:
-        host.set_rulesets({name: copy.deepcopy(definition)})  # it mutates what it is given
-    except Exception as exc:
-        raise _engine_error(name, "compilation", exc) from None
-    _registered[name] = None
-    while len(_registered) > MAX_RULESETS:
-        _delete(host, _registered.popitem(last=False)[0])
+    for shard in compiled.shards:
+        if shard.name in _registered:
+            _registered.move_to_end(shard.name)
+            continue
+        if ruleset_name(compiled.spec, shard.definition) != shard.name:  # a name stands for its content only
+            raise EngineError(shard.name, operation, "UnknownRuleset") from None
+        try:
+            host.set_rulesets({shard.name: copy.deepcopy(dict(shard.definition))})  # it mutates what it is given
+        except Exception as exc:
+            raise _engine_error(shard.name, "compilation", exc) from None
+        _registered[shard.name] = len(shard.definition)
+    rules = sum(_registered.values())
+    for name in list(_registered)[: -len(compiled.shards) or None]:  # the policy's own are the last
+        if len(_registered) <= MAX_RULESETS and rules <= MAX_REGISTERED_RULES:
+            break
+        rules -= _registered.pop(name)
+        _delete(host, name)
     return host
 
 
 def _delete(host: _QuietHost, name: str) -> None:
-    """Delete a registered ruleset: the Host's Python side keeps no other reference, so its C handle can go."""
+    """Delete a registered ruleset: the Host's Python side keeps no other reference, so its C handle can go.
+    Its session first: delete_ruleset frees the ruleset but not its sessions' memory."""
+    try:
+        host.delete_state(name, _SID)
+    except _durable.durable_rules_engine.error:  # no session yet (error 309)
+        pass
     ruleset = host._ruleset_directory.pop(name)
     host._ruleset_list.remove(ruleset)
     _durable.durable_rules_engine.delete_ruleset(ruleset._handle)
+
+
+def _discard(host: _QuietHost, name: str) -> None:
+    """Forget a ruleset whose evaluation failed, without freeing it (durable_rules may abort the process freeing
+    a half-made session); the next use registers it anew."""
+    ruleset = host._ruleset_directory.pop(name, None)
+    if ruleset is not None:
+        host._ruleset_list.remove(ruleset)
+    _registered.pop(name, None)

@@ -16,7 +16,7 @@ from .batch import evaluate_frame
 from .compare import PolicyDiff, policy_diff
 from .compiler import CompiledPolicy, compile_policy
 from .coverage import rule_coverage
-from .decision import Decision, decide
+from .decision import Decision, decide, match, outcome
 from .edits import spec_text, with_priority_text, with_rule_text, without_rule_text
 from .errors import InputError, OrderError, ParameterError, RuleError, RuleProblem, UsageError
 from .facts import normalize, parse_as_of
@@ -234,14 +234,17 @@ def check_examples(policy: Policy) -> list[RuleProblem]:
 def _example_problem(policy: Policy, example: Example, rule_id: str | None) -> RuleProblem | None:
     path = policy.spec.path
     try:
-        decision = policy.decide(example.order, as_of=EXAMPLES_AS_OF)
+        facts = normalize(policy.spec, example.order, parse_as_of(EXAMPLES_AS_OF))
     except OrderError as exc:
         return RuleProblem(path, example.line, example.col, f"example order is invalid: {exc}", rule_id)
-    got = f"{decision.action} (rule {decision.rule_id})" if decision.action else f"no action ({decision.error})"
-    if decision.action != example.expect:
+    # The winner only, not decide's explanation (every rule's conditions): with it, the 1,004 examples of the
+    # 1,000-rule marketplace policy took 30 of its 37 s of loading.
+    winner, error = outcome(policy.spec, match(policy.compiled, facts))
+    got = f"{winner.action} (rule {winner.id})" if winner else f"no action ({error})"
+    if (winner.action if winner else None) != example.expect:
         return RuleProblem(path, example.line, example.col,
                            f"example expects {example.expect} but the policy gives {got}", rule_id)
-    if example.rule and decision.rule_id != example.rule:
+    if example.rule and (winner.id if winner else None) != example.rule:
         return RuleProblem(path, example.line, example.col,
                            f"example expects rule {example.rule} but the policy gives {got}", rule_id)
     return None

@@ -136,6 +136,9 @@ def build_axes(spec: PolicySpec) -> tuple[Axis, ...]:
     return tuple(axes)
 
 
+_Table = tuple[tuple[int, ...], np.ndarray]  # a condition's truth: the axes it reads, its table over their bins
+
+
 @dataclass(frozen=True)
 class FactSpace:
     """All cells of a policy (mixed-radix ids over the axes) and the canonical cell of each."""
@@ -153,26 +156,33 @@ class FactSpace:
 
     @property
     def n_cells(self) -> int:
-        return int(np.prod(self.sizes, dtype=np.int64))
+        return math.prod(self.sizes)  # a Python int: exact however many axes (an int64 product wraps)
+
+    @property
+    def id_dtype(self) -> np.dtype:
+        """int64 while every cell id fits in it, else object (Python ints: exact, slower): an int64 id would wrap
+        past 2^63 cells and give rows another cell's decision."""
+        return np.dtype(np.int64) if self.n_cells <= 2 ** 63 else np.dtype(object)
 
     def cell_ids(self, bins: list[np.ndarray]) -> np.ndarray:
         """Cell id of each row from its per-axis bins (same order as `axes`)."""
-        ids = np.zeros(len(bins[0]) if bins else 0, dtype=np.int64)
+        ids = np.zeros(len(bins[0]) if bins else 0, dtype=self.id_dtype)
         for axis, b in zip(self.axes, bins, strict=True):
             ids = ids * axis.size + b
         return ids
 
     def bins(self, ids: np.ndarray) -> list[np.ndarray]:
         out = []
+        ids = np.asarray(ids, dtype=self.id_dtype)
         for axis in reversed(self.axes):
-            ids, b = np.divmod(ids, axis.size)
-            out.append(b)
+            ids, b = ids // axis.size, ids % axis.size  # np.divmod has no object loop
+            out.append(b.astype(np.int64))  # bins index tables: small, and never object
         return out[::-1]
 
     def facts_of(self, cell: int) -> dict[str, Any] | None:
         """Representative facts of one cell (None if the cell is empty given the facts' ranges)."""
         facts: dict[str, Any] = {}
-        for axis, bins in zip(self.axes, self.bins(np.array([cell])), strict=True):
+        for axis, bins in zip(self.axes, self.bins(np.array([cell], dtype=self.id_dtype)), strict=True):
             b = int(bins[0])
             value = axis.representative(b)
             if value is None and b != axis.not_given_bin:
@@ -197,7 +207,8 @@ class FactSpace:
         return {"order_id": f"cell-{cell}", **{k: v for k, v in facts.items() if k != "order_id"}}
 
     def describe(self, cell: int) -> dict[str, str]:
-        return {a.fact: a.describe(int(b[0])) for a, b in zip(self.axes, self.bins(np.array([cell])), strict=True)}
+        bins = self.bins(np.array([cell], dtype=self.id_dtype))
+        return {a.fact: a.describe(int(b[0])) for a, b in zip(self.axes, bins, strict=True)}
 
     @cached_property
     def _truth(self) -> dict[tuple[str, int], tuple[tuple[int, ...], np.ndarray]]:
@@ -236,22 +247,64 @@ class FactSpace:
             ids = parked
         return ids
 
+    @cached_property
+    def _relevance(self) -> tuple[list[set[tuple[int, ...]]], list[tuple[int, ...]], list[_Table]]:
+        """For _park: per axis, the distinct sets of other conditions of the rules that read it; per axis, the
+        conditions reading it; and the distinct conditions (axes read, truth table). Rules share many conditions
+        (a country, a status), so each is evaluated once per pass, not once per rule and axis."""
+        distinct: dict[tuple, int] = {}
+        conditions: list[_Table] = []
+        others: list[set[tuple[int, ...]]] = [set() for _ in self.axes]
+        reading: list[set[int]] = [set() for _ in self.axes]
+        for rule in self.spec.rules:
+            keys = []
+            for k in range(len(rule.conditions)):
+                reads, table = self._truth[(rule.id, k)]
+                key = distinct.setdefault((reads, table.shape, table.tobytes()), len(conditions))
+                if key == len(conditions):
+                    conditions.append((reads, table))
+                keys.append(key)
+                for a in reads:
+                    reading[a].add(key)
+            for a in {a for key in keys for a in conditions[key][0]}:
+                others[a].add(tuple(sorted({key for key in keys if a not in conditions[key][0]})))
+        return others, [tuple(sorted(r)) for r in reading], conditions
+
     def _park(self, ids: np.ndarray) -> np.ndarray:
         """One pass, axis by axis, recomputing after each so that two conditions failing each other's rule
-        are never both erased."""
+        are never both erased. An axis stays where some rule reading it has all its other conditions true."""
         bins = self.bins(ids)
+        others, reading, conditions = self._relevance
+        truth: dict[int, np.ndarray] = {}
+        where: dict[int, np.ndarray] = {}
+
+        def holds(key: int) -> np.ndarray:
+            if key not in truth:
+                reads, table = conditions[key]
+                truth[key] = table[tuple(bins[i] for i in reads)]
+            return truth[key]
+
+        def rows(key: int) -> np.ndarray:
+            if key not in where:
+                where[key] = np.flatnonzero(holds(key))
+            return where[key]
+
         for a, axis in enumerate(self.axes):
             relevant = np.zeros(len(ids), dtype=bool)
-            for rule in self.spec.rules:
-                reads_a = [k for k, c in enumerate(rule.conditions) if a in self._truth[(rule.id, k)][0]]
-                if not reads_a:
-                    continue
-                others = np.ones(len(ids), dtype=bool)
-                for k in range(len(rule.conditions)):
-                    if k not in reads_a:
-                        others &= self._condition_truth(rule.id, k, bins)
-                relevant |= others
+            for keys in others[a]:
+                if not keys:  # a rule reading only this axis: it matters everywhere
+                    relevant[:] = True
+                    break
+                first = min(keys, key=lambda key: len(rows(key)))  # the rarest first: the rest on its rows only
+                found = rows(first)
+                for key in keys:
+                    if key != first and len(found):
+                        found = found[holds(key)[found]]
+                relevant[found] = True
             bins[a] = np.where(relevant, bins[a], self._fixed_bin(axis))
+            for key in reading[a]:  # their truth moved with the axis
+                truth.pop(key, None)
+                where.pop(key, None)
         return self.cell_ids(bins)
 
     @staticmethod

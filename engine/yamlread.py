@@ -7,7 +7,7 @@ import math
 import re
 import unicodedata
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
@@ -55,13 +55,19 @@ class _Refused(yaml.MarkedYAMLError):
     """YAML the composer refuses to build (it is valid YAML, so not reported as a syntax error)."""
 
 
-class _Composer(yaml.SafeLoader):
-    """A SafeLoader's composer that refuses, each before it costs time or memory and located where it is written:
-    tags other than the core ones, nesting deeper than MAX_DEPTH, aliases repeating more than MAX_ALIAS_VALUES
-    values or nesting deeper once expanded, recursive aliases, and scalars no Python value can be built from."""
+class _Checks(yaml.composer.Composer):
+    """A composer that refuses, each before it costs time or memory and located where it is written: tags other
+    than the core ones, nesting deeper than MAX_DEPTH, aliases repeating more than MAX_ALIAS_VALUES values or
+    nesting deeper once expanded, recursive aliases, and scalars no Python value can be built from."""
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+    if TYPE_CHECKING:  # from the parser and constructor each composer is combined with
+        constructed_objects: dict[yaml.Node, Any]
+
+        def peek_event(self) -> Any: ...
+
+        def construct_object(self, node: Any, deep: bool = False) -> Any: ...
+
+    def __init__(self) -> None:
         self.depth = 0
         self.repeated = 0
         self.shapes: dict[int, tuple[int, int]] = {}  # id of a finished node -> (values in it, levels in it)
@@ -124,6 +130,43 @@ class _Composer(yaml.SafeLoader):
             self.refuse(f"{brief(node.value)} is not a valid {kind}", node.start_mark)
         finally:
             self.constructed_objects.pop(node, None)
+
+
+class _Composer(_Checks, yaml.SafeLoader):
+    """The checks over PyYAML's pure-Python parser: its problems and marks are the ones reported."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.SafeLoader.__init__(self, stream)
+        _Checks.__init__(self)
+
+
+class _StepAside(yaml.YAMLError):
+    """The fast composer leaves this file to PyYAML's."""
+
+
+class _FastComposer(_Checks, yaml._yaml.CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """The same checks over libyaml's parser, about 5 times faster (a 1,000-rule policy parsed in 6 s with the
+    pure-Python one). Only for files it reads without any problem: the pure-Python parser then reads the rest,
+    so that every message and position stays PyYAML's."""
+
+    def __init__(self, stream: str) -> None:
+        yaml._yaml.CParser.__init__(self, stream)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        _Checks.__init__(self)
+        self.text = stream
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        node = super().compose_node(parent, index)
+        if isinstance(node, yaml.ScalarNode) and node.value == "" and not node.style:
+            raise _StepAside  # an empty value: libyaml places it one column off PyYAML, where problems are shown
+        if node is not None:  # libyaml's marks carry no text (source_of reads it from them): PyYAML's do
+            node.start_mark, node.end_mark = self._mark(node.start_mark), self._mark(node.end_mark)
+        return node
+
+    def _mark(self, mark: Any) -> yaml.Mark:
+        return yaml.Mark(mark.name, mark.index, mark.line, mark.column, self.text, mark.index)
 
 
 class Reader:
@@ -230,7 +273,7 @@ def compose(text: str, reader: Reader) -> yaml.Node | None:
     """The node tree of a rule file's text, or None with the problem recorded at reader.path."""
     path = reader.path
     try:
-        root = yaml.compose(text, Loader=_Composer)
+        root = _compose(text)
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow, found before any parsing
         line = text.count("\n", 0, exc.position) + 1
         col = exc.position - text.rfind("\n", 0, exc.position)
@@ -246,6 +289,20 @@ def compose(text: str, reader: Reader) -> yaml.Node | None:
     if root is None:
         reader.problems.append(RuleProblem(path, 1, 1, "file is empty"))
     return root
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The node tree of the text: libyaml's parse when it finds no problem, else PyYAML's (whose errors are raised).
+    Characters PyYAML's reader refuses go to PyYAML at once: libyaml may take some of them."""
+    if not yaml.reader.Reader.NON_PRINTABLE.search(text):
+        fast = _FastComposer(text)
+        try:
+            return fast.get_single_node()
+        except yaml.YAMLError:
+            pass
+        finally:
+            fast.dispose()
+    return yaml.compose(text, Loader=_Composer)
 
 
 def source_of(node: yaml.Node) -> tuple[str, int, int]:

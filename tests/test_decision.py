@@ -7,6 +7,7 @@ import math
 import random
 import re
 import shutil
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from conftest import EXAMPLES_AS_OF as AS_OF
 from conftest import EXAMPLES_AS_OF_DT as AS_OF_DT
 from conftest import LEGACY as LEGACY_PATH
 from conftest import load_policy
-from engine.compiler import CompiledPolicy, compile_policy
+from engine.compiler import compile_policy
 from engine.decision import Decision, WhyNot
 from engine.errors import EngineError, OrderError
 from engine.loader import RULES_DIR
@@ -315,7 +316,8 @@ def test_reloading_the_same_policy_shares_its_ruleset(tmp_path):
 
 def test_engine_failure_never_shows_raw_text():
     facts = {"status": "shipped", "seller_reply": "no_reply", "hours_since_contact": 31337.5}
-    broken = CompiledPolicy(DEFAULT.spec, "no-such-ruleset", DEFAULT.compiled.engine_facts)
+    shard = replace(DEFAULT.compiled.shards[0], name="no-such-ruleset")  # a name that is not its content's
+    broken = replace(DEFAULT.compiled, ruleset="no-such-ruleset", shards=(shard,))
     with pytest.raises(EngineError) as info:
         broken.match(facts)
     err = info.value

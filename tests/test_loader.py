@@ -341,3 +341,36 @@ def test_loading_keeps_no_yaml_nodes_alive():
         engine.load()
         load_spec(RULES_DIR / "variants" / "legacy-72h.yaml")
     assert live_yaml_nodes() == after_one == 0
+
+
+def _tree(node: yaml.Node) -> tuple:
+    """A node tree as plain data: kind, tag, value, and where it starts and ends (line, column, index)."""
+    where = tuple((m.line, m.column, m.index) for m in (node.start_mark, node.end_mark))
+    if isinstance(node, yaml.ScalarNode):
+        return ("scalar", node.tag, node.value, where)
+    if isinstance(node, yaml.SequenceNode):
+        return ("seq", node.tag, tuple(_tree(n) for n in node.value), where)
+    return ("map", node.tag, tuple((_tree(k), _tree(v)) for k, v in node.value), where)
+
+
+@pytest.mark.parametrize("path", sorted({*RULES_DIR.glob("*.yaml"), *VALID.glob("*.yaml"), *MALFORMED.glob("*.yaml"),
+                                         *(HERE / "fixtures" / "policies").glob("*.yaml")}), ids=lambda p: p.name)
+def test_libyaml_fast_path_builds_the_same_tree_as_pyyaml_or_steps_aside(path):
+    """Rule files are parsed by libyaml when it finds no problem (5x faster on 1,000 rules); the tree, marks and
+    the text the marks carry must be PyYAML's, and a file either refuses goes to PyYAML for its message."""
+    from engine import yamlread
+
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        slow = yaml.compose(text, Loader=yamlread._Composer)
+    except yaml.YAMLError:
+        slow = None
+    try:
+        fast = yamlread._FastComposer(text).get_single_node()
+    except yaml.YAMLError:  # e.g. _StepAside
+        fast = None
+    if fast is not None and slow is not None:
+        assert _tree(fast) == _tree(slow)
+        assert fast.start_mark.buffer == text
+    elif fast is not None:
+        pytest.fail("libyaml builds a tree from a file PyYAML refuses")  # _compose would not report it

@@ -7,6 +7,7 @@ import functools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -295,3 +296,32 @@ def test_engine_gives_the_same_rules_for_a_cell_and_its_canonical_cell(name):
         assert here == p.compiled.match(canon_facts), (facts, canon_facts)
         assert here == tuple(r for r in ranked if tables[r][k]), f"engine and tables disagree on {facts}"
         assert here == python_matches(p.spec, facts)
+
+
+def _wide_policy(path) -> engine.Policy:
+    """16 optional enum facts of 17 values each, every value read by a rule: 18^16 (about 1.2e20) cells, past
+    the 2^63 an int64 cell id holds."""
+    values = "{" + ", ".join(f"v{j}: {{label: V{j}}}" for j in range(17)) + "}"
+    facts = "".join(f"  e{i}: {{type: enum, values: {values}}}\n" for i in range(16))
+    rules = "".join(f"  - {{id: r{i}_{j}, priority: {1000 - 17 * i - j}, when: {{e{i}: v{j}}}, "
+                    f"then: {{action: a{j}, message: 'e{i} is v{j}'}}, source: test, examples: []}}\n"
+                    for i in range(16) for j in range(17))
+    path.write_text(f'policy: wide\nversion: "1"\nfacts:\n  order_id: {{type: string, required: true}}\n{facts}'
+                    f"actions:\n{''.join(f'  a{j}: action {j}.{chr(10)}' for j in range(17))}rules:\n{rules}",
+                    encoding="utf-8")
+    return engine.load(path)
+
+
+def test_a_space_past_2_63_cells_decides_every_row_as_the_rows_path(tmp_path):
+    """Issue 13: cell ids were int64 and wrapped past 2^63 cells, so rows got another cell's decision."""
+    policy = _wide_policy(tmp_path / "wide.yaml")
+    space = FactSpace.of(policy.spec)
+    assert space.n_cells == 18 ** 16 > 2 ** 63
+    rng = np.random.default_rng(5)
+    picks = rng.integers(0, 18, size=(3000, 16))  # 17: not given
+    orders = pd.DataFrame({f"e{i}": [f"v{k}" if k < 17 else None for k in picks[:, i]] for i in range(16)})
+    orders.insert(0, "order_id", [f"o{n}" for n in range(len(orders))])
+    cells = policy.evaluate(orders, as_of="2026-01-01T00:00:00+00:00", method="cells")
+    rows = policy.evaluate(orders, as_of="2026-01-01T00:00:00+00:00", method="rows")
+    assert cells["rule_id"].notna().sum() > 2900
+    pd.testing.assert_frame_equal(cells, rows)
