@@ -74,7 +74,7 @@ def slider_range(fact: FactSpec | None, value: float, observed: np.ndarray | Non
         high = fact.max
     else:
         seen = observed[np.isfinite(observed)] if observed is not None else np.empty(0)
-        high = _nice_ceiling(max(float(seen.max()) if len(seen) else 0.0, 2 * value, low + 1))
+        high = _nice_ceiling(max(float(np.max(seen)) if len(seen) else 0.0, 2 * value, low + 1))
     step = 1.0 if high - low <= 1000 else _nice_ceiling((high - low) / 1000)
     return float(low), float(high), step
 
