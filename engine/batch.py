@@ -6,8 +6,6 @@ Bad rows get the per-row reference path's exact error text (they are rare, so it
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -19,6 +17,7 @@ from .decision import decide_row, match, outcome
 from .errors import EngineError, InputError, OrderError, UsageError
 from .facts import input_fields, normalize, unknown_fields
 from .frames import frame_orders, normalize_frame
+from .memo import LRU
 from .model import Method, PolicySpec
 from .space import FactSpace
 from .tabular import OUTPUT_COLUMNS
@@ -100,20 +99,11 @@ class CellDecisions:
 # count enum values by position, so a name or a ruleset (blind to value order) is not enough. A table holds
 # the fact space and a few thousand answers at most (well under 1 MB for the bundled policy).
 MAX_CELL_TABLES = 16
-_cells: OrderedDict[str, CellDecisions] = OrderedDict()
-_cells_lock = threading.Lock()
+_cells: LRU[str, CellDecisions] = LRU(MAX_CELL_TABLES)
 
 
 def cell_decisions(compiled: CompiledPolicy) -> CellDecisions:
-    key = compiled.content_key
-    with _cells_lock:
-        table = _cells.get(key)
-        if table is None:
-            table = _cells[key] = CellDecisions(compiled)
-            while len(_cells) > MAX_CELL_TABLES:
-                _cells.popitem(last=False)
-        _cells.move_to_end(key)
-        return table
+    return _cells.get_or_make(compiled.content_key, lambda: CellDecisions(compiled))
 
 
 def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, method: Method = "cells",

@@ -16,8 +16,6 @@ import hashlib
 import json
 import os
 import signal
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -42,6 +40,7 @@ from .daskio import (
 from .errors import InputError, UsageError
 from .facts import parse_as_of
 from .loader import spec_from_sources
+from .memo import LRU
 from .model import Method, OutputFormat
 from .tabular import Summary
 
@@ -79,27 +78,19 @@ def policy_source(compiled: CompiledPolicy) -> PolicySource:
 # Policies compiled in this worker process, keyed by their source's digest (the files and the parameters:
 # everything their answers depend on), the least recently used dropped beyond MAX_WORKER_POLICIES.
 MAX_WORKER_POLICIES = 8
-_compiled: OrderedDict[str, CompiledPolicy] = OrderedDict()
-_compiled_lock = threading.Lock()
+_compiled: LRU[str, CompiledPolicy] = LRU(MAX_WORKER_POLICIES)
 
 
 def compiled_from_source(source: PolicySource) -> CompiledPolicy:
-    """The policy compiled in this process, once per source: files written to a temp folder and loaded."""
-    with _compiled_lock:
-        hit = _compiled.get(source.digest)
-        if hit is not None:
-            _compiled.move_to_end(source.digest)
-            return hit
-        # From the texts, each a variant of the one before: no files, so an `extends:` that points nowhere from
-        # where the policy was read (engine.loads with a base) does not matter.
-        spec = spec_from_sources(source.files)
-        # Parameters as the client had them (Policy.with_parameters changes them without touching the files).
-        spec = replace(spec, parameters=dict(source.parameters), path=source.path)
-        compiled = compile_policy(spec)
-        _compiled[source.digest] = compiled
-        while len(_compiled) > MAX_WORKER_POLICIES:
-            _compiled.popitem(last=False)
-        return compiled
+    """The policy compiled in this process, once per source (its texts, not files: an `extends:` that points
+    nowhere from where the policy was read, as engine.loads with a base allows, does not matter)."""
+    return _compiled.get_or_make(source.digest, lambda: _compile_source(source))
+
+
+def _compile_source(source: PolicySource) -> CompiledPolicy:
+    spec = spec_from_sources(source.files)  # each text a variant of the one before
+    # Parameters as the client had them (Policy.with_parameters changes them without touching the files).
+    return compile_policy(replace(spec, parameters=dict(source.parameters), path=source.path))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -3,8 +3,6 @@ canonical cell (asked of durable_rules once, and shared with the batch), the exp
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +18,7 @@ from .decision import Decision, answer, explanation, outcome
 from .errors import EngineError
 from .facts import input_fields, normalize, unknown_field_warnings
 from .matching import RuleBits
+from .memo import LRU
 from .model import Rule
 
 
@@ -132,20 +131,11 @@ class CellLookup:
 # The lookups of the policies used last, keyed by their whole content (compiler.policy_digest), never by name:
 # cell ids count enum values by position. Each holds at most MAX_CELL_ANSWERS answers.
 MAX_LOOKUPS = 16
-_lookups: OrderedDict[str, CellLookup] = OrderedDict()
-_lookups_lock = threading.Lock()
+_lookups: LRU[str, CellLookup] = LRU(MAX_LOOKUPS)
 
 
 def cell_lookup(compiled: CompiledPolicy) -> CellLookup:
-    key = compiled.content_key
-    with _lookups_lock:
-        lookup = _lookups.get(key)
-        if lookup is None:
-            lookup = _lookups[key] = CellLookup(compiled)
-            while len(_lookups) > MAX_LOOKUPS:
-                _lookups.popitem(last=False)
-        _lookups.move_to_end(key)
-        return lookup
+    return _lookups.get_or_make(compiled.content_key, lambda: CellLookup(compiled))
 
 
 def decide_cells(compiled: CompiledPolicy, order: Mapping[str, Any], as_of: datetime, strict: bool = False
