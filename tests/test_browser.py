@@ -132,18 +132,26 @@ def test_what_if_variant_shows_the_orders_that_change(voila, app_page):
 
 
 def test_policy_editor_diff_located_error_and_save(voila, app_page, tmp_path):
-    """Issue 12: the reply window 48 -> 72 moves orders to wait_for_seller; a rule with a misspelt fact gets its
-    located error next to it and changes nothing else; Save writes what engine.load reads back, comments kept."""
+    """Issue 12: the reply window 48 -> 72 moves orders to wait_for_seller and fails the shipped cases that pin 48 h;
+    a rule with a misspelt fact gets its located error next to it and changes nothing else; Save writes what
+    engine.load reads back, comments kept."""
     import re
+
+    import pandas as pd
+    from test_editor import PINNING_48H, SHIPPED_CASES
 
     import engine
     from conftest import AS_OF, SAMPLE_ORDERS
+
+    n = len(pd.read_csv(SHIPPED_CASES, dtype=str))
 
     page = app_page
     page.goto(f"{voila}/voila/render/04_author.ipynb")
     status = page.locator(".cr-editor-status")
     expect(status).to_contain_text("all rule examples pass")
     expect(page.locator(".cr-diff-summary")).to_contain_text("0 of 389 orders change")
+    tests, failures = page.locator(".cr-test-status"), page.locator(".cr-failures")
+    expect(tests).to_contain_text(f"{n} cases, {n} passed, 0 failed")
 
     window = page.get_by_label("seller_reply_hours")
     window.fill("72")
@@ -154,6 +162,9 @@ def test_policy_editor_diff_located_error_and_save(voila, app_page, tmp_path):
     expect(moved).to_contain_text("open_dispute")
     expect(moved).to_contain_text("wait_for_seller")
     expect(page.locator("img").first).to_be_visible()  # the transitions chart
+    expect(tests).to_contain_text(f"{n} cases, {n - 6} passed, 6 failed")
+    for case in PINNING_48H:
+        expect(failures).to_contain_text(case)
     transitions = page.locator("table", has=page.locator("th", has_text="old_action")).first.inner_text()
 
     for cell, value in (("id", "refused_twice"), ("other-conditions", "{seller_raply: refused}"),
@@ -170,6 +181,8 @@ def test_policy_editor_diff_located_error_and_save(voila, app_page, tmp_path):
 
     page.get_by_role("button", name="Revert").click()
     expect(summary).to_contain_text("0 of 389 orders change")
+    expect(tests).to_contain_text(f"{n} cases, {n} passed, 0 failed")
+    expect(failures).to_contain_text("Every case passed.")
     rating = page.get_by_label("low_rating_percent")
     rating.fill("85")
     rating.press("Enter")

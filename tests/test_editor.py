@@ -7,6 +7,7 @@ import difflib
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 pytest.importorskip("ipywidgets")
@@ -14,7 +15,7 @@ pytest.importorskip("ipywidgets")
 import engine  # noqa: E402
 from conftest import AS_OF, LEGACY, SAMPLE_ORDERS  # noqa: E402
 from engine.widgets import PolicyEditor  # noqa: E402
-from engine.widgets.editor import bump_version  # noqa: E402
+from engine.widgets.editor import SHIPPED_CASES, bump_version  # noqa: E402
 from engine.widgets.magic import policy_cell  # noqa: E402
 
 
@@ -124,6 +125,45 @@ def test_revert_goes_back_to_the_saved_text(editor: PolicyEditor) -> None:
     editor.revert()
     assert editor.yaml.value == editor.saved_text and editor.params["seller_reply_hours"].value == "48"
     assert "0 of 389 orders change" in _text(editor.summary.value)
+
+
+# The shipped cases that pin the 48 h reply window: at 48 h and past it the seller's silence opens a dispute.
+PINNING_48H = ["reply window 48 h: silent for 48 h: open_dispute",
+               "reply window 48 h: silent for 48.1 h: open_dispute",
+               "reply window: 'Waiting for reply' 49 h while awaiting cancellation: open a dispute",
+               "reply window: contacted_at exactly 48 h before the as-of: open a dispute",
+               "reply window: contacted_at in +03:00, 48 h before the as-of: open a dispute",
+               "reply window: contacted_at a date only (midnight UTC), 48 h before: open a dispute"]
+
+
+def test_the_shipped_cases_rerun_on_every_change_and_pin_the_48h_window(editor: PolicyEditor) -> None:
+    shipped = pd.read_csv(SHIPPED_CASES, dtype=str)
+    assert set(PINNING_48H) <= set(shipped["case"])
+    n = len(shipped)
+    assert f"{SHIPPED_CASES.name} : {n} cases, {n} passed, 0 failed" in _text(editor.test_view.status.value)
+    editor.params["seller_reply_hours"].value = "72"
+    assert f"{n} cases, {n - 6} passed, 6 failed" in _text(editor.test_view.status.value)
+    assert editor.test_view.report.failures["case"].tolist() == PINNING_48H
+    failures = _text(editor.test_view.failures.value)
+    assert all(case in failures for case in PINNING_48H)
+    assert failures.count("open_dispute seller_silent_past_window wait_for_seller wait_for_seller_reply") == 6
+    editor.params["seller_reply_hours"].value = "48"
+    assert f"{n} cases, {n} passed, 0 failed" in _text(editor.test_view.status.value)
+    assert "Every case passed." in _text(editor.test_view.failures.value)
+
+
+def test_cases_given_run_instead_and_a_policy_of_its_own_starts_with_none(tmp_path: Path) -> None:
+    cases = pd.DataFrame({"case": ["silent 50 h", "silent 60 h"], "order_id": ["A", "B"], "status": ["Sent"] * 2,
+                          "seller_reply": ["no_reply"] * 2, "hours_since_contact": ["50", "60"],
+                          "expected_action": ["open_dispute"] * 2})
+    editor = PolicyEditor(engine.load(), SAMPLE_ORDERS, as_of=AS_OF, debounce=0, cases=cases)
+    assert "cases : 2 cases, 2 passed, 0 failed" in _text(editor.test_view.status.value)
+    editor.params["seller_reply_hours"].value = "55"
+    assert "cases : 2 cases, 1 passed, 1 failed" in _text(editor.test_view.status.value)
+    own = tmp_path / "own.yaml"
+    own.write_text(engine.DEFAULT_POLICY.read_text())
+    editor = PolicyEditor(engine.load(own), SAMPLE_ORDERS, as_of=AS_OF, debounce=0)
+    assert editor.test_view.cases is None and editor.test_view.status.value == ""
 
 
 def test_edits_close_together_are_checked_once() -> None:

@@ -16,14 +16,16 @@ import pandas as pd
 from ..compiler import compile_policy
 from ..errors import CancelRulesError, EditError, RuleError, RuleProblem
 from ..html import esc
-from ..loader import load_spec_text
+from ..loader import DEFAULT_POLICY, RULES_DIR, load_spec_text
 from ..policy import Policy, diff, loads
 from ..yamledit import Key, append, delete, replace, tree
 from .checks import diff_parts, example_results, examples_html, rule_status_html, verify_html
 from .common import DESC, FONT, as_of_picker, heading, read_orders_from
 from .ruletable import CellError, RuleTable, cell_edit, cell_text, cell_value, new_rule, rules_of
+from .testview import TestView
 
 DEBOUNCE_SECONDS = 0.4  # edits closer together than this are checked once, after the last
+SHIPPED_CASES = RULES_DIR / "tests" / "cancellation-cases.csv"  # the bundled policy's test cases
 
 
 def bump_version(version: str) -> str:
@@ -50,10 +52,12 @@ def parameter_rows(doc: Mapping[str, Any]) -> dict[str, tuple[tuple[Key, ...], A
 
 
 class PolicyEditor(w.VBox):
-    """Edit a (base) policy's rules and parameters in a table or its YAML, see every check at once, then Save."""
+    """Edit a (base) policy's rules and parameters in a table or its YAML, see every check at once, then Save.
+    The test cases (`cases`, an upload, or the shipped ones for the bundled policy) run again on every change."""
 
     def __init__(self, policy: Policy, orders: pd.DataFrame | str | Path, as_of: str | datetime | None = None,
-                 path: str | Path | None = None, debounce: float = DEBOUNCE_SECONDS, max_rows: int = 200) -> None:
+                 path: str | Path | None = None, debounce: float = DEBOUNCE_SECONDS, max_rows: int = 200,
+                 cases: pd.DataFrame | str | Path | None = None) -> None:
         if len(policy.spec.sources) != 1:
             raise EditError(policy.spec.path, "the editor edits a base policy (a variant only overrides "
                                               "parameters: use with_parameters or WhatIf)")
@@ -81,8 +85,10 @@ class PolicyEditor(w.VBox):
         self.yaml.add_class("cr-yaml")
         self.examples, self.verify, self.summary, self.transitions, self.changed = (w.HTML() for _ in range(5))
         self.chart = w.Image(format="png", layout=w.Layout(max_width="640px"))
-        self.tests = w.VBox([heading("Test scenarios"), w.HTML(f"<div style='{FONT};color:#555'>No test view "
-                                                                "attached (attach_tests).</div>")])
+        self.tests = w.VBox()
+        if cases is None and Path(policy.spec.path).resolve() == DEFAULT_POLICY.resolve():
+            cases = SHIPPED_CASES
+        self.attach_tests(TestView(policy, cases, as_of=as_of, max_rows=max_rows))
         self.save_button.on_click(lambda _: self.save())
         self.revert_button.on_click(lambda _: self.revert())
         self.yaml.observe(self._yaml_changed, "value")
@@ -97,9 +103,12 @@ class PolicyEditor(w.VBox):
         self.add_class("cr-policy-editor")
         self.refresh()
 
-    def attach_tests(self, view: w.Widget) -> None:
-        """Show a test-scenarios view (engine.widgets.testview) in the editor's slot for it."""
+    def attach_tests(self, view: TestView) -> None:
+        """Show this test view in the editor and run its cases against the edited policy on every change."""
+        self.test_view = view
         self.tests.children = [heading("Test scenarios"), view]
+        if view.policy is not self.candidate:
+            view.set_policy(self.candidate)
 
     # ------------------------------------------------------------------------------------------ edits
 
@@ -221,6 +230,7 @@ class PolicyEditor(w.VBox):
         self.examples.value = examples_html(results)
         self.verify.value = verify_html(self.candidate.verify())
         self._show_diff()
+        self.test_view.set_policy(self.candidate)
 
     def _show_problems(self, problems: list[RuleProblem], doc: Mapping[str, Any] | None) -> None:
         """The text does not load: its problems next to their rules; the rest still shows the last valid policy."""
