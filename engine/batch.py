@@ -119,7 +119,7 @@ class CellDecisions:
                 found = self.classes.get(key)
                 if found is None:
                     found = self.classes[key] = self._ask_class(key, [int(b[k]) for b in example_bins])
-                    if len(self.classes) > MAX_CLASS_ANSWERS:
+                    while len(self.classes) > MAX_CLASS_ANSWERS:
                         self.classes.popitem(last=False)
                 else:
                     self.classes.move_to_end(key)
