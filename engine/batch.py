@@ -132,7 +132,7 @@ class CellDecisions:
         cell = 0
         for b, size in zip(bins, self.space.sizes, strict=True):
             cell = cell * size + b
-        facts = self.space.facts_of(cell)
+        facts = self.space.facts_of(cell, bins)
         assert facts is not None, cell  # a row's values lie in its cell, so the cell holds a value on every axis
         try:
             matched = match(self.compiled, facts)

@@ -179,11 +179,13 @@ class FactSpace:
             out.append(b.astype(np.int64))  # bins index tables: small, and never object
         return out[::-1]
 
-    def facts_of(self, cell: int) -> dict[str, Any] | None:
-        """Representative facts of one cell (None if the cell is empty given the facts' ranges)."""
+    def facts_of(self, cell: int, bins: list[int] | None = None) -> dict[str, Any] | None:
+        """Representative facts of one cell (None if the cell is empty given the facts' ranges); `bins`, the cell's
+        bins when the caller has them, spares working them out of the id."""
         facts: dict[str, Any] = {}
-        for axis, bins in zip(self.axes, self.bins(np.array([cell], dtype=self.id_dtype)), strict=True):
-            b = int(bins[0])
+        if bins is None:
+            bins = [int(b[0]) for b in self.bins(np.array([cell], dtype=self.id_dtype))]
+        for axis, b in zip(self.axes, bins, strict=True):
             value = axis.representative(b)
             if value is None and b != axis.not_given_bin:
                 return None
