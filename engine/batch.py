@@ -6,8 +6,11 @@ Bad rows get the per-row reference path's exact error text (they are rare, so it
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -17,6 +20,7 @@ from .decision import decide_row, match, outcome
 from .errors import EngineError, InputError, OrderError, UsageError
 from .facts import input_fields, normalize, unknown_fields
 from .frames import frame_orders, normalize_frame
+from .matching import RuleBits
 from .memo import LRU
 from .model import Method, PolicySpec
 from .space import FactSpace
@@ -73,6 +77,8 @@ class CellDecisions:
     compiled: CompiledPolicy
     space: FactSpace = field(init=False)
     matched: dict[int, tuple[str, ...] | EngineError] = field(default_factory=dict)
+    classes: OrderedDict[bytes, tuple[int, str | None]] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.space = FactSpace.of(self.compiled.spec)
@@ -94,6 +100,60 @@ class CellDecisions:
             out.append(self.matched[cell])
         return out
 
+    @cached_property
+    def bits(self) -> RuleBits:
+        return RuleBits(self.space)
+
+    @cached_property
+    def _ranked_ids(self) -> tuple[str, ...]:
+        return tuple(rule.id for rule in self.compiled.spec.ranked_rules())
+
+    def answer_classes(self, bits: np.ndarray, example_bins: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(winner's rank or -1, error or None) of each set of matched rules (rows of bits packed as RuleBits
+        packs them; example_bins: the bins of one cell of each), asking durable_rules once per set not seen
+        before: the conditions decide which rules match, so cells matching the same rules share an answer."""
+        winners = np.empty(len(bits), dtype=np.int64)
+        reasons = np.empty(len(bits), dtype=object)
+        with self._lock:
+            for k in range(len(bits)):
+                key = bits[k].tobytes()
+                found = self.classes.get(key)
+                if found is None:
+                    found = self.classes[key] = self._ask_class(key, [int(b[k]) for b in example_bins])
+                    while len(self.classes) > MAX_CLASS_ANSWERS:
+                        self.classes.popitem(last=False)
+                else:
+                    self.classes.move_to_end(key)
+                winners[k], reasons[k] = found
+        return winners, reasons
+
+    def _ask_class(self, key: bytes, bins: list[int]) -> tuple[int, str | None]:
+        """The answer of the engine in one cell matching the rules of `key`, checked against the conditions: a
+        disagreement is an error of its rows, never another class's answer."""
+        cell = 0
+        for b, size in zip(bins, self.space.sizes, strict=True):
+            cell = cell * size + b
+        facts = self.space.facts_of(cell, bins)
+        assert facts is not None, cell  # a row's values lie in its cell, so the cell holds a value on every axis
+        try:
+            matched = match(self.compiled, facts)
+        except EngineError as exc:
+            if exc.code is None:
+                raise
+            return -1, str(exc)
+        positions = np.flatnonzero(np.unpackbits(np.frombuffer(key, dtype=np.uint8), bitorder="little")).tolist()
+        explained = tuple(self._ranked_ids[r] for r in positions)
+        if explained != matched:
+            return -1, str(EngineError(self.compiled.ruleset, "explanation",
+                                       f"engine matched {matched}, conditions say {explained}"))
+        if matched and (self.compiled.spec.hit_policy != "unique" or len(matched) == 1):
+            return positions[0], None  # outcome's winner, found by rank instead of by id
+        return -1, outcome(self.compiled.spec, matched)[1]
+
+
+# Answers per set of matched rules kept per policy, most recently used first: each costs its bits (a bit a rule) and
+# a tuple, under 40 MB at 65,536 sets of 1,000 rules; a 1 M-row marketplace batch (1,000 rules) meets about 8,000.
+MAX_CLASS_ANSWERS = 65_536
 
 # Cell answers of the policies used last, keyed by their whole content (compiler.policy_digest): the cell ids
 # count enum values by position, so a name or a ruleset (blind to value order) is not enough. A table holds
@@ -151,26 +211,23 @@ def _evaluate_cells(compiled, df, columns, as_of, action, rule_id, message, erro
     if not len(good):
         return
     cells = cell_decisions(compiled)
-    space = cells.space
-    bins = [axis.bins_of(norm.values[axis.fact][good]) for axis in space.axes]
-    codes, unique_cells = pd.factorize(space.cell_ids(bins))
-    canonical_codes, canonical = pd.factorize(space.canonical(np.asarray(unique_cells, dtype=space.id_dtype)))
+    values = norm.values if len(good) == len(norm.bad) else {f: v[good] for f, v in norm.values.items()}
+    bins = [axis.bins_of(values[axis.fact]) for axis in cells.space.axes]
+    state, bits = cells.bits.matched_rows(bins, len(good))  # rows -> sets of matched rules, vectorized
+    first = np.empty(len(bits), dtype=np.int64)
+    first[state[::-1]] = np.arange(len(state) - 1, -1, -1)  # the first row of each set
+    winners, reasons = cells.answer_classes(bits, [b[first] for b in bins])
     ranked = spec.ranked_rules()
-    rank = {r.id: k for k, r in enumerate(ranked)}
-    winners = np.empty(len(canonical), dtype=np.int64)
-    reasons = np.empty(len(canonical), dtype=object)
-    for k, m in enumerate(cells.ask(np.asarray(canonical, dtype=space.id_dtype))):
-        rule, reasons[k] = (None, str(m)) if isinstance(m, EngineError) else outcome(spec, m)
-        winners[k] = -1 if rule is None else rank[rule.id]
-    codes = canonical_codes[codes]
-    row_winner = winners[codes]
-    error[good] = reasons[codes]
+    row_winner = winners[state]
+    error[good] = reasons[state]
     actions = np.array([r.action for r in ranked] + [None], dtype=object)
     ids = np.array([r.id for r in ranked] + [None], dtype=object)
     action[good] = actions[row_winner]
     rule_id[good] = ids[row_winner]
-    for k, rule in enumerate(ranked):
-        rows = good[row_winner == k]
-        if len(rows):
-            texts = render_rows(spec, rule.message, norm.values, rows)
-            message[rows] = (texts or None) if isinstance(texts, str) else texts  # no message: None, as per row
+    small = np.int16 if len(ranked) < 2 ** 15 else np.int64  # 16 bits sort by radix: 6x faster
+    by_winner = np.argsort(row_winner.astype(small), kind="stable")  # each rule's rows together, in input order
+    starts = np.searchsorted(row_winner[by_winner], np.arange(len(ranked) + 1))
+    for k in np.flatnonzero(starts[1:] > starts[:-1]).tolist():
+        rows = good[by_winner[starts[k]:starts[k + 1]]]
+        texts = render_rows(spec, ranked[k].message, norm.values, rows)
+        message[rows] = (texts or None) if isinstance(texts, str) else texts  # no message: None, as per row

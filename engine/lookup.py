@@ -49,7 +49,7 @@ class CellLookup:
     def __init__(self, compiled: CompiledPolicy) -> None:
         self.compiled = compiled
         self.cells: CellDecisions = cell_decisions(compiled)
-        self.bits = RuleBits(self.cells.space)
+        self.bits: RuleBits = self.cells.bits  # built once per policy, shared with the batch
         self.ranked = compiled.spec.ranked_rules()
         self.fields = frozenset(input_fields(compiled.spec))
         self.radix = self.cells.space.sizes

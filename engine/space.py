@@ -179,11 +179,13 @@ class FactSpace:
             out.append(b.astype(np.int64))  # bins index tables: small, and never object
         return out[::-1]
 
-    def facts_of(self, cell: int) -> dict[str, Any] | None:
-        """Representative facts of one cell (None if the cell is empty given the facts' ranges)."""
+    def facts_of(self, cell: int, bins: list[int] | None = None) -> dict[str, Any] | None:
+        """Representative facts of one cell (None if the cell is empty given the facts' ranges); `bins`, the cell's
+        bins when the caller has them, spares working them out of the id."""
         facts: dict[str, Any] = {}
-        for axis, bins in zip(self.axes, self.bins(np.array([cell], dtype=self.id_dtype)), strict=True):
-            b = int(bins[0])
+        if bins is None:
+            bins = [int(b[0]) for b in self.bins(np.array([cell], dtype=self.id_dtype))]
+        for axis, b in zip(self.axes, bins, strict=True):
             value = axis.representative(b)
             if value is None and b != axis.not_given_bin:
                 return None
@@ -215,8 +217,14 @@ class FactSpace:
         """(rule id, condition index) -> (axes it reads, truth table over those axes' bins)."""
         index = {a.fact: i for i, a in enumerate(self.axes)}
         tables = {}
+        seen: dict[tuple[str, str, Any], tuple[tuple[int, ...], np.ndarray]] = {}
         for rule in self.spec.rules:
             for k, cond in enumerate(rule.conditions):
+                # Rules repeat conditions (a status, a payment method): each is tabulated once, its position aside.
+                same = (cond.fact, cond.op, cond.value)
+                if same in seen:
+                    tables[(rule.id, k)] = seen[same]
+                    continue
                 reads = [index[cond.fact]]
                 keyed = self.spec.keyed_parameter(cond)
                 if keyed is not None and index[keyed.by] not in reads:
@@ -228,7 +236,8 @@ class FactSpace:
                              for i, b in zip(reads, combo, strict=True)}
                     facts = {f: v for f, v in facts.items() if v is not None}
                     table[combo] = check(self.spec, cond, facts).passed
-                tables[(rule.id, k)] = (tuple(reads), table)
+                table.flags.writeable = False  # shared by every rule with this condition
+                tables[(rule.id, k)] = seen[same] = (tuple(reads), table)
         return tables
 
     def _condition_truth(self, rule_id: str, k: int, bins: list[np.ndarray]) -> np.ndarray:

@@ -4,8 +4,11 @@ real `cancel-rules evaluate` are test_csvio.py's)."""
 
 from __future__ import annotations
 
+import functools
 import math
+import tempfile
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,10 +17,11 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 import engine
+import engine.batch
 from conftest import AS_OF, AS_OF_DT, header_variants, load_policy
 from engine.model import KeyedParameter, ParamRef
 from engine.space import FactSpace
-from engine.synthetic import synthetic_orders
+from engine.synthetic import marketplace_orders, marketplace_yaml, synthetic_orders
 
 PLUS2 = timezone(timedelta(hours=2))
 OUTPUT = list(engine.OUTPUT_COLUMNS)
@@ -31,9 +35,19 @@ EDITS = {
 
 
 def policy(name: str) -> engine.Policy:
-    """A policy by name: conftest.load_policy's names, and this file's what-if edits."""
+    """A policy by name: conftest.load_policy's names, this file's what-if edits, and marketplace<countries>."""
+    if name.startswith("marketplace"):
+        return marketplace_policy(int(name.removeprefix("marketplace")))
     base, overrides = EDITS.get(name, (name, {}))
     return load_policy(base, **overrides)
+
+
+@functools.cache
+def marketplace_policy(countries: int) -> engine.Policy:
+    """engine.synthetic's marketplace policy (3 countries: 80 rules; 50 is the benchmark's, too slow to load here)."""
+    path = Path(tempfile.mkdtemp(prefix="test-batch-")) / f"marketplace{countries}.yaml"
+    path.write_text(marketplace_yaml(seed=0, countries=countries), encoding="utf-8")
+    return engine.load(path)
 
 
 # --- thresholds, read from the policy ---------------------------------------------------------------------
@@ -630,3 +644,31 @@ def test_unknown_columns_are_kept_and_a_misspelt_one_is_refused_under_strict():
                                "'STATUS' (did you mean 'status'?)")
     assert info.value.columns == ["hours_since_contakt", "STATUS"]
     assert p.evaluate(df[["order_id", "status", "note", "paid"]], as_of=AS_OF, strict=True)["note"][0] == "call"
+
+
+# --- the marketplace policy: rows sharing a set of matched rules share one engine answer --------------------
+
+@settings(max_examples=40, deadline=None, phases=NO_SHRINK,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_cells_and_rows_agree_on_generated_marketplace_frames(data):
+    assert_paths_agree(policy("marketplace3"), data.draw(order_frames("marketplace3")))
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_cells_and_rows_agree_on_synthetic_marketplace_orders(seed):
+    """Thousands of orders over many countries and categories; the second seed meets the answers the first left."""
+    df = marketplace_orders(3000, as_of=AS_OF.replace("Z", "+00:00"), seed=seed, countries=3, bad_rate=0.01)
+    cells, _ = assert_paths_agree(policy("marketplace3"), df)
+    assert cells["error"].notna().sum() > 0
+    assert cells["rule_id"].str.contains(".", regex=False, na=False).sum() > 300  # country and category rules
+    assert cells["rule_id"].nunique() > 20
+
+
+def test_marketplace_answers_stay_exact_when_the_memo_evicts(monkeypatch):
+    """A memo of two answers evicts nearly every set it meets: each row still gets its own set's answer."""
+    p = policy("marketplace3")
+    monkeypatch.setattr(engine.batch, "MAX_CLASS_ANSWERS", 2)
+    df = marketplace_orders(800, as_of=AS_OF.replace("Z", "+00:00"), seed=5, countries=3)
+    assert_paths_agree(p, df)
+    assert len(engine.batch.cell_decisions(p.compiled).classes) <= 2
