@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -357,6 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _signalled(args.command, signal.SIGINT)
     except Terminated as exc:
         return _signalled(args.command, exc.signum)
+    except BrokenPipeError:  # the reader went away (`| head`): nothing to tell it, and not a bug
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush raises nothing
+        return 128 + signal.SIGPIPE
     except Exception as exc:
         if _received and not args.debug:  # the signal, handed on as another error by a library that caught it
             return _signalled(args.command, _received[-1])

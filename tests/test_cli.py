@@ -212,3 +212,14 @@ def test_a_signal_a_library_turns_into_an_error_still_ends_the_run_as_that_signa
         for s, handler in before.items():
             signal.signal(s, handler)
     assert capsys.readouterr().err.splitlines() == [f"cancel-rules verify: {said}"]
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly():
+    """`cancel-rules verify | head -1`: the reader closes the pipe before the report is written; the run stops
+    without a word on stderr (it is not a bug: exit 70 said so before) and exits as a SIGPIPE death would, 141."""
+    proc = subprocess.Popen([str(SCRIPT), "verify"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""
