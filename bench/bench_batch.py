@@ -19,11 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from orders import AS_OF, synthetic_orders  # noqa: E402
+from orders import AS_OF, synthetic_orders, typed_facts  # noqa: E402
 from orders import main as write_orders
 
 import engine  # noqa: E402
@@ -70,15 +69,7 @@ def arrow_read_write(src: Path, out: Path, sink: Path) -> tuple[float, float]:
 
 def in_memory_frame(n: int) -> pd.DataFrame:
     """Orders as an in-memory frame holds them: elapsed times as numbers, enums as text labels."""
-    text = synthetic_orders(n, seed=1)
-    as_of = pd.Timestamp(AS_OF)
-    frame = text[["order_id", "status", "seller_reply", "payment_method"]].copy()
-    for fact, stamp, unit in (("hours_since_contact", "contacted_at", 3600), ("hours_since_payment", "paid_at", 3600),
-                              ("days_since_refund", "refund_started_at", 86400)):
-        parsed = pd.to_datetime(text[stamp].replace("", None), utc=True, format="ISO8601", errors="coerce")
-        frame[fact] = ((as_of - parsed).dt.total_seconds() / unit).to_numpy(dtype=float, na_value=np.nan)
-    frame["seller_rating"] = pd.to_numeric(text["seller_rating"], errors="coerce")
-    return frame
+    return typed_facts(synthetic_orders(n, seed=1))
 
 
 def best(func, repeat: int = 3) -> float:

@@ -48,6 +48,9 @@ from engine.policy import Policy, check_examples
 from engine.space import FactSpace
 from engine.synthetic import growth_yaml, marketplace_orders, marketplace_yaml, probe_yaml, synthetic_orders
 
+sys.path.insert(0, str(Path(__file__).parent))
+from orders import typed_facts  # noqa: E402
+
 AS_OF = "2026-11-26T12:00:00+00:00"
 PROBE_TIMEOUT = 60  # s; a compile of a few hundred rules takes about a second, so a probe this slow hangs
 
@@ -70,20 +73,6 @@ def _reason(exc: BaseException) -> str:
         return f"{type(exc).__name__}: durable_rules error code {code.group(1)} ({str(exc).split(' (')[0]})"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text[:200]}"
-
-
-def typed_facts(text: pd.DataFrame) -> pd.DataFrame:
-    """Orders as an in-memory frame holds them: elapsed times as numbers, enums as text (bench_batch's way)."""
-    as_of = pd.Timestamp(AS_OF)
-    enums = [c for c in ("order_id", "status", "seller_reply", "payment_method", "country", "category")
-             if c in text.columns]
-    frame = text[enums].copy()
-    for fact, stamp, unit in (("hours_since_contact", "contacted_at", 3600), ("hours_since_payment", "paid_at", 3600),
-                              ("days_since_refund", "refund_started_at", 86400)):
-        parsed = pd.to_datetime(text[stamp].replace("", None), utc=True, format="ISO8601", errors="coerce")
-        frame[fact] = ((as_of - parsed).dt.total_seconds() / unit).to_numpy(dtype=float, na_value=np.nan)
-    frame["seller_rating"] = pd.to_numeric(text["seller_rating"], errors="coerce")
-    return frame
 
 
 def _load_compiled(path: str):

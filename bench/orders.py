@@ -9,10 +9,25 @@ import argparse
 import sys
 
 import numpy as np
+import pandas as pd
 
 from engine.synthetic import AS_OF, synthetic_orders
 
-__all__ = ["AS_OF", "main", "synthetic_orders"]
+__all__ = ["AS_OF", "main", "synthetic_orders", "typed_facts"]
+
+
+def typed_facts(text: pd.DataFrame) -> pd.DataFrame:
+    """Orders as an in-memory frame holds them: elapsed times as numbers (to AS_OF), enums as text."""
+    as_of = pd.Timestamp(AS_OF)
+    enums = [c for c in ("order_id", "status", "seller_reply", "payment_method", "country", "category")
+             if c in text.columns]
+    frame = text[enums].copy()
+    for fact, stamp, unit in (("hours_since_contact", "contacted_at", 3600), ("hours_since_payment", "paid_at", 3600),
+                              ("days_since_refund", "refund_started_at", 86400)):
+        parsed = pd.to_datetime(text[stamp].replace("", None), utc=True, format="ISO8601", errors="coerce")
+        frame[fact] = ((as_of - parsed).dt.total_seconds() / unit).to_numpy(dtype=float, na_value=np.nan)
+    frame["seller_rating"] = pd.to_numeric(text["seller_rating"], errors="coerce")
+    return frame
 
 
 def main(argv: list[str] | None = None) -> int:
