@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,35 +34,42 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def voila() -> Iterator[str]:
-    """A Voila server on the notebooks folder; polled on its port, since GET / would start a kernel."""
+@contextmanager
+def voila_server(options: list[str], cwd: Path, log_name: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A Voila server on the notebooks folder at a free port, run from cwd (where it reads voila.json), its log in
+    ARTIFACTS/log_name; (URL, process) once it listens: polled on its port, since GET / would start a kernel."""
     port = _free_port()
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "voila.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-         "--Voila.tornado_settings=disable_check_xsrf=True",
-         "--VoilaConfiguration.extension_denylist=['@jupyter-notebook/lab-extension']", "notebooks/"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"voila did not start; see {ARTIFACTS / 'voila.log'}") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
+    with open(ARTIFACTS / log_name, "w") as log:
+        command = [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1", *options,
+                   str(ROOT / "notebooks")]
+        proc = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"voila did not start; see {ARTIFACTS / log_name}") from None
+                    time.sleep(0.1)
+            yield f"http://127.0.0.1:{port}", proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="module")
+def voila() -> Iterator[str]:
+    """A Voila server on the notebooks folder, run from the repository root."""
+    with voila_server(["--Voila.tornado_settings=disable_check_xsrf=True",
+                       "--VoilaConfiguration.extension_denylist=['@jupyter-notebook/lab-extension']"],
+                      ROOT, "voila.log") as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")

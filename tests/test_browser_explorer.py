@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ psutil = pytest.importorskip("psutil")
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
-from test_browser import ARTIFACTS, PAGE_TIMEOUT_MS, ROOT, _free_port, chromium_browser, voila  # noqa: E402, F401
+from test_browser import ARTIFACTS, PAGE_TIMEOUT_MS, ROOT, chromium_browser, voila, voila_server  # noqa: E402, F401
 
 import engine  # noqa: E402
 from engine.text import humanize  # noqa: E402
@@ -168,28 +166,8 @@ def culling_voila(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     assert kernels.get("cull_idle_timeout", 0) > 0 and kernels.get("cull_interval", 0) > 0, "voila.json culls nothing"
     kernels.update(cull_idle_timeout=3, cull_interval=1)
     (tmp_path / "voila.json").write_text(json.dumps(config), encoding="utf-8")
-    port = _free_port()
-    log = open(ARTIFACTS / "voila-culling.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-                             str(ROOT / "notebooks")], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"voila did not start; see {ARTIFACTS / 'voila-culling.log'}") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}", proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with voila_server([], tmp_path, "voila-culling.log") as running:
+        yield running
 
 
 def _kernels(proc: subprocess.Popen) -> int:
