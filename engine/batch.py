@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .compiler import CompiledPolicy
+from .decided import Decided
 from .decision import decide_row, match, outcome
 from .errors import EngineError, InputError, OrderError, UsageError
 from .facts import input_fields, normalize, unknown_fields
@@ -25,7 +27,7 @@ from .memo import LRU
 from .model import Method, PolicySpec
 from .space import FactSpace
 from .tabular import OUTPUT_COLUMNS
-from .template import render_rows
+from .template import render_codes
 from .text import alias_key
 
 
@@ -172,41 +174,44 @@ def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, 
     misspelt field is an InputError (other unknown columns are kept and echoed)."""
     if method not in ("cells", "rows"):
         raise UsageError(f"method must be 'cells' or 'rows', got {method!r}", "method")
-    spec = compiled.spec
-    columns = resolve_columns(spec, list(df.columns), source)
+    columns = resolve_columns(compiled.spec, list(df.columns), source)
     if strict:
-        check_strict_columns(spec, list(df.columns), source)
-    n = len(df)
-    action, rule_id, message, error = (np.empty(n, dtype=object) for _ in range(4))  # all None
-    if method == "rows":
-        for i, order in enumerate(frame_orders(df, columns)):
-            action[i], rule_id[i], text, error[i] = decide_row(compiled, order, as_of)
-            message[i] = text or None
-    elif n:
-        _evaluate_cells(compiled, df, columns, as_of, action, rule_id, message, error)
+        check_strict_columns(compiled.spec, list(df.columns), source)
+    decided = decide_frame(compiled, df, columns, as_of, method).frame_columns()
     out = df.copy()
-    decided = {"action": action, "rule_id": rule_id, "message": message, "error": error}
     for name in OUTPUT_COLUMNS:  # each by name, in the one order of the output columns
-        if name == "policy_version":  # one value for every row: a categorical costs a byte a row, not a pointer
-            out[name] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[spec.version])
-        else:
-            out[name] = pd.Series(decided[name], index=df.index, dtype=object)  # object: no string inference
+        column = decided[name]
+        out[name] = column if name == "policy_version" else pd.Series(column, index=df.index, dtype=object)
     return out
 
 
-def _evaluate_cells(compiled, df, columns, as_of, action, rule_id, message, error) -> None:
+def decide_frame(compiled: CompiledPolicy, df: pd.DataFrame, columns: Mapping[str, str], as_of: datetime,
+                 method: Method = "cells") -> Decided:
+    """Each row's decision as codes (columns: field -> column of df, as resolve_columns gives them)."""
+    decided = Decided.empty(compiled.spec, len(df))
+    if method == "rows":
+        for i, order in enumerate(frame_orders(df, columns)):
+            _, rule_id, text, error = decide_row(compiled, order, as_of)
+            decided.set_row(i, rule_id, text, error)
+    elif len(df):
+        _evaluate_cells(compiled, df, columns, as_of, decided)
+    return decided
+
+
+def _evaluate_cells(compiled: CompiledPolicy, df: pd.DataFrame, columns: Mapping[str, str], as_of: datetime,
+                    decided: Decided) -> None:
     spec = compiled.spec
     norm = normalize_frame(spec, df, columns, as_of)
     bad_rows = np.flatnonzero(norm.bad)
     # The reference path words the errors of bad rows.
-    for i, order in zip(bad_rows, frame_orders(df.iloc[bad_rows], columns), strict=True):
+    for i, order in zip(bad_rows.tolist(), frame_orders(df.iloc[bad_rows], columns), strict=True):
         try:
             normalize(spec, order, as_of)
         except OrderError as exc:
-            error[i] = str(exc)
+            decided.set_row(i, None, "", str(exc))
             continue
-        action[i], rule_id[i], text, error[i] = decide_row(compiled, order, as_of)  # vectorized check too strict
-        message[i] = text or None
+        _, rule_id, text, error = decide_row(compiled, order, as_of)  # vectorized check too strict
+        decided.set_row(i, rule_id, text, error)
     good = np.flatnonzero(~norm.bad)
     if not len(good):
         return
@@ -217,17 +222,23 @@ def _evaluate_cells(compiled, df, columns, as_of, action, rule_id, message, erro
     first = np.empty(len(bits), dtype=np.int64)
     first[state[::-1]] = np.arange(len(state) - 1, -1, -1)  # the first row of each set
     winners, reasons = cells.answer_classes(bits, [b[first] for b in bins])
-    ranked = spec.ranked_rules()
     row_winner = winners[state]
-    error[good] = reasons[state]
-    actions = np.array([r.action for r in ranked] + [None], dtype=object)
-    ids = np.array([r.id for r in ranked] + [None], dtype=object)
-    action[good] = actions[row_winner]
-    rule_id[good] = ids[row_winner]
+    decided.winner[good] = row_winner
+    decided.error[good] = decided.errors.codes(reasons)[state]
+    _messages(spec, norm.values, good, row_winner, decided)
+
+
+def _messages(spec: PolicySpec, values: dict[str, np.ndarray], good: np.ndarray, row_winner: np.ndarray,
+              decided: Decided) -> None:
+    """The winners' messages of the good rows, each rule's rows rendered together."""
+    ranked = decided.rules
     small = np.int16 if len(ranked) < 2 ** 15 else np.int64  # 16 bits sort by radix: 6x faster
     by_winner = np.argsort(row_winner.astype(small), kind="stable")  # each rule's rows together, in input order
     starts = np.searchsorted(row_winner[by_winner], np.arange(len(ranked) + 1))
     for k in np.flatnonzero(starts[1:] > starts[:-1]).tolist():
         rows = good[by_winner[starts[k]:starts[k + 1]]]
-        texts = render_rows(spec, ranked[k].message, norm.values, rows)
-        message[rows] = (texts or None) if isinstance(texts, str) else texts  # no message: None, as per row
+        rendered = render_codes(spec, ranked[k].message, values, rows)
+        if isinstance(rendered, str):  # one text for all the rule's rows; no message: none, as per row
+            decided.message[rows] = decided.messages.code(rendered or None)
+        else:
+            decided.message[rows] = decided.messages.recode(*rendered)

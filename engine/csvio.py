@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import IO
 
 import pandas as pd
+import pyarrow as pa
 
 from .atomic import atomic_file, remove_stale
-from .batch import check_strict_columns, evaluate_frame, input_fields, resolve_columns, unknown_columns
+from .batch import check_strict_columns, decide_frame, input_fields, resolve_columns, unknown_columns
 from .compiler import CompiledPolicy
 from .errors import InputError, UsageError
 from .intake import apply_mapping, map_frame
@@ -24,12 +25,12 @@ from .tabular import (
     OUTPUT_COLUMNS,
     NotArrowReadable,
     Summary,
-    arrow_text_chunks,
+    arrow_text_tables,
     header_line,
     read_csv_text,
     read_reason,
     write_reason,
-    write_rows,
+    write_table,
 )
 
 DEFAULT_CHUNKSIZE = 100_000
@@ -173,13 +174,14 @@ def _write_all(compiled: CompiledPolicy, source: Path, sink: IO[bytes], columns:
     size = source.stat().st_size
     with _open_input(source) as handle:
         sink.write(header_line([renames.get(name, name) for name in file_header] + list(OUTPUT_COLUMNS), raw))
-        for chunk in _chunks(handle, chunksize, source, file_header if arrow else None):
-            chunk.index = range(summary.rows, summary.rows + len(chunk))
-            if renames:
-                chunk = chunk.rename(columns=renames)
-            out = evaluate_frame(compiled, chunk, as_of, source=str(source))
-            write_rows(out, sink, raw)
-            summary.add(out, summary.rows + 1)
+        for table, frame in _chunks(handle, chunksize, source, file_header if arrow else None, renames):
+            fields = resolve_columns(compiled.spec, list(table.column_names), str(source))
+            if frame is None:  # pandas for what normalizing reads only: the rest goes out as Arrow read it
+                frame = table.select(list(dict.fromkeys(fields.values()))).to_pandas()
+            decided = decide_frame(compiled, frame, fields, as_of)
+            out = table.columns + [pa.chunked_array([column]) for column in decided.arrow_columns()]
+            write_table(pa.Table.from_arrays(out, names=table.column_names + list(OUTPUT_COLUMNS)), sink, raw)
+            decided.count_into(summary, summary.rows + 1)
             if progress:
                 progress(summary.rows, handle.tell() / size if size else 1.0)
 
@@ -191,14 +193,18 @@ def _open_input(source: Path) -> IO[bytes]:
         raise InputError(str(source), read_reason(exc)) from None
 
 
-def _chunks(handle: IO[bytes], chunksize: int, source: Path, header: list[str] | None) -> Iterator[pd.DataFrame]:
-    """The input's chunks of text columns, read by Arrow when given the header (it may raise NotArrowReadable),
-    else by pandas; a failure to read them is the input's."""
+def _chunks(handle: IO[bytes], chunksize: int, source: Path, header: list[str] | None, renames: dict[str, str]
+            ) -> Iterator[tuple[pa.Table, pd.DataFrame | None]]:
+    """The input's chunks of text columns (renamed), read by Arrow when given the header (it may raise
+    NotArrowReadable), else by pandas (then the frame too); a failure to read them is the input's."""
     try:
         if header is not None:
-            yield from arrow_text_chunks(handle, header, chunksize)
+            for table in arrow_text_tables(handle, header, chunksize):
+                yield table.rename_columns([renames.get(name, name) for name in table.column_names]), None
         else:
-            yield from read_csv_text(handle, chunksize=chunksize)
+            for frame in read_csv_text(handle, chunksize=chunksize):
+                frame = frame.rename(columns=renames) if renames else frame
+                yield pa.Table.from_pandas(frame, preserve_index=False), frame
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning) as exc:
         raise InputError(str(source), read_reason(exc)) from None
 

@@ -71,7 +71,13 @@ class _Sentinel(io.RawIOBase):
 
 
 def arrow_text_chunks(handle: IO[bytes], header: list[str], chunksize: int) -> Iterator[pd.DataFrame]:
-    """The rows of a CSV as frames of chunksize text columns, read by Arrow exactly as read_csv_text reads
+    """arrow_text_tables' chunks as frames of text columns, exactly as read_csv_text reads them."""
+    for table in arrow_text_tables(handle, header, chunksize):
+        yield table.to_pandas()
+
+
+def arrow_text_tables(handle: IO[bytes], header: list[str], chunksize: int) -> Iterator[pa.Table]:
+    """The rows of a CSV as tables of chunksize string columns, read by Arrow exactly as read_csv_text reads
     them; raises NotArrowReadable (possibly after some chunks) where it cannot promise that."""
     if len(header) < 2 or len(set(header)) < len(header) or "" in header:
         # pandas skips a line of spaces in a one-column file and renames a repeated or empty column name
@@ -93,17 +99,18 @@ def arrow_text_chunks(handle: IO[bytes], header: list[str], chunksize: int) -> I
             rows += batch.num_rows
             while rows > chunksize:  # the last row may be the marks: always keep one back
                 table = pa.Table.from_batches(pending)
-                frame = table.slice(0, chunksize).to_pandas()
+                chunk = table.slice(0, chunksize)
                 pending, rows = table.slice(chunksize).to_batches(), rows - chunksize
-                del table  # the chunk's Arrow buffers go as soon as the frame holds its rows
-                yield frame
+                del table
+                yield chunk
+                del chunk  # its Arrow buffers go as soon as the caller is done with them
     except pa.ArrowInvalid as exc:  # a short row, bad UTF-8, ...: pandas words it (or reads it its own way)
         raise NotArrowReadable(str(exc)) from None
     table = pa.Table.from_batches(pending, schema=reader.schema)
     if not rows or table.slice(rows - 1).to_pylist()[0] != dict.fromkeys(header, _MARK):
         raise NotArrowReadable("an open quote at the end of the file")
     for start in range(0, rows - 1, chunksize):
-        yield table.slice(start, min(chunksize, rows - 1 - start)).to_pandas()
+        yield table.slice(start, min(chunksize, rows - 1 - start))
 
 
 def read_reason(exc: Exception) -> str:
@@ -128,6 +135,9 @@ def write_reason(exc: OSError) -> str:
     return f"cannot write: {exc.strerror or exc}"
 
 
+Coded = tuple[np.ndarray, list[Any]]  # a column as codes into its values, -1 for none
+
+
 @dataclass
 class Summary:
     """What a batch run decided: counts by action, rule and error (with the first rows of each error)."""
@@ -142,21 +152,30 @@ class Summary:
     rules_declared: tuple[str, ...] = ()  # the policy's rules: those with no hit are listed too
 
     def add(self, out: pd.DataFrame, first_row: int) -> None:
-        self.rows += len(out)
-        _count(self.actions, out["action"])
-        _count(self.rules, out["rule_id"])
-        bad = np.flatnonzero(out["error"].notna().to_numpy())
+        """Add the rows of a frame with the decision columns (first_row: the 1-based number of its first row)."""
+        actions, rules, errors = ((codes, list(values)) for codes, values in
+                                  (pd.factorize(out[name].to_numpy()) for name in ("action", "rule_id", "error")))
+        self.add_codes(len(out), actions, rules, errors, first_row)
+
+    def add_codes(self, rows: int, actions: Coded, rules: Coded, errors: Coded, first_row: int) -> None:
+        """Add rows given as codes into values (-1: none) of their action, rule and error; an error text appears
+        once in its values."""
+        self.rows += rows
+        _count(self.actions, *actions)
+        _count(self.rules, *rules)
+        bad = np.flatnonzero(errors[0] >= 0)
         if not len(bad):
             return
-        codes, reasons = pd.factorize(out["error"].to_numpy()[bad])
-        counts = np.bincount(codes, minlength=len(reasons))
+        codes, firsts = pd.factorize(errors[0][bad])  # each reason's code, in order of first appearance
+        counts = np.bincount(codes, minlength=len(firsts))
         order = np.argsort(codes, kind="stable")  # the bad rows of each reason together, in row order
-        starts = np.searchsorted(codes[order], np.arange(len(reasons)))
-        for k, reason in enumerate(reasons.tolist()):
+        starts = np.searchsorted(codes[order], np.arange(len(firsts)))
+        for k, code in enumerate(firsts.tolist()):
+            reason = errors[1][code]
             self.errors[reason] += int(counts[k])
-            rows = self.error_rows.setdefault(reason, [])
-            take = min(3 - len(rows), int(counts[k]))
-            rows.extend(first_row + int(offset) for offset in bad[order[starts[k]: starts[k] + max(take, 0)]])
+            rows_of = self.error_rows.setdefault(reason, [])
+            take = min(3 - len(rows_of), int(counts[k]))
+            rows_of.extend(first_row + int(offset) for offset in bad[order[starts[k]: starts[k] + max(take, 0)]])
 
     def __str__(self) -> str:
         rate = self.rows / self.seconds if self.seconds else 0.0
@@ -190,11 +209,13 @@ class Summary:
                 "zero_hit_rules": self.zero_hit_rules()}
 
 
-def _count(counter: Counter, column: pd.Series) -> None:
-    """Count the column's values (missing ones left out) in order of first appearance, as row by row would."""
-    codes, values = pd.factorize(column.to_numpy())
-    counts = np.bincount(codes[codes >= 0], minlength=len(values))
-    counter.update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
+def _count(counter: Counter, codes: np.ndarray, values: list[Any]) -> None:
+    """Count the values of the codes (-1 left out) in order of first appearance, as row by row would; several
+    codes may share a value."""
+    present = codes[codes >= 0]
+    counts = np.bincount(present, minlength=len(values))
+    for code in pd.unique(present).tolist():
+        counter[values[code]] += int(counts[code])
 
 
 def merge_summaries(parts: list[Summary]) -> Summary:
@@ -268,10 +289,11 @@ def _defused(table: pa.Table) -> pa.Table:
 
 def write_rows(out: pd.DataFrame, sink: IO[bytes], raw: bool = False) -> None:
     """The rows of out (no header) as CSV; text cells defused unless raw."""
-    _write_table(pa.Table.from_pandas(out, preserve_index=False), sink, raw)
+    write_table(pa.Table.from_pandas(out, preserve_index=False), sink, raw)
 
 
-def _write_table(table: pa.Table, sink: IO[bytes], raw: bool) -> None:
+def write_table(table: pa.Table, sink: IO[bytes], raw: bool = False) -> None:
+    """The rows of table (no header) as CSV; text cells defused unless raw."""
     # pyarrow writes CSV several times faster than DataFrame.to_csv; the header is written apart.
     options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
     pacsv.write_csv(table if raw else _defused(table), sink, write_options=options)
@@ -291,7 +313,7 @@ def frame_csv(frame: pd.DataFrame, raw: bool = False) -> bytes:
         table = pa.Table.from_pandas(text, preserve_index=False)
     sink = io.BytesIO()
     sink.write(header_line([str(c) for c in frame.columns], raw))
-    _write_table(table, sink, raw)
+    write_table(table, sink, raw)
     return sink.getvalue()
 
 

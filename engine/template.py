@@ -80,6 +80,14 @@ def _parsed(template: str) -> tuple[tuple[str, ...], tuple[tuple[str, str | None
 def render_rows(spec: PolicySpec, template: str, values: dict[str, np.ndarray], rows: np.ndarray
                 ) -> np.ndarray | str:
     """One rule's message for the given rows, rendered once per distinct combination of what it shows."""
+    rendered = render_codes(spec, template, values, rows)
+    return rendered if isinstance(rendered, str) else np.array(rendered[1], dtype=object)[rendered[0]]
+
+
+def render_codes(spec: PolicySpec, template: str, values: dict[str, np.ndarray], rows: np.ndarray
+                 ) -> tuple[np.ndarray, list[str]] | str:
+    """render_rows' texts as (each row's code, the distinct texts), or the one text of a template without
+    placeholders."""
     keys = []
     for body in PLACEHOLDER.findall(template):
         first, second = _names(body)
@@ -101,8 +109,7 @@ def render_rows(spec: PolicySpec, template: str, values: dict[str, np.ndarray], 
     codes, uniques = pd.factorize(combined)
     first_row = np.zeros(len(uniques), dtype=np.int64)
     first_row[codes[::-1]] = np.arange(len(codes))[::-1]
-    texts = np.array(_render_each(spec, template, values, rows[first_row]), dtype=object)
-    return texts[codes]
+    return codes, _render_each(spec, template, values, rows[first_row])
 
 
 def _render_each(spec: PolicySpec, template: str, values: dict[str, np.ndarray], rows: np.ndarray) -> list[str]:
