@@ -94,3 +94,18 @@ def test_summary_from_codes_counts_a_value_shared_by_several_codes_in_order_of_f
     assert list(summary.actions.items()) == [("dispute", 3), ("refund", 2)]
     assert list(summary.rules.items()) == [("r2", 2), ("r0", 2), ("r1", 1)]
     assert summary.errors == {"gap": 1} and summary.error_rows == {"gap": [11]}
+
+
+def test_a_file_handed_to_pandas_after_chunks_were_written_is_written_once_from_the_start(tmp_path):
+    """A lone CR past Arrow's first blocks: chunks were decided and written (on the writer's thread) before the
+    reader sees it; the output is started again by the pandas reader and holds every row once."""
+    policy = load_policy("default")
+    header = ["order_id", "status", "seller_reply", "hours_since_contact", "note"]
+    rows = [f"A{i},Sent,No reply,{i % 100},n" for i in range(300_000)]  # 8 MB: past what Arrow reads ahead
+    rows[-3] = 'A-late,Sent,No reply,5,"lone\rcr"'
+    source, target = tmp_path / "in.csv", tmp_path / "out.csv"
+    source.write_bytes("\n".join([",".join(header), *rows, ""]).encode())
+    summary = evaluate_csv(policy.compiled, source, target, AS_OF_DT, chunksize=10_000)  # 8 chunks written first
+    out = policy.evaluate(read_orders(source), as_of=AS_OF)
+    assert summary.rows == len(out) == 300_000
+    assert target.read_bytes() == frame_csv(out)
