@@ -140,13 +140,12 @@ def _arrow_texts(col: pd.Series) -> pa.Array | None:
     return texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
 
 
-def _plain_micros(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(plain mask, microseconds since the epoch where plain): stamps of one width at a time are a matrix of bytes."""
+def _plain_micros(texts: pa.Array, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(plain mask, microseconds since the epoch where plain) of texts without nulls, of these byte lengths: stamps
+    of one width at a time are a matrix of bytes."""
     plain = np.zeros(len(texts), dtype=bool)
     micros = np.zeros(len(texts), dtype=np.int64)
-    if texts.null_count:  # a null slot may own bytes in Arrow's layout: without one the cells lie back to back
-        texts = pc.fill_null(texts, "")
-    widths = np.minimum(pc.binary_length(texts).to_numpy(zero_copy_only=False), _MAX_WIDTH + 1)
+    widths = np.minimum(widths, _MAX_WIDTH + 1)
     counts = np.bincount(widths, minlength=_MAX_WIDTH + 2)
     for width in np.flatnonzero(counts[10:_MAX_WIDTH + 1]).tolist():
         width += 10
@@ -254,24 +253,29 @@ def _calendar() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 _LEAP, _YEAR_START, _MONTH_START, _MONTH_DAYS = _calendar()
 
 
-def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime) -> tuple[np.ndarray, np.ndarray]:
-    """(elapsed time in the fact's unit with NaN where blank, bad mask) for a timestamp column."""
-    values = np.full(len(col), np.nan)
-    bad = np.zeros(len(col), dtype=bool)
+def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime, rows: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(elapsed time in the fact's unit with NaN where blank, bad mask) of a timestamp column's cells at rows (a
+    mask; every cell when None)."""
     texts = _arrow_texts(col)
-    plain, micros = _plain_micros(texts) if texts is not None else (np.zeros(len(col), dtype=bool), None)
-    if micros is not None and plain.any():
+    if texts is not None and rows is not None:
+        texts = texts.filter(pa.array(rows))
+    n = len(col) if rows is None else int(np.count_nonzero(rows))
+    values, bad, rest = np.full(n, np.nan), np.zeros(n, dtype=bool), np.arange(n)
+    if texts is not None:
+        lengths = pc.binary_length(texts)  # null where the cell is not text
+        # A null slot may own bytes in Arrow's layout: without one the cells lie back to back.
+        plain, micros = _plain_micros(pc.fill_null(texts, "") if texts.null_count else texts,
+                                      lengths.fill_null(0).to_numpy(zero_copy_only=False))
         as_of_us = np.datetime64(as_of.astimezone(UTC).replace(tzinfo=None), "us").astype(np.int64)
         delta = as_of_us - micros
         # Whole microseconds divided once, as timedelta.total_seconds() does; a future stamp or one centuries
         # away (not an exact float) is left to the per-row parser.
         plain &= (delta >= 0) & (delta < _EXACT_MICROS)
-        values[plain] = delta[plain] / 1e6 / TIME_UNITS[fact.per]
-    rest = np.flatnonzero(~plain)
-    if texts is not None:  # an empty text is blank: nothing to parse
-        rest = rest[pc.binary_length(texts).fill_null(1).to_numpy()[rest] > 0]
+        values = np.where(plain, delta / 1e6 / TIME_UNITS[fact.per], np.nan)
+        rest = np.flatnonzero(~plain & (lengths.fill_null(1).to_numpy(zero_copy_only=False) > 0))  # '' is blank
     if len(rest):
-        codes, uniques = _factorize(col.iloc[rest])
+        codes, uniques = _factorize(col.iloc[rest if rows is None else np.flatnonzero(rows)[rest]])
         parsed_rest = np.full(len(uniques), np.nan)
         unique_bad = np.zeros(len(uniques), dtype=bool)
         for i, raw in enumerate(uniques):
@@ -308,7 +312,7 @@ def normalize_frame(spec: PolicySpec, df: pd.DataFrame, columns: Mapping[str, st
         if fact.from_timestamp is not None and fact.from_timestamp in columns:
             # The number wins when both are given; the timestamp fills the rows where it is blank.
             fill = np.isnan(number) & ~number_bad
-            stamp, stamp_bad = _elapsed_column(fact, df[columns[fact.from_timestamp]][fill], as_of)
+            stamp, stamp_bad = _elapsed_column(fact, df[columns[fact.from_timestamp]], as_of, fill)
             number[fill] = stamp
             number_bad[fill] |= stamp_bad
         blank = np.isnan(number) & ~number_bad  # neither the number nor its timestamp given

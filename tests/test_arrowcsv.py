@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -64,6 +65,10 @@ def test_arrow_timestamps_agree_with_the_per_row_parser(texts, per):
     chunked = pd.Series(pd.array(pa.chunked_array([texts[:half], texts[half:]], pa.large_string()), dtype="str"))
     for col in (pd.Series(texts, dtype="str"), chunked, pd.Series(texts, dtype=object)):  # CSV; in memory
         values, bad = _elapsed_column(fact, col, AS_OF_DT)
+        some = np.arange(len(texts)) % 3 != 1  # the cells of some rows only: the others' numbers were given
+        some_values, some_bad = _elapsed_column(fact, col, AS_OF_DT, some)
+        np.testing.assert_array_equal(some_values, values[some])
+        assert some_bad.tolist() == bad[some].tolist()
         for text, value, is_bad in zip(texts, values, bad, strict=True):
             expected, problem = (None, None) if not text.strip() else elapsed(fact, text, AS_OF_DT)
             assert bool(is_bad) == (problem is not None), text
@@ -130,7 +135,8 @@ def near_plain(parts) -> str:
 def test_the_byte_parser_reads_the_plain_stamps_and_nothing_else(texts):
     """Every text of PLAIN_ISO's shape on a date that exists is read, to the microsecond datetime reads it at (a
     naive one in UTC); every other text is left to the per-row parser."""
-    plain, micros = _plain_micros(pa.array(texts, type=pa.large_string()))
+    filled = pc.fill_null(pa.array(texts, type=pa.large_string()), "")
+    plain, micros = _plain_micros(filled, pc.binary_length(filled).to_numpy())
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     for text, is_plain, us in zip(texts, plain.tolist(), micros.tolist(), strict=True):
         expected = None
