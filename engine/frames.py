@@ -11,7 +11,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -189,10 +189,20 @@ _LEAST = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0])
 _MOST = np.array([9999, 12, 31, 23, 59, 59, 999_999, 23, 59])
 
 
+class _Layout(NamedTuple):
+    """Where the parts of a stamp of one shape lie."""
+
+    columns: np.ndarray  # the digits' columns, field after field in _FIELDS order
+    fields: tuple[int, ...]  # the fields read (positions in _FIELDS)
+    ends: tuple[int, ...]  # where each field's digits end in columns
+    separator_at: np.ndarray  # the other bytes' columns
+    separators: np.ndarray  # and their bytes ('T' for a 'T' or a space)
+    micro_scale: int  # ".5" is half a second: the fraction's digits times this are microseconds
+    offset: bool  # ends with +HH:MM or -HH:MM
+
+
 @functools.lru_cache(maxsize=64)
-def _layout(core: int, width: int, end: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Where the parts of a stamp of this shape lie: digit columns, the field (of _FIELDS) and the power of ten of
-    each, separator columns and their bytes."""
+def _layout(core: int, width: int, end: str) -> _Layout:
     spans = {"year": (0, 4), "month": (5, 7), "day": (8, 10)}
     separators = {4: "-", 7: "-"}
     if core > 10:
@@ -209,33 +219,39 @@ def _layout(core: int, width: int, end: str) -> tuple[np.ndarray, np.ndarray, np
     elif end == "+":
         spans |= {"offset_hour": (core + 1, core + 3), "offset_minute": (core + 4, core + 6)}
         separators[core + 3] = ":"
-    digits = [(c, _FIELDS.index(name), 10 ** (5 - (c - a) if name == "micro" else b - 1 - c))
-              for name, (a, b) in spans.items() for c in range(a, b)]  # a fraction's first digit: 100,000 us
-    columns, fields, powers = (np.array(x, dtype=np.int64) for x in zip(*digits, strict=True))
-    return (columns, fields, powers, np.array(list(separators)),
-            np.array([ord(c) for c in separators.values()], dtype=np.uint8))
+    return _Layout(np.array([c for a, b in spans.values() for c in range(a, b)]),
+                   tuple(_FIELDS.index(name) for name in spans),
+                   tuple(np.cumsum([b - a for a, b in spans.values()]).tolist()),
+                   np.array(list(separators)), np.array([ord(c) for c in separators.values()], dtype=np.uint8),
+                   10 ** (26 - core) if core >= 21 else 1, end == "+")
 
 
-def _stamps_read(part: np.ndarray, layout: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _stamps_read(part: np.ndarray, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
     """(valid, microseconds since the epoch in UTC) of rows of one shape: digits where digits go, each part in
     range, a date that exists."""
-    columns, field_of, powers, separator_at, separators = layout
-    digits = np.ascontiguousarray((part[:, columns] - np.uint8(ord("0"))).T)  # below '0' wraps past 9
-    seps = part[:, separator_at]
-    time_mark = separator_at == 10  # 'T' or a space
+    digits = np.ascontiguousarray((part[:, layout.columns] - np.uint8(ord("0"))).T)  # below '0' wraps past 9
+    seps = part[:, layout.separator_at]
+    time_mark = layout.separator_at == 10  # 'T' or a space
     seps[:, time_mark] = np.where(seps[:, time_mark] == ord(" "), ord("T"), seps[:, time_mark])
-    ok = (digits < 10).all(axis=0) & (seps == separators).all(axis=1)
-    fields = np.zeros((len(_FIELDS), len(part)), dtype=np.int64)
-    for k in range(len(columns)):
-        fields[field_of[k]] += digits[k] * powers[k]
+    ok = (digits < 10).all(axis=0) & (seps == layout.separators).all(axis=1)
+    fields = np.zeros((len(_FIELDS), len(part)), dtype=np.int32)  # below 2**31 even from bytes that are no digits
+    start = 0
+    for field, end in zip(layout.fields, layout.ends, strict=True):
+        value = fields[field]  # a view: summed in place, digit after digit
+        for k in range(start, end):
+            value *= 10
+            value += digits[k]
+        start = end
     ok &= ((fields >= _LEAST[:, None]) & (fields <= _MOST[:, None])).all(axis=0)
     year, month, day, hour, minute, second, micro, offset_hour, offset_minute = fields
-    year, month = np.where(ok, year, 1970), np.where(ok, month, 1)  # in the tables' range
+    year, month = np.minimum(year, 9999), np.minimum(month, 12)  # in the tables' range, wherever not ok
     leap = _LEAP[year]
-    ok &= day <= _MONTH_DAYS[leap, month]
-    seconds = (_YEAR_START[year] + _MONTH_START[leap, month] + day - 1) * 86_400 + hour * 3600 + minute * 60 + second
-    sign = np.where(part[:, -6] == ord("-"), -1, 1)  # read only where an offset is
-    return ok, seconds * 1_000_000 + micro - sign * (offset_hour * 60 + offset_minute) * 60_000_000
+    ok &= day <= _MONTH_DAYS[leap * 13 + month]
+    seconds = (_YEAR_START[year] + _MONTH_START[leap * 13 + month] + (day - 1)) * 86_400
+    seconds += hour * 3600 + minute * 60 + second
+    if layout.offset:  # the instant in UTC is the local time minus the offset
+        seconds -= np.where(part[:, -6] == ord("-"), -60, 60) * (offset_hour * 60 + offset_minute)
+    return ok, seconds * 1_000_000 + micro.astype(np.int64) * layout.micro_scale
 
 
 def _calendar() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -247,7 +263,7 @@ def _calendar() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     days = np.array([[0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31],
                      [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]])
     before = np.concatenate([np.zeros((2, 1), dtype=np.int64), np.cumsum(days, axis=1)[:, :-1]], axis=1)
-    return leap, starts - starts[1970], before, days
+    return leap, starts - starts[1970], before.ravel(), days.ravel()  # (leap, month) at leap * 13 + month
 
 
 _LEAP, _YEAR_START, _MONTH_START, _MONTH_DAYS = _calendar()
