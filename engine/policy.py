@@ -9,20 +9,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .atomic import atomic_file
 from .compiler import CompiledPolicy, compile_policy
 from .decision import Decision, decide, match, outcome
-from .edits import spec_text, with_priority_text, with_rule_text, without_rule_text
 from .errors import InputError, OrderError, ParameterError, RuleError, RuleProblem, UsageError
 from .facts import normalize, parse_as_of
-from .html import policy_html
 from .loader import load_spec, load_spec_text
 from .lookup import decide_cells
 from .model import Example, KeyedParameter, Method, PolicySpec
 from .text import format_value
 
-# What works on frames (pandas, pyarrow) is imported by the methods using it: loading a policy and deciding one
-# order need neither, and `cancel-rules decide` starts in a fraction of the time.
+# What works on frames (pandas, pyarrow), edits text, writes files or HTML is imported by the methods using it:
+# loading a policy and deciding one order need none of it, and `cancel-rules decide` starts in half the time.
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -131,15 +128,20 @@ class Policy:
         return Policy(spec, compile_policy(spec))
 
     def _repr_html_(self) -> str:
+        from .html import policy_html
+
         return policy_html(self)
 
     def to_yaml(self) -> str:
         """The policy's own file as text (a variant's, for a variant): the text it was read from, with only the
         values changed since (parameters, rules) written anew, so comments, order and layout stay."""
+        from .edits import spec_text
+
         return spec_text(self.spec)
 
     def save(self, path: str | Path) -> Path:
         """Write to_yaml() to path, atomically (a reader sees the old file or the new one, never a part)."""
+        from .atomic import atomic_file
         from .tabular import write_reason
 
         target = Path(path)
@@ -154,14 +156,20 @@ class Policy:
     def with_rule(self, rule: Mapping[str, Any]) -> Policy:
         """The policy with this rule (a mapping as written in YAML: id, priority, when, then, ...) added, or in
         place of the rule of its id; raises RuleError located in the edited text if it is not valid."""
+        from .edits import with_rule_text
+
         return self._edited(with_rule_text(self.spec, rule))
 
     def without_rule(self, rule_id: str) -> Policy:
         """The policy without the rule of this id (UnknownRuleError if it has none)."""
+        from .edits import without_rule_text
+
         return self._edited(without_rule_text(self.spec, rule_id))
 
     def with_priority(self, rule_id: str, priority: int) -> Policy:
         """The policy with the rule of this id given this priority."""
+        from .edits import with_priority_text
+
         return self._edited(with_priority_text(self.spec, rule_id, priority))
 
     def _edited(self, text: str) -> Policy:
