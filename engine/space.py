@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .model import KeyedParameter, ParamRef, PolicySpec
+from .model import NOT_GIVEN, KeyedParameter, ParamRef, PolicySpec
 from .operators import OPERATORS, check
 
 
@@ -84,8 +84,6 @@ class Axis:
 
     def bins_of(self, values: np.ndarray) -> np.ndarray:
         """Bin of each value: enum codes (NOT_GIVEN for missing), or floats (NaN for missing)."""
-        from .frames import NOT_GIVEN  # frames imports pandas and pyarrow: one decision reaches space without them
-
         if self.kind == "enum":
             out = values.astype(np.int64, copy=True)
             if self.not_given_bin is not None:
