@@ -117,6 +117,8 @@ def print_startup(versions: list[tuple[str, str | None]], repeat: int = 5) -> No
         for name, before in versions:
             for what, command in STARTUPS.items():
                 runs.setdefault((name, what), []).append(timed_run(command(before), before))
+    if sys.flags.dont_write_bytecode:  # the children inherit PYTHONDONTWRITEBYTECODE
+        print("start-up: no .pyc is written here (PYTHONDONTWRITEBYTECODE): modules without one compile at each start")
     for name, _ in versions:
         print(f"start-up, {name}: " + "; ".join(
             f"{what} {min(w for w, _ in runs[name, what]):.3f} s wall, {min(c for _, c in runs[name, what]):.3f} s CPU"
