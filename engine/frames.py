@@ -7,6 +7,7 @@ parsed once, exactly as the per-row path parses it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -116,11 +117,11 @@ def _number_column(fact: FactSpec, col: pd.Series) -> tuple[np.ndarray, np.ndarr
     return np.where(bad | blank, np.nan, values), bad  # defaults come after the timestamp, in normalize_frame
 
 
-# Texts of this exact shape mean the same instant to Arrow and to datetime.fromisoformat (the per-row parser), so
-# they are parsed vectorized; every other value goes through the per-row parser itself.
-_PLAIN_ISO = (r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
-              r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?$")
-_OFFSET = r"(Z|[+-]\d\d:\d\d)$"
+# The plain ISO 8601 stamps: YYYY-MM-DD, optionally [T ]HH:MM[:SS[.f{1,6}]] then Z or +-HH:MM (ASCII digits, every
+# part in range, a date that exists). Both Arrow and datetime.fromisoformat (the per-row parser) read them as the same
+# instant, so they are parsed vectorized, byte by byte; every other text goes through the per-row parser itself.
+_CORE_WIDTHS = frozenset({10, 16, 19, 21, 22, 23, 24, 25, 26})  # date, +time, +seconds, +1..6 fraction digits
+_MAX_WIDTH = 32  # the longest plain stamp: 26 + an offset of 6
 _EXACT_MICROS = 2**53  # below this a count of microseconds is an exact float: one rounding, as timedelta divides
 
 
@@ -130,35 +131,124 @@ def _arrow_texts(col: pd.Series) -> pa.Array | None:
         return None
     if col.dtype == object:  # a date object, a number, a list: never taken for text
         is_text = np.fromiter((isinstance(v, str) for v in col), dtype=bool, count=len(col))
-        return pa.array(np.where(is_text, col.to_numpy(dtype=object), None), type=pa.large_string())
-    return pa.array(col.array, type=pa.large_string(), from_pandas=True)  # large: no 2 GB limit, no copy
+        texts = pa.array(np.where(is_text, col.to_numpy(dtype=object), None), type=pa.large_string())
+    else:
+        texts = pa.array(col.array, type=pa.large_string(), from_pandas=True)  # large: no 2 GB limit, no copy
+    return texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
 
 
 def _plain_micros(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(plain mask, microseconds since the epoch where plain): the plain ISO 8601 stamps, parsed by Arrow. A date
-    that does not exist (Feb 30, year 0) is not plain: the per-row parser words it."""
+    """(plain mask, microseconds since the epoch where plain): stamps of one width at a time are a matrix of bytes."""
     plain = np.zeros(len(texts), dtype=bool)
     micros = np.zeros(len(texts), dtype=np.int64)
-    given = np.flatnonzero(np.array(pc.greater(pc.binary_length(texts), 0).fill_null(False), dtype=bool))
-    if not len(given):  # most cells of a timestamp column are often empty: the regex reads only the others
-        return plain, micros
-    plain[given] = np.array(pc.match_substring_regex(texts.take(pa.array(given)), _PLAIN_ISO), dtype=bool)
-    rows = np.flatnonzero(plain)
-    if not len(rows):
-        return plain, micros
-    stamps = texts.take(pa.array(rows))
-    year, month, day = (pc.cast(pc.utf8_slice_codeunits(stamps, a, b), pa.int64()).to_numpy()
-                        for a, b in ((0, 4), (5, 7), (8, 10)))
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month_days = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[month] + (leap & (month == 2))
-    real = (year >= 1) & (day <= month_days)
-    zoned = pc.match_substring_regex(stamps, _OFFSET).to_numpy(zero_copy_only=False)
-    for kind, which in ((pa.timestamp("us", "UTC"), real & zoned), (pa.timestamp("us"), real & ~zoned)):
-        if which.any():  # a naive stamp is UTC, as parse_timestamp reads it
-            parsed = pc.cast(stamps.filter(pa.array(which)), kind).cast(pa.int64())
-            micros[rows[which]] = parsed.to_numpy()
-    plain[rows[~real]] = False
+    if texts.null_count:  # a null slot may own bytes in Arrow's layout: without one the cells lie back to back
+        texts = pc.fill_null(texts, "")
+    widths = np.minimum(pc.binary_length(texts).to_numpy(zero_copy_only=False), _MAX_WIDTH + 1)
+    counts = np.bincount(widths, minlength=_MAX_WIDTH + 2)
+    for width in np.flatnonzero(counts[10:_MAX_WIDTH + 1]).tolist():
+        width += 10
+        if counts[width] == len(texts) - counts[0]:  # every text given has this width: its bytes, as they are
+            rows, same = np.flatnonzero(widths == width), texts
+        else:
+            rows = np.flatnonzero(widths == width)
+            same = texts.take(pa.array(rows))
+        offsets = np.frombuffer(same.buffers()[1], dtype=np.int64)
+        first = int(offsets[same.offset])
+        block = np.frombuffer(same.buffers()[2], dtype=np.uint8)[first: first + len(rows) * width]
+        plain[rows], micros[rows] = _stamps(block.reshape(len(rows), width))
     return plain, micros
+
+
+def _stamps(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(plain mask, microseconds) of stamps of one width, one per row of a matrix of bytes; rows are told apart by
+    how they end (Z, an offset, nothing), which fixes where every part lies."""
+    width = block.shape[1]
+    ok = np.zeros(len(block), dtype=bool)
+    micros = np.zeros(len(block), dtype=np.int64)
+    zulu = block[:, -1] == ord("Z")
+    signed = ~zulu & (width >= 16)
+    if width >= 16:
+        signed &= ((block[:, -6] == ord("+")) | (block[:, -6] == ord("-"))) & (block[:, -3] == ord(":"))
+    for which, end in ((~zulu & ~signed, ""), (zulu, "Z"), (signed, "+")):
+        core = width - len(end) - (5 if end == "+" else 0)
+        rows = np.flatnonzero(which)
+        if not len(rows) or core not in _CORE_WIDTHS or (core == 10 and end):
+            continue  # an offset needs a time of day
+        every = len(rows) == len(block)  # rows of one kind: slices of the block, no copy
+        for at in range(0, len(rows), _STAMP_ROWS):  # bounded temporaries, however many rows
+            some = slice(at, at + _STAMP_ROWS) if every else rows[at: at + _STAMP_ROWS]
+            ok[some], micros[some] = _stamps_read(block[some], _layout(core, width, end))
+    return ok, micros
+
+
+_STAMP_ROWS = 1 << 16
+_FIELDS = ("year", "month", "day", "hour", "minute", "second", "micro", "offset_hour", "offset_minute")
+_LEAST = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0])
+_MOST = np.array([9999, 12, 31, 23, 59, 59, 999_999, 23, 59])
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(core: int, width: int, end: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where the parts of a stamp of this shape lie: digit columns, the field (of _FIELDS) and the power of ten of
+    each, separator columns and their bytes."""
+    spans = {"year": (0, 4), "month": (5, 7), "day": (8, 10)}
+    separators = {4: "-", 7: "-"}
+    if core > 10:
+        spans |= {"hour": (11, 13), "minute": (14, 16)}
+        separators |= {10: "T", 13: ":"}
+    if core >= 19:
+        spans["second"] = (17, 19)
+        separators[16] = ":"
+    if core >= 21:
+        spans["micro"] = (20, core)
+        separators[19] = "."
+    if end == "Z":
+        separators[core] = "Z"
+    elif end == "+":
+        spans |= {"offset_hour": (core + 1, core + 3), "offset_minute": (core + 4, core + 6)}
+        separators[core + 3] = ":"
+    digits = [(c, _FIELDS.index(name), 10 ** (5 - (c - a) if name == "micro" else b - 1 - c))
+              for name, (a, b) in spans.items() for c in range(a, b)]  # a fraction's first digit: 100,000 us
+    columns, fields, powers = (np.array(x, dtype=np.int64) for x in zip(*digits, strict=True))
+    return (columns, fields, powers, np.array(list(separators)),
+            np.array([ord(c) for c in separators.values()], dtype=np.uint8))
+
+
+def _stamps_read(part: np.ndarray, layout: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(valid, microseconds since the epoch in UTC) of rows of one shape: digits where digits go, each part in
+    range, a date that exists."""
+    columns, field_of, powers, separator_at, separators = layout
+    digits = np.ascontiguousarray((part[:, columns] - np.uint8(ord("0"))).T)  # below '0' wraps past 9
+    seps = part[:, separator_at]
+    time_mark = separator_at == 10  # 'T' or a space
+    seps[:, time_mark] = np.where(seps[:, time_mark] == ord(" "), ord("T"), seps[:, time_mark])
+    ok = (digits < 10).all(axis=0) & (seps == separators).all(axis=1)
+    fields = np.zeros((len(_FIELDS), len(part)), dtype=np.int64)
+    for k in range(len(columns)):
+        fields[field_of[k]] += digits[k] * powers[k]
+    ok &= ((fields >= _LEAST[:, None]) & (fields <= _MOST[:, None])).all(axis=0)
+    year, month, day, hour, minute, second, micro, offset_hour, offset_minute = fields
+    year, month = np.where(ok, year, 1970), np.where(ok, month, 1)  # in the tables' range
+    leap = _LEAP[year]
+    ok &= day <= _MONTH_DAYS[leap, month]
+    seconds = (_YEAR_START[year] + _MONTH_START[leap, month] + day - 1) * 86_400 + hour * 3600 + minute * 60 + second
+    sign = np.where(part[:, -6] == ord("-"), -1, 1)  # read only where an offset is
+    return ok, seconds * 1_000_000 + micro - sign * (offset_hour * 60 + offset_minute) * 60_000_000
+
+
+def _calendar() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per year 0..9999: leap or not, days from 1970-01-01 to its first day; per (leap, month): days before the
+    month and days in it (proleptic Gregorian, as datetime counts)."""
+    years = np.arange(10_000)
+    leap = ((years % 4 == 0) & ((years % 100 != 0) | (years % 400 == 0))).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(365 + leap[:-1])])
+    days = np.array([[0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31],
+                     [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]])
+    before = np.concatenate([np.zeros((2, 1), dtype=np.int64), np.cumsum(days, axis=1)[:, :-1]], axis=1)
+    return leap, starts - starts[1970], before, days
+
+
+_LEAP, _YEAR_START, _MONTH_START, _MONTH_DAYS = _calendar()
 
 
 def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +266,7 @@ def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime) -> tuple[np
         values[plain] = delta[plain] / 1e6 / TIME_UNITS[fact.per]
     rest = np.flatnonzero(~plain)
     if texts is not None:  # an empty text is blank: nothing to parse
-        rest = rest[np.array(pc.binary_length(texts.take(pa.array(rest))).fill_null(1), dtype=np.int64) > 0]
+        rest = rest[pc.binary_length(texts).fill_null(1).to_numpy()[rest] > 0]
     if len(rest):
         codes, uniques = _factorize(col.iloc[rest])
         parsed_rest = np.full(len(uniques), np.nan)
