@@ -19,10 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .facts import elapsed, enum_value, is_blank, number_value
-from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec
-
-NOT_GIVEN = -1  # enum code of a fact that is not given
-INVALID = -2  # enum code of a value that is not valid
+from .model import INVALID, MAX_NUMBER, NOT_GIVEN, TIME_UNITS, FactSpec, PolicySpec
 
 
 @dataclass

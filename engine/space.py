@@ -17,8 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .frames import NOT_GIVEN
-from .model import KeyedParameter, ParamRef, PolicySpec
+from .model import NOT_GIVEN, KeyedParameter, ParamRef, PolicySpec
 from .operators import OPERATORS, check
 
 

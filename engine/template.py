@@ -9,7 +9,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .model import FactSpec, KeyedParameter, ParamRef, PolicySpec
 from .text import did_you_mean, format_value
@@ -80,6 +79,8 @@ def _parsed(template: str) -> tuple[tuple[str, ...], tuple[tuple[str, str | None
 def render_rows(spec: PolicySpec, template: str, values: dict[str, np.ndarray], rows: np.ndarray
                 ) -> np.ndarray | str:
     """One rule's message for the given rows, rendered once per distinct combination of what it shows."""
+    import pandas as pd  # here, not at the top: render (one decision) needs no pandas
+
     keys = []
     for body in PLACEHOLDER.findall(template):
         first, second = _names(body)
