@@ -12,27 +12,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .compiler import CompiledPolicy
-from .decided import Decided
 from .decision import decide_row, match, outcome
 from .errors import EngineError, InputError, OrderError, UsageError
 from .facts import input_fields, normalize, unknown_fields
-from .frames import frame_orders, normalize_frame
 from .matching import RuleBits
 from .memo import LRU
 from .model import Method, PolicySpec
 from .space import FactSpace
-from .tabular import OUTPUT_COLUMNS
-from .template import render_codes
 from .text import alias_key
+
+# pandas and pyarrow (under frames and tabular) are imported by the functions working on frames: one decision
+# (engine.lookup) reads CellDecisions without them.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .decided import Decided
 
 
 def resolve_columns(spec: PolicySpec, columns: list[str], source: str = "input") -> dict[str, str]:
     """Field name -> input column, matching header case and surrounding spaces; checks required facts."""
+    from .tabular import OUTPUT_COLUMNS
+
     by_key: dict[str, str] = {}
     for col in columns:
         by_key.setdefault(alias_key(str(col)), col)
@@ -172,6 +177,10 @@ def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, 
                    source: str = "input", strict: bool = False) -> pd.DataFrame:
     """The input rows, in order, with the decision columns added. With strict, a column that looks like a
     misspelt field is an InputError (other unknown columns are kept and echoed)."""
+    import pandas as pd
+
+    from .tabular import OUTPUT_COLUMNS
+
     if method not in ("cells", "rows"):
         raise UsageError(f"method must be 'cells' or 'rows', got {method!r}", "method")
     columns = resolve_columns(compiled.spec, list(df.columns), source)
@@ -188,6 +197,9 @@ def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, 
 def decide_frame(compiled: CompiledPolicy, df: pd.DataFrame, columns: Mapping[str, str], as_of: datetime,
                  method: Method = "cells") -> Decided:
     """Each row's decision as codes (columns: field -> column of df, as resolve_columns gives them)."""
+    from .decided import Decided
+    from .frames import frame_orders
+
     decided = Decided.empty(compiled.spec, len(df))
     if method == "rows":
         for i, order in enumerate(frame_orders(df, columns)):
@@ -200,6 +212,8 @@ def decide_frame(compiled: CompiledPolicy, df: pd.DataFrame, columns: Mapping[st
 
 def _evaluate_cells(compiled: CompiledPolicy, df: pd.DataFrame, columns: Mapping[str, str], as_of: datetime,
                     decided: Decided) -> None:
+    from .frames import frame_orders, normalize_frame
+
     spec = compiled.spec
     norm = normalize_frame(spec, df, columns, as_of)
     bad_rows = np.flatnonzero(norm.bad)
@@ -231,6 +245,8 @@ def _evaluate_cells(compiled: CompiledPolicy, df: pd.DataFrame, columns: Mapping
 def _messages(spec: PolicySpec, values: dict[str, np.ndarray], good: np.ndarray, row_winner: np.ndarray,
               decided: Decided) -> None:
     """The winners' messages of the good rows, each rule's rows rendered together."""
+    from .template import render_codes
+
     ranked = decided.rules
     small = np.int16 if len(ranked) < 2 ** 15 else np.int64  # 16 bits sort by radix: 6x faster
     by_winner = np.argsort(row_winner.astype(small), kind="stable")  # each rule's rows together, in input order

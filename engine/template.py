@@ -9,7 +9,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .model import FactSpec, KeyedParameter, ParamRef, PolicySpec
 from .text import did_you_mean, format_value
@@ -88,6 +87,8 @@ def render_codes(spec: PolicySpec, template: str, values: dict[str, np.ndarray],
                  ) -> tuple[np.ndarray, list[str]] | str:
     """render_rows' texts as (each row's code, the distinct texts), or the one text of a template without
     placeholders."""
+    import pandas as pd  # here, not at the top: render (one decision) needs no pandas
+
     keys = []
     for body in PLACEHOLDER.findall(template):
         first, second = _names(body)
