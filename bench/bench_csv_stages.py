@@ -1,7 +1,7 @@
 """Where the time of a CSV run goes: CPU seconds of each stage of `cancel-rules evaluate`, run one after the other.
 
-The run itself overlaps reading and writing with deciding (engine.pipeline); here each stage is timed alone on the
-same chunks, with the deciding split by a profile of its main steps, next to pyarrow's own read+write of the file.
+Each stage is timed alone over all the chunks (the run does them chunk by chunk), the deciding split by a profile
+of its main steps, next to pyarrow's own read+write of the file.
 Usage: python bench/bench_csv_stages.py [--rows 1000000] [--chunksize 100000]
 """
 

@@ -21,7 +21,6 @@ from .batch import check_strict_columns, decide_frame, input_fields, resolve_col
 from .compiler import CompiledPolicy
 from .errors import InputError, UsageError
 from .intake import apply_mapping, map_frame
-from .pipeline import WriteBehind, read_ahead
 from .tabular import (
     OUTPUT_COLUMNS,
     NotArrowReadable,
@@ -173,20 +172,15 @@ def _write_all(compiled: CompiledPolicy, source: Path, sink: IO[bytes], columns:
     header as written (what the reader checks) and the renames of a column mapping (the output has the new names)."""
     file_header, renames = columns
     size = source.stat().st_size
-
-    def write(chunk: tuple[pa.Table, list[pa.Array]]) -> None:
-        table, decided = chunk
-        out = table.columns + [pa.chunked_array([column]) for column in decided]
-        write_table(pa.Table.from_arrays(out, names=table.column_names + list(OUTPUT_COLUMNS)), sink, raw)
-
-    with _open_input(source) as handle, WriteBehind(write) as writer:
+    with _open_input(source) as handle:
         sink.write(header_line([renames.get(name, name) for name in file_header] + list(OUTPUT_COLUMNS), raw))
         for table, frame in _chunks(handle, chunksize, source, file_header if arrow else None, renames):
             fields = resolve_columns(compiled.spec, list(table.column_names), str(source))
             if frame is None:  # pandas for what normalizing reads only: the rest goes out as Arrow read it
                 frame = table.select(list(dict.fromkeys(fields.values()))).to_pandas()
             decided = decide_frame(compiled, frame, fields, as_of)
-            writer.put((table, decided.arrow_columns()))
+            out = table.columns + [pa.chunked_array([column]) for column in decided.arrow_columns()]
+            write_table(pa.Table.from_arrays(out, names=table.column_names + list(OUTPUT_COLUMNS)), sink, raw)
             decided.count_into(summary, summary.rows + 1)
             if progress:
                 progress(summary.rows, handle.tell() / size if size else 1.0)
@@ -205,7 +199,7 @@ def _chunks(handle: IO[bytes], chunksize: int, source: Path, header: list[str] |
     NotArrowReadable), else by pandas (then the frame too); a failure to read them is the input's."""
     try:
         if header is not None:
-            for table in read_ahead(arrow_text_tables(handle, header, chunksize)):  # parsed while rows are decided
+            for table in arrow_text_tables(handle, header, chunksize):
                 yield table.rename_columns([renames.get(name, name) for name in table.column_names]), None
         else:
             for frame in read_csv_text(handle, chunksize=chunksize):

@@ -97,8 +97,8 @@ def test_summary_from_codes_counts_a_value_shared_by_several_codes_in_order_of_f
 
 
 def test_a_file_handed_to_pandas_after_chunks_were_written_is_written_once_from_the_start(tmp_path):
-    """A lone CR past Arrow's first blocks: chunks were decided and written (on the writer's thread) before the
-    reader sees it; the output is started again by the pandas reader and holds every row once."""
+    """A lone CR past what Arrow reads ahead: chunks were decided and written before the reader sees it; the output
+    is started again by the pandas reader and holds every row once."""
     policy = load_policy("default")
     header = ["order_id", "status", "seller_reply", "hours_since_contact", "note"]
     rows = [f"A{i},Sent,No reply,{i % 100},n" for i in range(300_000)]  # 8 MB: past what Arrow reads ahead
