@@ -226,20 +226,25 @@ def _evaluate_cells(compiled: CompiledPolicy, df: pd.DataFrame, columns: Mapping
             continue
         _, rule_id, text, error = decide_row(compiled, order, as_of)  # vectorized check too strict
         decided.set_row(i, rule_id, text, error)
-    good = np.flatnonzero(~norm.bad)
-    if not len(good):
+    if len(bad_rows) == len(df):
         return
     cells = cell_decisions(compiled)
-    values = norm.values if len(good) == len(norm.bad) else {f: v[good] for f, v in norm.values.items()}
-    bins = [axis.bins_of(values[axis.fact]) for axis in cells.space.axes]
-    state, bits = cells.bits.matched_rows(bins, len(good))  # rows -> sets of matched rules, vectorized
+    if len(bad_rows):  # every row is binned, a bad one (answered above) in the first good row's cell: picking
+        first_good = int(np.argmin(norm.bad))  # out the good rows of every fact costs more than a few rows binned
+        for column in norm.values.values():
+            column[bad_rows] = column[first_good]
+    bins = [axis.bins_of(norm.values[axis.fact]) for axis in cells.space.axes]
+    state, bits = cells.bits.matched_rows(bins, len(df))  # rows -> sets of matched rules, vectorized
     first = np.empty(len(bits), dtype=np.int64)
     first[state[::-1]] = np.arange(len(state) - 1, -1, -1)  # the first row of each set
     winners, reasons = cells.answer_classes(bits, [b[first] for b in bins])
     row_winner = winners[state]
-    decided.winner[good] = row_winner
-    decided.error[good] = decided.errors.codes(reasons)[state]
-    _messages(spec, norm.values, good, row_winner, decided)
+    error = decided.errors.codes(reasons)[state]
+    if len(bad_rows):
+        row_winner[bad_rows], error[bad_rows] = decided.winner[bad_rows], decided.error[bad_rows]
+    decided.winner[:], decided.error[:] = row_winner, error
+    good = np.flatnonzero(~norm.bad)
+    _messages(spec, norm.values, good, row_winner[good] if len(bad_rows) else row_winner, decided)
 
 
 def _messages(spec: PolicySpec, values: dict[str, np.ndarray], good: np.ndarray, row_winner: np.ndarray,
