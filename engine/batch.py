@@ -11,11 +11,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .compiler import CompiledPolicy
+from .compiler import MATCH_CHUNK, CompiledPolicy
 from .decision import decide_row, match, outcome
 from .errors import EngineError, InputError, OrderError, UsageError
 from .facts import input_fields, normalize, unknown_fields
@@ -114,33 +115,45 @@ class CellDecisions:
         before: the conditions decide which rules match, so cells matching the same rules share an answer."""
         winners = np.empty(len(bits), dtype=np.int64)
         reasons = np.empty(len(bits), dtype=object)
+        keys = [row.tobytes() for row in bits]
         with self._lock:
-            for k in range(len(bits)):
-                key = bits[k].tobytes()
+            new = []
+            for k, key in enumerate(keys):
                 found = self.classes.get(key)
                 if found is None:
-                    found = self.classes[key] = self._ask_class(key, [int(b[k]) for b in example_bins])
-                    while len(self.classes) > MAX_CLASS_ANSWERS:
-                        self.classes.popitem(last=False)
+                    new.append(k)
                 else:
                     self.classes.move_to_end(key)
-                winners[k], reasons[k] = found
+                    winners[k], reasons[k] = found
+            for start in range(0, len(new), MATCH_CHUNK):  # the engine is asked about a chunk of sets at once
+                chunk = new[start:start + MATCH_CHUNK]
+                facts = [self._facts([int(b[k]) for b in example_bins]) for k in chunk]
+                for k, one, matched in zip(chunk, facts, self.compiled.match_many(facts), strict=True):
+                    winners[k], reasons[k] = self.classes[keys[k]] = self._judge(keys[k], one, matched)
+                    while len(self.classes) > MAX_CLASS_ANSWERS:
+                        self.classes.popitem(last=False)
         return winners, reasons
 
-    def _ask_class(self, key: bytes, bins: list[int]) -> tuple[int, str | None]:
-        """The answer of the engine in one cell matching the rules of `key`, checked against the conditions: a
-        disagreement is an error of its rows, never another class's answer."""
+    def _facts(self, bins: list[int]) -> dict[str, Any]:
+        """The representative facts of the cell of these bins."""
         cell = 0
         for b, size in zip(bins, self.space.sizes, strict=True):
             cell = cell * size + b
         facts = self.space.facts_of(cell, bins)
         assert facts is not None, cell  # a row's values lie in its cell, so the cell holds a value on every axis
-        try:
-            matched = match(self.compiled, facts)
-        except EngineError as exc:
-            if exc.code is None:
-                raise
-            return -1, str(exc)
+        return facts
+
+    def _judge(self, key: bytes, facts: dict[str, Any], matched: tuple[str, ...] | EngineError
+               ) -> tuple[int, str | None]:
+        """The answer for the set of rules of `key` from what the engine matched in a cell of it (facts), checked
+        against the conditions: a disagreement is an error of its rows, never another class's answer."""
+        if isinstance(matched, EngineError):  # past a limit: decision.match words it (how many rules match)
+            try:
+                matched = match(self.compiled, facts)
+            except EngineError as exc:
+                if exc.code is None:
+                    raise
+                return -1, str(exc)
         positions = np.flatnonzero(np.unpackbits(np.frombuffer(key, dtype=np.uint8), bitorder="little")).tolist()
         explained = tuple(self._ranked_ids[r] for r in positions)
         if explained != matched:
