@@ -77,6 +77,7 @@ _durable.json = _ExactJson
 
 NO_RULE = "__no_rule__"
 _NO_RULE_PRI = 65000  # pri is unsigned 16-bit; lower fires first
+_CAP = 65535  # an action takes up to this many matches of its rule at once (unsigned 16-bit): match_many's, per rule
 _SID = "0"
 _NOT_STATE = {"$nex": {"$s": 1}}  # without it a rule can match the session's state fact and loop forever
 
@@ -145,9 +146,9 @@ _CATCH_ALL = EngineRule(NO_RULE, 0, (_NOT_STATE,))
 
 def _definition(rules: Sequence[EngineRule]) -> dict[str, dict]:
     """A ruleset as durable_rules JSON: the rules with pri by firing order, then the catch-all."""
-    out = {rule.key: {"all": [{"m": all_of(list(rule.terms))}], "pri": pri, "run": rule.rule_id}
+    out = {rule.key: {"all": [{"m": all_of(list(rule.terms))}], "pri": pri, "cap": _CAP, "run": rule.rule_id}
            for pri, rule in enumerate(rules, start=1)}
-    out[NO_RULE] = {"all": [{"m": _NOT_STATE}], "pri": _NO_RULE_PRI, "run": NO_RULE}
+    out[NO_RULE] = {"all": [{"m": _NOT_STATE}], "pri": _NO_RULE_PRI, "cap": _CAP, "run": NO_RULE}
     return out
 
 
@@ -291,26 +292,26 @@ def _message(shard: EngineRuleset, facts: Mapping[str, Any]) -> dict[str, Any]:
 
 
 MATCH_CHUNK = 1024  # orders asserted at once (a few kB each in the engine); past a few hundred the gain is flat
-_ACTION = re.compile(r'\{"([^"]*)":\{"m":\{"id": "c(\d+)"')
+_ACTION = re.compile(r'\{"([^"]*)":\[')  # an action's text: {"<rule>":[<a match>, ...]}, each match {"m":<message>}
+_MATCHED = re.compile(r'\{"m":\{"id": "c(\d+)"')  # a match's message starts with the id match_many gave it
 
 
 def _evaluate_many(host: _QuietHost, shard: EngineRuleset, chunk: Sequence[Mapping[str, Any]]
                    ) -> list[list[str]] | None:
-    """The rules one ruleset fires for each facts, in order: all asserted in one call, each message first giving an id
-    that its actions' texts start with, then retracted; None if the engine fails (the ruleset is then forgotten). The
-    C module is asked directly: the Host would call a Python action and write the state back per action."""
+    """The rules one ruleset fires for each facts, in order: asserted in one call, each message's id first (its matches'
+    texts start with it), then retracted; None if the engine fails (the ruleset is then forgotten)."""
     runs = {key: rule["run"] for key, rule in shard.definition.items()}  # pieces of a split rule: the rule's id
-    messages = [{"id": f"c{k}", **_message(shard, facts)} for k, facts in enumerate(chunk)]
-    text = _exact_dumps(messages, ensure_ascii=False)
+    text = _exact_dumps([{"id": f"c{k}", **_message(shard, one)} for k, one in enumerate(chunk)], ensure_ascii=False)
     engine = _durable.durable_rules_engine
     fired: list[list[str]] = [[] for _ in chunk]
     try:
-        handle = host.get_ruleset(shard.name)._handle
+        handle = host.get_ruleset(shard.name)._handle  # asked directly: the Host would run Python per action
         code, state = engine.assert_facts(handle, text)  # code 1: a message not handled, 2: one seen before
         action = engine.start_action_for_state(handle, state)[1] if code == 0 else ""  # the catch-all fires at least
         while action and (found := _ACTION.match(action)):
             if runs[found[1]] != NO_RULE:
-                fired[int(found[2])].append(runs[found[1]])
+                for k in _MATCHED.findall(action):
+                    fired[int(k)].append(runs[found[1]])
             action = engine.complete_and_start_action(handle, state)
         retracted, state = engine.retract_facts(handle, text)
         if action is not None or retracted or engine.start_action_for_state(handle, state) is not None:
