@@ -307,7 +307,7 @@ def run_size(label: str, policy: Path, args: argparse.Namespace, countries: int 
     if args.before and "batch" in args.measures:
         old = measure("batch", common + extra, args.timeout, args.mem_gb, before=args.before)
         shown = (f"{old['cold_s']:.2f} s cold ({old['rows'] / old['cold_s']:,.0f}/s), {old['warm_s']:.2f} s warm "
-                 f"({old['rows'] / old['warm_s']:,.0f}/s)") if old["ok"] else _fails(old)
+                 f"({old['rows'] / old['warm_s']:,.0f}/s), {old['batch_rss_mb']:,.0f} MB") if old["ok"] else _fails(old)
         print(f"{label}: batch before ({args.before}), same orders, right after: {shown}", flush=True)
     if "diff" in args.measures and not countries:
         diff = measure("diff", common, args.timeout, args.mem_gb)

@@ -67,17 +67,19 @@ def folder(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("many")
 
 
-@pytest.fixture(scope="module")
-def seventy(folder) -> CompiledPolicy:
+@pytest.fixture(scope="module", params=[1, 2], ids=["one-ruleset", "two-rulesets"])
+def seventy(folder, request) -> CompiledPolicy:
     """70 rules `x >= i` in ONE ruleset (the shard's stack bound lifted): an order with x >= 64 satisfies more than
-    64 tests at once, past durable_rules' evaluation stack (error 303); the others are decided."""
+    64 tests at once, past durable_rules' evaluation stack (error 303); the others are decided. With two rulesets,
+    30 more rules `x >= 70 + i` go into a second one, which decides every order: only the first fails."""
+    n = 70 if request.param == 1 else 100
     rules = "".join(f"  - {{id: r{i}, priority: {5000 - i}, when: {{x: {{gte: {i}}}}}, then: {{action: a, message: "
-                    f"'rule {i}'}}, source: t, examples: []}}\n" for i in range(70))
-    path = folder / "seventy.yaml"
+                    f"'rule {i}'}}, source: t, examples: []}}\n" for i in range(n))
+    path = folder / f"seventy-{n}.yaml"
     path.write_text(ODD.split("rules:")[0].replace("policy: odd", "policy: seventy") + "rules:\n" + rules,
                     encoding="utf-8")
-    compiled = _compiled(path, SHARD_STACK=10 ** 6)
-    assert len(compiled.shards) == 1
+    compiled = _compiled(path, SHARD_STACK=10 ** 6, SHARD_RULES=71)  # 70 rules and the catch-all
+    assert len(compiled.shards) == request.param
     return compiled
 
 
@@ -148,7 +150,7 @@ def test_orders_past_the_stack_get_their_own_error_and_the_rest_their_answers(se
         if x >= 64:  # more than 64 tests hold: durable_rules' own limit, as code 303
             assert found[1] == 303 and "more than 64" in found[0]
         else:
-            assert found == tuple(f"r{i}" for i in range(70) if x >= i)
+            assert found == tuple(f"r{i}" for i in range(len(seventy.spec.rules)) if x >= i)
     assert seventy.match({"x": 10}) == tuple(f"r{i}" for i in range(11))  # the engine is left clean
 
 
