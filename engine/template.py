@@ -118,7 +118,12 @@ def _shown(spec: PolicySpec, first: str, second: str | None, values: dict[str, n
         _column(spec, first, values, rows) - _column(spec, second, values, rows)
     # text.tenths' arithmetic on the same doubles, elementwise, so the same whole number of tenths.
     codes, tenths = pd.factorize(np.floor(number * 10 + 0.5))  # not given (NaN): code -1
-    return np.where(codes < 0, len(tenths), codes), [*map(format_tenths, map(int, tenths)), format_value(None)]
+    return np.where(codes < 0, len(tenths), codes), [*(_tenths_text(int(t)) for t in tenths.tolist()),
+                                                      format_value(None)]
+
+
+# The text of a whole number of tenths, for the numbers met lately: rules show the same hours and days over and over.
+_tenths_text = lru_cache(maxsize=1 << 16)(format_tenths)
 
 
 def _column(spec: PolicySpec, name: str, values: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
