@@ -2,9 +2,10 @@
 
 Prints: in-memory orders/s for the cell path and the per-row path and their ratio, and for a text frame as read
 from CSV over the typed facts; end-to-end `cancel-rules evaluate` time on a 1 M-row CSV over pyarrow's (and pandas')
-read+write of the same data, wall and CPU; start-up of `--help` and `decide`; peak RSS of streaming 5 M rows vs
-1 M rows; verify time. With --before DIR (a copy of another version's `engine/`, e.g. `git archive main engine |
-tar -x -C DIR`), the end-to-end and start-up figures of that version are printed next to this one's.
+read+write of the same data, wall and CPU; start-up of `--help`, `decide` and `engine.load().decide`; peak RSS of
+streaming 5 M rows vs 1 M rows; verify time. With --before DIR (a copy of another version's `engine/`, e.g.
+`git archive main engine rules | tar -x -C DIR`: its default policy is read from DIR/rules), the end-to-end and
+start-up figures of that version are printed next to this one's.
 Usage: python bench/bench_batch.py [--rows 1000000] [--big 5000000] [--before DIR]
 """
 
@@ -100,6 +101,30 @@ def peak_rss_mb(args: list[str]) -> tuple[float, float]:
     return peak / 2**20, time.perf_counter() - started
 
 
+ORDER = '{"order_id": "A", "status": "shipped"}'  # JSON, and a Python dict literal too
+STARTUPS = {  # what a user starts: the CLI's help, one decision through the CLI, one through the Python API
+    "--help": lambda before: [*cli(before), "--help"],
+    "decide": lambda before: [*cli(before), "decide", "--json", ORDER, "--as-of", AS_OF],
+    "engine.load().decide": lambda before: [
+        sys.executable, "-c", f"import engine; print(engine.load().decide({ORDER}, as_of={AS_OF!r}).to_json())"],
+}
+
+
+def print_startup(versions: list[tuple[str, str | None]], repeat: int = 5) -> None:
+    """Best wall and best CPU seconds of each start-up, the versions taking turns (the machine's load drifts)."""
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for _ in range(repeat):
+        for name, before in versions:
+            for what, command in STARTUPS.items():
+                runs.setdefault((name, what), []).append(timed_run(command(before), before))
+    if sys.flags.dont_write_bytecode:  # the children inherit PYTHONDONTWRITEBYTECODE
+        print("start-up: no .pyc is written here (PYTHONDONTWRITEBYTECODE): modules without one compile at each start")
+    for name, _ in versions:
+        print(f"start-up, {name}: " + "; ".join(
+            f"{what} {min(w for w, _ in runs[name, what]):.3f} s wall, {min(c for _, c in runs[name, what]):.3f} s CPU"
+            for what in STARTUPS))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -127,12 +152,7 @@ def main() -> None:
           f"text / typed facts {cells_s / text_s:.2f}")
 
     versions = [("this version", None)] + ([("before", args.before)] if args.before else [])
-    for name, before in versions:
-        help_s = min(timed_run(cli(before) + ["--help"], before) for _ in range(3))
-        decide_s = min(timed_run(cli(before) + ["decide", "--json", '{"order_id": "A", "status": "shipped"}',
-                                                "--as-of", AS_OF], before) for _ in range(3))
-        print(f"start-up, {name}: --help {help_s[0]:.2f} s wall, {help_s[1]:.2f} s CPU; "
-              f"decide {decide_s[0]:.2f} s wall, {decide_s[1]:.2f} s CPU")
+    print_startup(versions)
 
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp, "orders.csv"), Path(tmp, "out.csv")

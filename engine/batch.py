@@ -12,27 +12,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .compiler import MATCH_CHUNK, CompiledPolicy
 from .decision import decide_row, match, outcome
 from .errors import EngineError, InputError, OrderError, UsageError
 from .facts import input_fields, normalize, unknown_fields
-from .frames import frame_orders, normalize_frame
 from .matching import RuleBits
 from .memo import LRU
 from .model import Method, PolicySpec
 from .space import FactSpace
-from .tabular import OUTPUT_COLUMNS
-from .template import render_rows
 from .text import alias_key
+
+# pandas and pyarrow (under frames and tabular) are imported by the functions working on frames: one decision
+# (engine.lookup) reads CellDecisions without them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def resolve_columns(spec: PolicySpec, columns: list[str], source: str = "input") -> dict[str, str]:
     """Field name -> input column, matching header case and surrounding spaces; checks required facts."""
+    from .tabular import OUTPUT_COLUMNS
+
     by_key: dict[str, str] = {}
     for col in columns:
         by_key.setdefault(alias_key(str(col)), col)
@@ -204,6 +207,11 @@ def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, 
                    source: str = "input", strict: bool = False) -> pd.DataFrame:
     """The input rows, in order, with the decision columns added. With strict, a column that looks like a
     misspelt field is an InputError (other unknown columns are kept and echoed)."""
+    import pandas as pd
+
+    from .frames import frame_orders
+    from .tabular import OUTPUT_COLUMNS
+
     if method not in ("cells", "rows"):
         raise UsageError(f"method must be 'cells' or 'rows', got {method!r}", "method")
     spec = compiled.spec
@@ -229,6 +237,9 @@ def evaluate_frame(compiled: CompiledPolicy, df: pd.DataFrame, as_of: datetime, 
 
 
 def _evaluate_cells(compiled, df, columns, as_of, action, rule_id, message, error) -> None:
+    from .frames import frame_orders, normalize_frame
+    from .template import render_rows
+
     spec = compiled.spec
     norm = normalize_frame(spec, df, columns, as_of)
     bad_rows = np.flatnonzero(norm.bad)

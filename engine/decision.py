@@ -12,7 +12,6 @@ from typing import Any
 from .compiler import CompiledPolicy
 from .errors import EngineError, OrderError
 from .facts import normalize, unknown_field_warnings
-from .html import decision_html
 from .model import PolicySpec, Rule
 from .operators import ConditionResult, check
 from .template import render
@@ -97,6 +96,8 @@ class Decision:
         return json.dumps(self, indent=indent, ensure_ascii=False, default=_as_fields)
 
     def _repr_html_(self) -> str:
+        from .html import decision_html  # notebooks only: one decision's start-up skips it
+
         return decision_html(self)
 
     def explain(self) -> str:

@@ -7,10 +7,11 @@ parsed once, exactly as the per-row path parses it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -18,10 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .facts import elapsed, enum_value, is_blank, number_value
-from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec
-
-NOT_GIVEN = -1  # enum code of a fact that is not given
-INVALID = -2  # enum code of a value that is not valid
+from .model import INVALID, MAX_NUMBER, NOT_GIVEN, TIME_UNITS, FactSpec, PolicySpec
 
 
 @dataclass
@@ -119,11 +117,11 @@ def _number_column(fact: FactSpec, col: pd.Series) -> tuple[np.ndarray, np.ndarr
     return np.where(bad | blank, np.nan, values), bad  # defaults come after the timestamp, in normalize_frame
 
 
-# Texts of this exact shape mean the same instant to Arrow and to datetime.fromisoformat (the per-row parser), so
-# they are parsed vectorized; every other value goes through the per-row parser itself.
-_PLAIN_ISO = (r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
-              r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?$")
-_OFFSET = r"(Z|[+-]\d\d:\d\d)$"
+# The plain ISO 8601 stamps: YYYY-MM-DD, optionally [T ]HH:MM[:SS[.f{1,6}]] then Z or +-HH:MM (ASCII digits, every
+# part in range, a date that exists). Both Arrow and datetime.fromisoformat (the per-row parser) read them as the same
+# instant, so they are parsed vectorized, byte by byte; every other text goes through the per-row parser itself.
+_CORE_WIDTHS = frozenset({10, 16, 19, 21, 22, 23, 24, 25, 26})  # date, +time, +seconds, +1..6 fraction digits
+_MAX_WIDTH = 32  # the longest plain stamp: 26 + an offset of 6
 _EXACT_MICROS = 2**53  # below this a count of microseconds is an exact float: one rounding, as timedelta divides
 
 
@@ -133,55 +131,164 @@ def _arrow_texts(col: pd.Series) -> pa.Array | None:
         return None
     if col.dtype == object:  # a date object, a number, a list: never taken for text
         is_text = np.fromiter((isinstance(v, str) for v in col), dtype=bool, count=len(col))
-        return pa.array(np.where(is_text, col.to_numpy(dtype=object), None), type=pa.large_string())
-    return pa.array(col.array, type=pa.large_string(), from_pandas=True)  # large: no 2 GB limit, no copy
+        texts = pa.array(np.where(is_text, col.to_numpy(dtype=object), None), type=pa.large_string())
+    else:
+        texts = pa.array(col.array, type=pa.large_string(), from_pandas=True)  # large: no 2 GB limit, no copy
+    return texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
 
 
-def _plain_micros(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(plain mask, microseconds since the epoch where plain): the plain ISO 8601 stamps, parsed by Arrow. A date
-    that does not exist (Feb 30, year 0) is not plain: the per-row parser words it."""
+def _plain_micros(texts: pa.Array, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(plain mask, microseconds since the epoch where plain) of texts without nulls, of these byte lengths: stamps
+    of one width at a time are a matrix of bytes."""
     plain = np.zeros(len(texts), dtype=bool)
     micros = np.zeros(len(texts), dtype=np.int64)
-    given = np.flatnonzero(np.array(pc.greater(pc.binary_length(texts), 0).fill_null(False), dtype=bool))
-    if not len(given):  # most cells of a timestamp column are often empty: the regex reads only the others
-        return plain, micros
-    plain[given] = np.array(pc.match_substring_regex(texts.take(pa.array(given)), _PLAIN_ISO), dtype=bool)
-    rows = np.flatnonzero(plain)
-    if not len(rows):
-        return plain, micros
-    stamps = texts.take(pa.array(rows))
-    year, month, day = (pc.cast(pc.utf8_slice_codeunits(stamps, a, b), pa.int64()).to_numpy()
-                        for a, b in ((0, 4), (5, 7), (8, 10)))
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month_days = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[month] + (leap & (month == 2))
-    real = (year >= 1) & (day <= month_days)
-    zoned = pc.match_substring_regex(stamps, _OFFSET).to_numpy(zero_copy_only=False)
-    for kind, which in ((pa.timestamp("us", "UTC"), real & zoned), (pa.timestamp("us"), real & ~zoned)):
-        if which.any():  # a naive stamp is UTC, as parse_timestamp reads it
-            parsed = pc.cast(stamps.filter(pa.array(which)), kind).cast(pa.int64())
-            micros[rows[which]] = parsed.to_numpy()
-    plain[rows[~real]] = False
+    widths = np.minimum(widths, _MAX_WIDTH + 1)
+    counts = np.bincount(widths, minlength=_MAX_WIDTH + 2)
+    for width in np.flatnonzero(counts[10:_MAX_WIDTH + 1]).tolist():
+        width += 10
+        if counts[width] == len(texts) - counts[0]:  # every text given has this width: its bytes, as they are
+            rows, same = np.flatnonzero(widths == width), texts
+        else:
+            rows = np.flatnonzero(widths == width)
+            same = texts.take(pa.array(rows))
+        offsets = np.frombuffer(same.buffers()[1], dtype=np.int64)
+        first = int(offsets[same.offset])
+        block = np.frombuffer(same.buffers()[2], dtype=np.uint8)[first: first + len(rows) * width]
+        plain[rows], micros[rows] = _stamps(block.reshape(len(rows), width))
     return plain, micros
 
 
-def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime) -> tuple[np.ndarray, np.ndarray]:
-    """(elapsed time in the fact's unit with NaN where blank, bad mask) for a timestamp column."""
-    values = np.full(len(col), np.nan)
-    bad = np.zeros(len(col), dtype=bool)
+def _stamps(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(plain mask, microseconds) of stamps of one width, one per row of a matrix of bytes; rows are told apart by
+    how they end (Z, an offset, nothing), which fixes where every part lies."""
+    width = block.shape[1]
+    ok = np.zeros(len(block), dtype=bool)
+    micros = np.zeros(len(block), dtype=np.int64)
+    zulu = block[:, -1] == ord("Z")
+    signed = ~zulu & (width >= 16)
+    if width >= 16:
+        signed &= ((block[:, -6] == ord("+")) | (block[:, -6] == ord("-"))) & (block[:, -3] == ord(":"))
+    for which, end in ((~zulu & ~signed, ""), (zulu, "Z"), (signed, "+")):
+        core = width - len(end) - (5 if end == "+" else 0)
+        rows = np.flatnonzero(which)
+        if not len(rows) or core not in _CORE_WIDTHS or (core == 10 and end):
+            continue  # an offset needs a time of day
+        every = len(rows) == len(block)  # rows of one kind: slices of the block, no copy
+        for at in range(0, len(rows), _STAMP_ROWS):  # bounded temporaries, however many rows
+            some = slice(at, at + _STAMP_ROWS) if every else rows[at: at + _STAMP_ROWS]
+            ok[some], micros[some] = _stamps_read(block[some], _layout(core, width, end))
+    return ok, micros
+
+
+_STAMP_ROWS = 1 << 16
+_FIELDS = ("year", "month", "day", "hour", "minute", "second", "micro", "offset_hour", "offset_minute")
+_LEAST = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0])
+_MOST = np.array([9999, 12, 31, 23, 59, 59, 999_999, 23, 59])
+
+
+class _Layout(NamedTuple):
+    """Where the parts of a stamp of one shape lie."""
+
+    columns: np.ndarray  # the digits' columns, field after field in _FIELDS order
+    fields: tuple[int, ...]  # the fields read (positions in _FIELDS)
+    ends: tuple[int, ...]  # where each field's digits end in columns
+    separator_at: np.ndarray  # the other bytes' columns
+    separators: np.ndarray  # and their bytes ('T' for a 'T' or a space)
+    micro_scale: int  # ".5" is half a second: the fraction's digits times this are microseconds
+    offset: bool  # ends with +HH:MM or -HH:MM
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(core: int, width: int, end: str) -> _Layout:
+    spans = {"year": (0, 4), "month": (5, 7), "day": (8, 10)}
+    separators = {4: "-", 7: "-"}
+    if core > 10:
+        spans |= {"hour": (11, 13), "minute": (14, 16)}
+        separators |= {10: "T", 13: ":"}
+    if core >= 19:
+        spans["second"] = (17, 19)
+        separators[16] = ":"
+    if core >= 21:
+        spans["micro"] = (20, core)
+        separators[19] = "."
+    if end == "Z":
+        separators[core] = "Z"
+    elif end == "+":
+        spans |= {"offset_hour": (core + 1, core + 3), "offset_minute": (core + 4, core + 6)}
+        separators[core + 3] = ":"
+    return _Layout(np.array([c for a, b in spans.values() for c in range(a, b)]),
+                   tuple(_FIELDS.index(name) for name in spans),
+                   tuple(np.cumsum([b - a for a, b in spans.values()]).tolist()),
+                   np.array(list(separators)), np.array([ord(c) for c in separators.values()], dtype=np.uint8),
+                   10 ** (26 - core) if core >= 21 else 1, end == "+")
+
+
+def _stamps_read(part: np.ndarray, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
+    """(valid, microseconds since the epoch in UTC) of rows of one shape: digits where digits go, each part in
+    range, a date that exists."""
+    digits = np.ascontiguousarray((part[:, layout.columns] - np.uint8(ord("0"))).T)  # below '0' wraps past 9
+    seps = part[:, layout.separator_at]
+    time_mark = layout.separator_at == 10  # 'T' or a space
+    seps[:, time_mark] = np.where(seps[:, time_mark] == ord(" "), ord("T"), seps[:, time_mark])
+    ok = (digits < 10).all(axis=0) & (seps == layout.separators).all(axis=1)
+    fields = np.zeros((len(_FIELDS), len(part)), dtype=np.int32)  # below 2**31 even from bytes that are no digits
+    start = 0
+    for field, end in zip(layout.fields, layout.ends, strict=True):
+        value = fields[field]  # a view: summed in place, digit after digit
+        for k in range(start, end):
+            value *= 10
+            value += digits[k]
+        start = end
+    ok &= ((fields >= _LEAST[:, None]) & (fields <= _MOST[:, None])).all(axis=0)
+    year, month, day, hour, minute, second, micro, offset_hour, offset_minute = fields
+    year, month = np.minimum(year, 9999), np.minimum(month, 12)  # in the tables' range, wherever not ok
+    leap = _LEAP[year]
+    ok &= day <= _MONTH_DAYS[leap * 13 + month]
+    seconds = (_YEAR_START[year] + _MONTH_START[leap * 13 + month] + (day - 1)) * 86_400
+    seconds += hour * 3600 + minute * 60 + second
+    if layout.offset:  # the instant in UTC is the local time minus the offset
+        seconds -= np.where(part[:, -6] == ord("-"), -60, 60) * (offset_hour * 60 + offset_minute)
+    return ok, seconds * 1_000_000 + micro.astype(np.int64) * layout.micro_scale
+
+
+def _calendar() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per year 0..9999: leap or not, days from 1970-01-01 to its first day; per (leap, month): days before the
+    month and days in it (proleptic Gregorian, as datetime counts)."""
+    years = np.arange(10_000)
+    leap = ((years % 4 == 0) & ((years % 100 != 0) | (years % 400 == 0))).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(365 + leap[:-1])])
+    days = np.array([[0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31],
+                     [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]])
+    before = np.concatenate([np.zeros((2, 1), dtype=np.int64), np.cumsum(days, axis=1)[:, :-1]], axis=1)
+    return leap, starts - starts[1970], before.ravel(), days.ravel()  # (leap, month) at leap * 13 + month
+
+
+_LEAP, _YEAR_START, _MONTH_START, _MONTH_DAYS = _calendar()
+
+
+def _elapsed_column(fact: FactSpec, col: pd.Series, as_of: datetime, rows: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(elapsed time in the fact's unit with NaN where blank, bad mask) of a timestamp column's cells at rows (a
+    mask; every cell when None)."""
     texts = _arrow_texts(col)
-    plain, micros = _plain_micros(texts) if texts is not None else (np.zeros(len(col), dtype=bool), None)
-    if micros is not None and plain.any():
+    if texts is not None and rows is not None:
+        texts = texts.filter(pa.array(rows))
+    n = len(col) if rows is None else int(np.count_nonzero(rows))
+    values, bad, rest = np.full(n, np.nan), np.zeros(n, dtype=bool), np.arange(n)
+    if texts is not None:
+        lengths = pc.binary_length(texts)  # null where the cell is not text
+        # A null slot may own bytes in Arrow's layout: without one the cells lie back to back.
+        plain, micros = _plain_micros(pc.fill_null(texts, "") if texts.null_count else texts,
+                                      lengths.fill_null(0).to_numpy(zero_copy_only=False))
         as_of_us = np.datetime64(as_of.astimezone(UTC).replace(tzinfo=None), "us").astype(np.int64)
         delta = as_of_us - micros
         # Whole microseconds divided once, as timedelta.total_seconds() does; a future stamp or one centuries
         # away (not an exact float) is left to the per-row parser.
         plain &= (delta >= 0) & (delta < _EXACT_MICROS)
-        values[plain] = delta[plain] / 1e6 / TIME_UNITS[fact.per]
-    rest = np.flatnonzero(~plain)
-    if texts is not None:  # an empty text is blank: nothing to parse
-        rest = rest[np.array(pc.binary_length(texts.take(pa.array(rest))).fill_null(1), dtype=np.int64) > 0]
+        values = np.where(plain, delta / 1e6 / TIME_UNITS[fact.per], np.nan)
+        rest = np.flatnonzero(~plain & (lengths.fill_null(1).to_numpy(zero_copy_only=False) > 0))  # '' is blank
     if len(rest):
-        codes, uniques = _factorize(col.iloc[rest])
+        codes, uniques = _factorize(col.iloc[rest if rows is None else np.flatnonzero(rows)[rest]])
         parsed_rest = np.full(len(uniques), np.nan)
         unique_bad = np.zeros(len(uniques), dtype=bool)
         for i, raw in enumerate(uniques):
@@ -218,7 +325,7 @@ def normalize_frame(spec: PolicySpec, df: pd.DataFrame, columns: Mapping[str, st
         if fact.from_timestamp is not None and fact.from_timestamp in columns:
             # The number wins when both are given; the timestamp fills the rows where it is blank.
             fill = np.isnan(number) & ~number_bad
-            stamp, stamp_bad = _elapsed_column(fact, df[columns[fact.from_timestamp]][fill], as_of)
+            stamp, stamp_bad = _elapsed_column(fact, df[columns[fact.from_timestamp]], as_of, fill)
             number[fill] = stamp
             number_bad[fill] |= stamp_bad
         blank = np.isnan(number) & ~number_bad  # neither the number nor its timestamp given

@@ -10,7 +10,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .batch import CellDecisions, cell_decisions
 from .compiler import CompiledPolicy
@@ -102,7 +101,7 @@ class CellLookup:
             ids = np.arange(start, min(start + BLOCK, space.n_cells), dtype=np.int64)
             ids = ids[space.nonempty(ids)]
             state, bits = self.bits.matched_rows(space.bins(ids), len(ids))
-            codes, pairs = pd.factorize(space.canonical(ids) * len(bits) + state)
+            pairs, codes = np.unique(space.canonical(ids) * len(bits) + state, return_inverse=True)
             slots = np.empty(len(pairs), dtype=np.int32)
             for k, pair in enumerate(pairs.tolist()):
                 canonical, view = divmod(pair, len(bits))

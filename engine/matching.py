@@ -15,7 +15,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .space import FactSpace
 
@@ -133,6 +132,8 @@ class RuleBits:
                 seen[code] = True
                 keys = np.flatnonzero(seen)
             else:
+                import pandas as pd  # a span this wide is a batch's; one decision never imports pandas
+
                 where, keys = pd.factorize(code)
             merged = bits[keys // len(packed)] & packed[keys % len(packed)]
             first, group = distinct_rows(merged)

@@ -22,6 +22,9 @@ FACT_TYPES: tuple[FactType, ...] = get_args(FactType)
 HIT_POLICIES: tuple[HitPolicy, ...] = get_args(HitPolicy)
 TIME_UNITS = {"hours": 3600.0, "days": 86400.0}
 MAX_NUMBER = 1e9  # largest number fact accepted
+# Enum facts as arrays of codes (engine.frames, engine.space): a value's position in FactSpec.values, or one of these.
+NOT_GIVEN = -1  # enum code of a fact that is not given
+INVALID = -2  # enum code of a value that is not valid
 
 
 @dataclass(frozen=True)

@@ -9,29 +9,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
-
-from .atomic import atomic_file
-from .batch import evaluate_frame
-from .compare import PolicyDiff, policy_diff
 from .compiler import CompiledPolicy, compile_policy
-from .coverage import rule_coverage
 from .decision import Decision, decide, match, outcome
-from .edits import spec_text, with_priority_text, with_rule_text, without_rule_text
 from .errors import InputError, OrderError, ParameterError, RuleError, RuleProblem, UsageError
 from .facts import normalize, parse_as_of
-from .html import policy_html
-from .intake import check_fields, map_frame
 from .loader import load_spec, load_spec_text
 from .lookup import decide_cells
 from .model import Example, KeyedParameter, Method, PolicySpec
-from .scenarios import Cases, ScenarioReport, read_cases, run_scenarios
-from .tabular import write_reason
 from .text import format_value
-from .verify import VerifyReport, verify
 
+# What works on frames (pandas, pyarrow), edits text, writes files or HTML is imported by the methods using it:
+# loading a policy and deciding one order need none of it, and `cancel-rules decide` starts in half the time.
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from .compare import PolicyDiff
     from .jdm import JdmImport
+    from .scenarios import Cases, ScenarioReport
+    from .verify import VerifyReport
 
 Engine = Literal["cells", "direct"]  # how Policy.decide asks durable_rules: per cell, memoized; or per order
 
@@ -85,6 +80,9 @@ class Policy:
         Columns the policy does not read are kept; with strict, one that looks like a misspelt field raises.
         mapping renames columns to fields first ({"Order Status": "status"}; the output has the new names).
         A dask DataFrame gives a lazy dask DataFrame (engine.cluster: the policy travels as its YAML source)."""
+        from .batch import evaluate_frame
+        from .intake import check_fields, map_frame
+
         if mapping:
             check_fields(self.spec, mapping)
             df = df.rename(columns=dict(mapping)) if _is_dask(df) else map_frame(df, mapping)
@@ -97,11 +95,15 @@ class Policy:
     def coverage(self, df: pd.DataFrame, as_of: str | datetime | None = None) -> pd.DataFrame:
         """Every rule in firing order with the orders of df it decides (rule_id, action, priority, orders, share
         in %); rules no order reaches have 0. df is orders (evaluated at as_of) or this policy's decisions."""
+        from .coverage import rule_coverage
+
         decided = df if {"action", "rule_id"} <= set(df.columns) else self.evaluate(df, as_of)
         return rule_coverage(self.spec, decided["rule_id"])
 
     def verify(self) -> VerifyReport:
         """Gaps, unreachable rules and overlaps over the whole fact space, asked of durable_rules."""
+        from .verify import verify
+
         return verify(self.compiled)
 
     def with_parameters(self, **overrides: float | Mapping[str, float]) -> Policy:
@@ -126,15 +128,22 @@ class Policy:
         return Policy(spec, compile_policy(spec))
 
     def _repr_html_(self) -> str:
+        from .html import policy_html
+
         return policy_html(self)
 
     def to_yaml(self) -> str:
         """The policy's own file as text (a variant's, for a variant): the text it was read from, with only the
         values changed since (parameters, rules) written anew, so comments, order and layout stay."""
+        from .edits import spec_text
+
         return spec_text(self.spec)
 
     def save(self, path: str | Path) -> Path:
         """Write to_yaml() to path, atomically (a reader sees the old file or the new one, never a part)."""
+        from .atomic import atomic_file
+        from .tabular import write_reason
+
         target = Path(path)
         text = self.to_yaml()
         try:
@@ -147,14 +156,20 @@ class Policy:
     def with_rule(self, rule: Mapping[str, Any]) -> Policy:
         """The policy with this rule (a mapping as written in YAML: id, priority, when, then, ...) added, or in
         place of the rule of its id; raises RuleError located in the edited text if it is not valid."""
+        from .edits import with_rule_text
+
         return self._edited(with_rule_text(self.spec, rule))
 
     def without_rule(self, rule_id: str) -> Policy:
         """The policy without the rule of this id (UnknownRuleError if it has none)."""
+        from .edits import without_rule_text
+
         return self._edited(without_rule_text(self.spec, rule_id))
 
     def with_priority(self, rule_id: str, priority: int) -> Policy:
         """The policy with the rule of this id given this priority."""
+        from .edits import with_priority_text
+
         return self._edited(with_priority_text(self.spec, rule_id, priority))
 
     def _edited(self, text: str) -> Policy:
@@ -198,6 +213,10 @@ class Policy:
                     ) -> ScenarioReport:
         """Policy.test's results with the per-rule coverage of the cases and the rule examples (what
         `cancel-rules test` prints)."""
+        import pandas as pd
+
+        from .scenarios import Cases, read_cases, run_scenarios
+
         if isinstance(cases, (str, Path)):
             cases = read_cases(cases)
         elif isinstance(cases, pd.DataFrame):
@@ -274,6 +293,8 @@ def loads(text: str, *, source: str = "<string>", base: Policy | str | Path | No
 def diff(old: Policy, new: Policy, orders: pd.DataFrame | None = None, as_of: str | datetime | None = None
          ) -> PolicyDiff:
     """Every change of decision from old to new: by cell of the joint fact space and, given orders, by order."""
+    from .compare import policy_diff
+
     return policy_diff(old.compiled, new.compiled, orders, parse_as_of(as_of))
 
 

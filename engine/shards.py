@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .errors import RuleError, RuleProblem
 from .model import PolicySpec
+
+if TYPE_CHECKING:  # numpy is imported when a policy is compiled, not by `import engine` (nor `cancel-rules --help`)
+    import numpy as np
 
 Json = dict[str, Any]
 
@@ -126,6 +127,8 @@ class _Values:
         """1 where the test holds at each value of the fact (or might: a comparison of unlike types)."""
         key = (fact, op, type(constant), constant)
         if key not in self._truth:
+            import numpy as np
+
             self._truth[key] = np.array([_holds(op, v, constant) for v in self.values.get(fact, [None])], np.int32)
         return self._truth[key]
 

@@ -17,8 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .frames import NOT_GIVEN
-from .model import KeyedParameter, ParamRef, PolicySpec
+from .model import NOT_GIVEN, KeyedParameter, ParamRef, PolicySpec
 from .operators import OPERATORS, check
 
 
@@ -91,14 +90,22 @@ class Axis:
                 out[out == NOT_GIVEN] = self.not_given_bin
             return out
         points = np.asarray(self.points, dtype=np.float64)
-        pos = np.searchsorted(points, values, side="left")
-        hit = np.zeros(len(values), dtype=bool)
-        inside = pos < len(points)
-        hit[inside] = points[pos[inside]] == values[inside]
-        out = 2 * pos + hit
-        if self.not_given_bin is not None:
-            out[np.isnan(values)] = self.not_given_bin
-        return out.astype(np.int64)
+        # Bin 2k + 1 is the point k, bin 2k the open interval below it: the count of points <= v plus the count
+        # of points < v. A few points are counted by comparing (3x faster than a binary search per value).
+        if len(points) <= _FEW_POINTS:
+            out = np.zeros(len(values), dtype=np.int64)
+            for point in points.tolist():
+                np.add(out, (values >= point).view(np.int8), out=out, casting="unsafe")
+                np.add(out, (values > point).view(np.int8), out=out, casting="unsafe")
+        else:
+            out = np.searchsorted(points, values, side="right") + np.searchsorted(points, values, side="left")
+        missing = np.isnan(values)
+        if missing.any():  # NaN compares false to every point; a binary search puts it past the last
+            out[missing] = 2 * len(points) if self.not_given_bin is None else self.not_given_bin
+        return out.astype(np.int64, copy=False)
+
+
+_FEW_POINTS = 16
 
 
 def _cut_points(spec: PolicySpec, fact: str) -> list[float]:

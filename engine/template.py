@@ -9,7 +9,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .model import FactSpec, KeyedParameter, ParamRef, PolicySpec
 from .text import did_you_mean, format_tenths, format_value
@@ -80,6 +79,8 @@ def _parsed(template: str) -> tuple[tuple[str, ...], tuple[tuple[str, str | None
 def render_rows(spec: PolicySpec, template: str, values: dict[str, np.ndarray], rows: np.ndarray
                 ) -> np.ndarray | str:
     """One rule's message for the given rows, rendered once per distinct combination of what it shows."""
+    import pandas as pd  # here, not at the top: render (one decision) needs no pandas
+
     literals, placeholders = _parsed(template)
     if all(second is None and first not in spec.facts and not isinstance(spec.parameters[first], KeyedParameter)
            for first, second in placeholders):
@@ -103,6 +104,8 @@ def _shown(spec: PolicySpec, first: str, second: str | None, values: dict[str, n
            ) -> tuple[np.ndarray, list[str]]:
     """(code of each row, the text of each code) of one placeholder, the text being what render shows: enum labels,
     parameters, and numbers in tenths (rows showing the same tenths share a code)."""
+    import pandas as pd  # as in render_rows
+
     fact = spec.facts.get(first) if second is None else None
     if fact is not None and fact.type == "enum":
         codes = values[first][rows]

@@ -4,18 +4,21 @@ pandas), and timestamps parsed by Arrow give exactly what the per-row parser giv
 from __future__ import annotations
 
 import io
+import re
 import warnings
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import AS_OF, AS_OF_DT, load_policy
 from engine.facts import elapsed
-from engine.frames import _elapsed_column
+from engine.frames import _elapsed_column, _plain_micros
 from engine.tabular import NotArrowReadable, arrow_text_chunks, read_csv_text
 
 # --- timestamps: Arrow vs the per-row parser ----------------------------------------------------------------
@@ -62,6 +65,10 @@ def test_arrow_timestamps_agree_with_the_per_row_parser(texts, per):
     chunked = pd.Series(pd.array(pa.chunked_array([texts[:half], texts[half:]], pa.large_string()), dtype="str"))
     for col in (pd.Series(texts, dtype="str"), chunked, pd.Series(texts, dtype=object)):  # CSV; in memory
         values, bad = _elapsed_column(fact, col, AS_OF_DT)
+        some = np.arange(len(texts)) % 3 != 1  # the cells of some rows only: the others' numbers were given
+        some_values, some_bad = _elapsed_column(fact, col, AS_OF_DT, some)
+        np.testing.assert_array_equal(some_values, values[some])
+        assert some_bad.tolist() == bad[some].tolist()
         for text, value, is_bad in zip(texts, values, bad, strict=True):
             expected, problem = (None, None) if not text.strip() else elapsed(fact, text, AS_OF_DT)
             assert bool(is_bad) == (problem is not None), text
@@ -94,6 +101,55 @@ def test_plain_stamps_are_parsed_by_arrow_not_per_row(monkeypatch):
     values, bad = _elapsed_column(fact, col, AS_OF_DT)
     assert values[:3].tolist() == [2.0, 0.5, 36.0]
     assert bad.tolist() == [False, False, False, True, True]
+
+
+# The plain ISO 8601 stamps, which frames._plain_micros reads byte by byte: this is their definition.
+PLAIN_ISO = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([T ]([01][0-9]|2[0-3]):[0-5][0-9]"
+                       r"(:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?")
+PARTS = st.tuples(st.integers(0, 9999), st.integers(0, 13), st.integers(0, 32), st.none() | st.integers(0, 24),
+                  st.integers(0, 60), st.none() | st.integers(0, 60), st.none() | st.text("0123456789", min_size=1,
+                                                                                         max_size=7),
+                  st.sampled_from(["", "Z", "+00:00", "-01:00", "+05:30", "-23:59", "+24:00", "+05:60", "-00:00"]),
+                  st.sampled_from(["T", " "]))
+
+
+def near_plain(parts) -> str:
+    """A stamp of the plain shape with every part possibly one past its range."""
+    year, month, day, hour, minute, second, fraction, offset, sep = parts
+    text = f"{year:04d}-{month:02d}-{day:02d}"
+    if hour is not None:
+        text += f"{sep}{hour:02d}:{minute:02d}"
+        if second is not None:
+            text += f":{second:02d}" + ("" if fraction is None else "." + fraction)
+        text += offset
+    return text
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(texts=["0001-01-01", "9999-12-31T23:59:59.999999-23:59", "2024-02-29T00:00+14:00", "2023-02-29",
+                "2026-11-26T12:00:00.5Z", "2026-11-26 12:00:00.123456", "2026-11-26T12:00Z"])
+@example(texts=["2026-11-26T24:00", "2026-11-26T23:60", "2026-11-26T23:59:60", "2026-13-01", "2026-00-01",
+                "2026-11-00", "2026-11-32", "2026-11-26T12:00+24:00", "2026-11-26T12:00+05:60", "0000-01-01",
+                "2026-11-26T12:00:00.1234567", "2026-11-26Z", "2026-11-26T12", "2026/11/26", "2026-11-26t12:00"])
+@given(texts=st.lists(HOSTILE | PARTS.map(near_plain) | st.none(), min_size=1, max_size=50))
+def test_the_byte_parser_reads_the_plain_stamps_and_nothing_else(texts):
+    """Every text of PLAIN_ISO's shape on a date that exists is read, to the microsecond datetime reads it at (a
+    naive one in UTC); every other text is left to the per-row parser."""
+    filled = pc.fill_null(pa.array(texts, type=pa.large_string()), "")
+    plain, micros = _plain_micros(filled, pc.binary_length(filled).to_numpy())
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for text, is_plain, us in zip(texts, plain.tolist(), micros.tolist(), strict=True):
+        expected = None
+        if text is not None and PLAIN_ISO.fullmatch(text):
+            try:
+                stamp = datetime.fromisoformat(text)
+            except ValueError:  # Feb 30, year 0
+                stamp = None
+            if stamp is not None:
+                expected = (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)) - epoch
+        assert is_plain == (expected is not None), text
+        if expected is not None:
+            assert us == expected // timedelta(microseconds=1), text
 
 
 # --- the streaming reader: Arrow reads what pandas reads, or hands the file over ------------------------------

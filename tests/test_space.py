@@ -325,3 +325,29 @@ def test_a_space_past_2_63_cells_decides_every_row_as_the_rows_path(tmp_path):
     rows = policy.evaluate(orders, as_of="2026-01-01T00:00:00+00:00", method="rows")
     assert cells["rule_id"].notna().sum() > 2900
     pd.testing.assert_frame_equal(cells, rows)
+
+
+NUMBERS = st.floats(-1e9, 1e9, allow_nan=False) | st.sampled_from([0.0, -0.0, math.inf, -math.inf, math.nan, 1e-300])
+
+
+@settings(max_examples=150, deadline=None)
+@given(points=st.lists(NUMBERS.filter(math.isfinite), max_size=40, unique=True),
+       values=st.lists(NUMBERS | st.integers(0, 39), min_size=1, max_size=60), optional=st.booleans(),
+       many=st.booleans())
+def test_bins_of_agrees_with_a_bisect_per_value(points, values, optional, many):
+    """Both ways Axis.bins_of counts (comparisons for a few points, binary search for many): point k is bin 2k + 1,
+    the interval below it 2k, and a missing value the 'not given' bin (or past the last point)."""
+    import bisect
+
+    cuts = sorted({0.0 if p == 0 else p for p in points} | ({float(k) for k in range(-10, 10)} if many else set()))
+    axis = engine.space.Axis("x", "number", points=tuple(cuts), optional=optional)
+    # an integer draws one of the points itself: the exact values matter most
+    raw = [cuts[v % len(cuts)] if isinstance(v, int) and cuts else float(v) for v in values]
+    expected = []
+    for value in raw:
+        if math.isnan(value):
+            expected.append(axis.not_given_bin if optional else 2 * len(cuts))
+            continue
+        pos = bisect.bisect_left(cuts, value)
+        expected.append(2 * pos + (pos < len(cuts) and cuts[pos] == value))
+    assert axis.bins_of(np.array(raw, dtype=np.float64)).tolist() == expected
