@@ -18,7 +18,9 @@ process under --timeout and an address-space cap (--mem-gb), so a crash, a hang 
 
 Usage: python bench/bench_growth.py [--family growth,marketplace,limits] [--levels 0-8] [--countries 1,10,50]
        [--rows 1000000] [--mem-gb 10] [--timeout 900] [--max-verify-cells N] [--measures load,verify,batch,diff]
-       [--quick]
+       [--before DIR] [--quick]
+Only the marketplace batch at 1,000 rules, side by side with another version:
+       python bench/bench_growth.py --family marketplace --countries 50 --measures batch --before DIR
 """
 
 from __future__ import annotations
@@ -181,8 +183,9 @@ def run_child(args: argparse.Namespace) -> int:
 
 # --- parent side: run each measure capped, collect, print ---------------------------------------------------
 
-def measure(child: str, extra: list[str], timeout: float, mem_gb: float) -> dict[str, Any]:
-    """Run one measure in a fresh process under a time limit and an address-space cap; never raises.
+def measure(child: str, extra: list[str], timeout: float, mem_gb: float, before: str | None = None) -> dict[str, Any]:
+    """Run one measure in a fresh process under a time limit and an address-space cap; never raises. With before,
+    the engine/ package in that folder is measured instead of this one.
 
     Peak RSS is polled from outside too, so a run killed for its time still shows how big it had grown."""
     import psutil
@@ -195,7 +198,8 @@ def measure(child: str, extra: list[str], timeout: float, mem_gb: float) -> dict
     cmd = [sys.executable, __file__, "--child", child, *extra]
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, preexec_fn=limit)
+        env = {**os.environ, "PYTHONPATH": before} if before else None
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, preexec_fn=limit, env=env)
         polled, killed = 0, False
         while proc.poll() is None:
             try:
@@ -300,6 +304,11 @@ def run_size(label: str, policy: Path, args: argparse.Namespace, countries: int 
         row["batch"] = f"{_fails(batch)} (after {batch['wall_s']:.0f} s, peak {batch['peak_rss_mb']:,.0f} MB)"
         row["check"] = "not run"
     print(f"{label}: batch {row['batch']}; {row['check']}", flush=True)
+    if args.before and "batch" in args.measures:
+        old = measure("batch", common + extra, args.timeout, args.mem_gb, before=args.before)
+        shown = (f"{old['cold_s']:.2f} s cold ({old['rows'] / old['cold_s']:,.0f}/s), {old['warm_s']:.2f} s warm "
+                 f"({old['rows'] / old['warm_s']:,.0f}/s), {old['batch_rss_mb']:,.0f} MB") if old["ok"] else _fails(old)
+        print(f"{label}: batch before ({args.before}), same orders, right after: {shown}", flush=True)
     if "diff" in args.measures and not countries:
         diff = measure("diff", common, args.timeout, args.mem_gb)
         sep = "; " if row["check"] else ""
@@ -378,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measures", default="load,verify,batch",
                         help="comma-separated: load (always), verify, batch, diff (every cell of a growth level "
                              "against the bundled policy, through engine.diff)")
+    parser.add_argument("--before", metavar="DIR",
+                        help="also time the batch with the engine/ (and rules/) in DIR, e.g. from `git archive 181be42 "
+                             "engine rules | tar -x -C DIR`, right after this version's: a side-by-side figure")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: levels 0,1; 1 country; 20,000 rows; no verify above 5 M cells")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)

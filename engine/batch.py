@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .compiler import CompiledPolicy
+from .compiler import MATCH_CHUNK, CompiledPolicy
 from .decision import decide_row, match, outcome
 from .errors import EngineError, InputError, OrderError, UsageError
 from .facts import input_fields, normalize, unknown_fields
@@ -91,21 +91,29 @@ class CellDecisions:
         self.space = FactSpace.of(self.compiled.spec)
 
     def ask(self, canonical_cells: np.ndarray) -> list[tuple[str, ...] | EngineError]:
-        """Matched rules of each canonical cell, asking durable_rules once per cell not seen before; a cell past
-        one of durable_rules' limits gets the EngineError saying so (its rows get that error)."""
-        out = []
-        for cell in canonical_cells.tolist():
-            if cell not in self.matched:
-                facts = self.space.facts_of(cell)
-                assert facts is not None, cell  # only cells that hold a value on every axis are asked
-                try:
-                    self.matched[cell] = match(self.compiled, facts)
-                except EngineError as exc:
-                    if exc.code is None:
-                        raise
-                    self.matched[cell] = exc
-            out.append(self.matched[cell])
-        return out
+        """Matched rules of each canonical cell, asking durable_rules once per cell not seen before (about many at
+        once); a cell past one of durable_rules' limits gets the EngineError saying so (its rows get that error)."""
+        cells = canonical_cells.tolist()
+        new = [cell for cell in dict.fromkeys(cells) if cell not in self.matched]
+        for start in range(0, len(new), MATCH_CHUNK):
+            chunk = new[start:start + MATCH_CHUNK]
+            facts = []
+            for cell in chunk:
+                one = self.space.facts_of(cell)
+                assert one is not None, cell  # only cells that hold a value on every axis are asked
+                facts.append(one)
+            for cell, one, found in zip(chunk, facts, self.compiled.match_many(facts), strict=True):
+                self.matched[cell] = self._alone(one) if isinstance(found, EngineError) else found
+        return [self.matched[cell] for cell in cells]
+
+    def _alone(self, facts: Mapping[str, Any]) -> tuple[str, ...] | EngineError:
+        """decision.match of one order, or the EngineError of a limit it is past (saying how many rules match)."""
+        try:
+            return match(self.compiled, facts)
+        except EngineError as exc:
+            if exc.code is None:
+                raise
+            return exc
 
     @cached_property
     def bits(self) -> RuleBits:
@@ -115,40 +123,64 @@ class CellDecisions:
     def _ranked_ids(self) -> tuple[str, ...]:
         return tuple(rule.id for rule in self.compiled.spec.ranked_rules())
 
+    @cached_property
+    def _axis_values(self) -> tuple[tuple[str, tuple[Any, ...], int | None], ...]:
+        """Per axis: its fact, the value FactSpace.facts_of gives it in each bin (None: none), its 'not given' bin."""
+        return tuple((axis.fact, tuple(map(axis.representative, range(axis.size))), axis.not_given_bin)
+                     for axis in self.space.axes)
+
     def answer_classes(self, bits: np.ndarray, example_bins: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(winner's rank or -1, error or None) of each set of matched rules (rows of bits packed as RuleBits
         packs them; example_bins: the bins of one cell of each), asking durable_rules once per set not seen
         before: the conditions decide which rules match, so cells matching the same rules share an answer."""
         winners = np.empty(len(bits), dtype=np.int64)
         reasons = np.empty(len(bits), dtype=object)
+        keys = [row.tobytes() for row in bits]
         with self._lock:
-            for k in range(len(bits)):
-                key = bits[k].tobytes()
+            new = []
+            for k, key in enumerate(keys):
                 found = self.classes.get(key)
                 if found is None:
-                    found = self.classes[key] = self._ask_class(key, [int(b[k]) for b in example_bins])
-                    while len(self.classes) > MAX_CLASS_ANSWERS:
-                        self.classes.popitem(last=False)
+                    new.append(k)
                 else:
                     self.classes.move_to_end(key)
-                winners[k], reasons[k] = found
+                    winners[k], reasons[k] = found
+            for start in range(0, len(new), MATCH_CHUNK):  # the engine is asked about a chunk of sets at once
+                chunk = np.array(new[start:start + MATCH_CHUNK], dtype=np.int64)
+                for k, found in zip(chunk.tolist(), self._ask_classes(bits[chunk], [b[chunk] for b in example_bins]),
+                                    strict=True):
+                    winners[k], reasons[k] = self.classes[keys[k]] = found
+                    while len(self.classes) > MAX_CLASS_ANSWERS:
+                        self.classes.popitem(last=False)
         return winners, reasons
 
-    def _ask_class(self, key: bytes, bins: list[int]) -> tuple[int, str | None]:
-        """The answer of the engine in one cell matching the rules of `key`, checked against the conditions: a
-        disagreement is an error of its rows, never another class's answer."""
-        cell = 0
-        for b, size in zip(bins, self.space.sizes, strict=True):
-            cell = cell * size + b
-        facts = self.space.facts_of(cell, bins)
-        assert facts is not None, cell  # a row's values lie in its cell, so the cell holds a value on every axis
-        try:
-            matched = match(self.compiled, facts)
-        except EngineError as exc:
-            if exc.code is None:
-                raise
-            return -1, str(exc)
-        positions = np.flatnonzero(np.unpackbits(np.frombuffer(key, dtype=np.uint8), bitorder="little")).tolist()
+    def _ask_classes(self, bits: np.ndarray, example_bins: list[np.ndarray]) -> list[tuple[int, str | None]]:
+        """The answers of sets of matched rules not seen before, from durable_rules asked about one cell of each in
+        one call, each checked against the conditions: a disagreement is an error of its rows, never another set's
+        answer."""
+        facts = []
+        for bins in np.stack(example_bins, axis=1).tolist() if example_bins else [[]] * len(bits):
+            one = {}  # facts_of's facts on the axes: all the engine and the conditions read
+            for (fact, values, not_given), b in zip(self._axis_values, bins, strict=True):
+                assert values[b] is not None or b == not_given, fact  # a row's value lies in its cell
+                if values[b] is not None:
+                    one[fact] = values[b]
+            facts.append(one)
+        where, found = np.nonzero(np.unpackbits(bits, axis=1, bitorder="little", count=len(self._ranked_ids)))
+        ends = np.cumsum(np.bincount(where, minlength=len(bits))).tolist()
+        ranks = found.tolist()
+        out = []
+        for k, matched in enumerate(self.compiled.match_many(facts)):
+            if isinstance(matched, EngineError):
+                matched = self._alone(facts[k])
+            positions = ranks[ends[k - 1] if k else 0:ends[k]]
+            out.append(self._judge(positions, matched))
+        return out
+
+    def _judge(self, positions: list[int], matched: tuple[str, ...] | EngineError) -> tuple[int, str | None]:
+        """The answer of a set of rules (their ranks) from what the engine matched in a cell of it."""
+        if isinstance(matched, EngineError):
+            return -1, str(matched)
         explained = tuple(self._ranked_ids[r] for r in positions)
         if explained != matched:
             return -1, str(EngineError(self.compiled.ruleset, "explanation",

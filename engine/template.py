@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .model import FactSpec, KeyedParameter, ParamRef, PolicySpec
-from .text import did_you_mean, format_value
+from .text import did_you_mean, format_tenths, format_value
 
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 PLACEHOLDER_BODY = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:-\s*([A-Za-z_]\w*)\s*)?$")
@@ -89,61 +89,52 @@ def render_codes(spec: PolicySpec, template: str, values: dict[str, np.ndarray],
     placeholders."""
     import pandas as pd  # here, not at the top: render (one decision) needs no pandas
 
-    keys = []
-    for body in PLACEHOLDER.findall(template):
-        first, second = _names(body)
-        if second is not None:
-            keys.append(_tenths_key(_column(spec, first, values, rows) - _column(spec, second, values, rows)))
-            continue
-        param = spec.parameters.get(first)
-        if isinstance(param, KeyedParameter):
-            keys.append(values[param.by][rows])
-        elif first in spec.facts:
-            v = values[first][rows]
-            keys.append(v if spec.facts[first].type == "enum" else _tenths_key(v))
-    if not keys:
+    literals, placeholders = _parsed(template)
+    if all(second is None and first not in spec.facts and not isinstance(spec.parameters[first], KeyedParameter)
+           for first, second in placeholders):
         return render(spec, template, {})  # one text, broadcast by the caller
-    combined = np.zeros(len(rows), dtype=np.int64)
-    for key in keys:
-        k_codes, k_uniques = pd.factorize(key)
-        combined = combined * (len(k_uniques) + 1) + k_codes
-    codes, uniques = pd.factorize(combined)
-    first_row = np.zeros(len(uniques), dtype=np.int64)
-    first_row[codes[::-1]] = np.arange(len(codes))[::-1]
-    return codes, _render_each(spec, template, values, rows[first_row])
+    shown = [_shown(spec, first, second, values, rows) for first, second in placeholders]
+    combined, span = np.zeros(len(rows), dtype=np.int64), 1
+    for codes, texts in shown:
+        if span * len(texts) >= 1 << 62:  # past 64 bits: number the combinations met so far instead
+            combined, met = pd.factorize(combined)
+            span = len(met)
+        combined, span = combined * len(texts) + codes, span * len(texts)
+    each, met = pd.factorize(combined)
+    first_row = np.zeros(len(met), dtype=np.int64)
+    first_row[each[::-1]] = np.arange(len(each))[::-1]
+    pieces = [[texts[c] for c in codes[first_row].tolist()] for codes, texts in shown]
+    form = "%s".join(literal.replace("%", "%%") for literal in literals)
+    return each, [form % combination for combination in zip(*pieces, strict=True)]
 
 
-def _render_each(spec: PolicySpec, template: str, values: dict[str, np.ndarray], rows: np.ndarray) -> list[str]:
-    """render for each row, one placeholder column at a time (same text, far fewer calls)."""
-    parts = PLACEHOLDER.split(" ".join(template.split()))  # literal, placeholder, literal, ...
-    columns: list[list[str]] = []
-    for body in parts[1::2]:
-        first, second = _names(body)
-        if second is not None:
-            diff = _column(spec, first, values, rows) - _column(spec, second, values, rows)
-            columns.append([format_value(None if np.isnan(v) else float(v)) for v in diff])
-        elif first in spec.facts and spec.facts[first].type == "enum":
-            fact = spec.facts[first]
-            labels = [fact.label(v) for v in fact.values]
-            columns.append([labels[c] if c >= 0 else format_value(None) for c in values[first][rows]])
-        elif first in spec.facts:
-            columns.append([format_value(None if np.isnan(v) else float(v)) for v in values[first][rows]])
-        else:
-            param = spec.parameters[first]
-            if isinstance(param, KeyedParameter):
-                table = [format_value(param.lookup(v)) for v in spec.facts[param.by].values]
-                missing = format_value(param.lookup(None))
-                columns.append([table[c] if c >= 0 else missing for c in values[param.by][rows]])
-            else:
-                columns.append([format_value(param)] * len(rows))
-    literals = parts[0::2]
-    out = []
-    for cells in zip(*columns, strict=True) if columns else [()] * len(rows):
-        pieces = [literals[0]]
-        for text, literal in zip(cells, literals[1:], strict=True):
-            pieces += [text, literal]
-        out.append("".join(pieces))
-    return out
+def _shown(spec: PolicySpec, first: str, second: str | None, values: dict[str, np.ndarray], rows: np.ndarray
+           ) -> tuple[np.ndarray, list[str]]:
+    """(code of each row, the text of each code) of one placeholder, the text being what render shows: enum labels,
+    parameters, and numbers in tenths (rows showing the same tenths share a code)."""
+    import pandas as pd  # as in render_rows
+
+    fact = spec.facts.get(first) if second is None else None
+    if fact is not None and fact.type == "enum":
+        codes = values[first][rows]
+        return np.where(codes < 0, len(fact.values), codes), [*map(fact.label, fact.values), format_value(None)]
+    param = spec.parameters.get(first) if second is None and fact is None else None
+    if isinstance(param, KeyedParameter):
+        codes = values[param.by][rows]
+        keys = spec.facts[param.by].values
+        return np.where(codes < 0, len(keys), codes), [format_value(param.lookup(v)) for v in [*keys, None]]
+    if second is None and fact is None:
+        return np.zeros(len(rows), dtype=np.int64), [format_value(param)]
+    number = _column(spec, first, values, rows).astype(np.float64) if second is None else \
+        _column(spec, first, values, rows) - _column(spec, second, values, rows)
+    # text.tenths' arithmetic on the same doubles, elementwise, so the same whole number of tenths.
+    codes, tenths = pd.factorize(np.floor(number * 10 + 0.5))  # not given (NaN): code -1
+    return np.where(codes < 0, len(tenths), codes), [*(_tenths_text(int(t)) for t in tenths.tolist()),
+                                                      format_value(None)]
+
+
+# The text of a whole number of tenths, for the numbers met lately: rules show the same hours and days over and over.
+_tenths_text = lru_cache(maxsize=1 << 16)(format_tenths)
 
 
 def _column(spec: PolicySpec, name: str, values: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
@@ -156,8 +147,3 @@ def _column(spec: PolicySpec, name: str, values: dict[str, np.ndarray], rows: np
                          dtype=np.float64)
         return table[np.where(codes < 0, len(table) - 1, codes)]
     return np.full(len(rows), float(param))
-
-
-def _tenths_key(v: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isnan(v), np.iinfo(np.int64).min, np.floor(v * 10 + 0.5)).astype(np.int64)

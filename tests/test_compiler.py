@@ -41,8 +41,8 @@ def test_every_rule_is_guarded_against_the_state_fact_and_ranked_by_pri():
     assert list(definition) == [*ranked, NO_RULE]
     for rank, rule_id in enumerate(ranked, start=1):
         body = definition[rule_id]
-        assert set(body) == {"all", "pri", "run"}
-        assert body["pri"] == rank and body["run"] == rule_id
+        assert set(body) == {"all", "pri", "cap", "run"}
+        assert body["pri"] == rank and body["run"] == rule_id and body["cap"] == 65535  # match_many's matches at once
         assert len(body["all"]) == 1 and set(body["all"][0]) == {"m"}
         terms = body["all"][0]["m"]["$and"]
         assert terms[0] == NOT_STATE  # without it a rule could match the session state and loop forever
@@ -50,7 +50,7 @@ def test_every_rule_is_guarded_against_the_state_fact_and_ranked_by_pri():
     pris = [body["pri"] for body in definition.values()]
     assert len(set(pris)) == len(pris) and all(0 < p < 2**16 for p in pris)
     # the catch-all handles every message last, so durable_rules never raises "not handled"
-    assert definition[NO_RULE] == {"all": [{"m": NOT_STATE}], "pri": 65000, "run": NO_RULE}
+    assert definition[NO_RULE] == {"all": [{"m": NOT_STATE}], "pri": 65000, "cap": 65535, "run": NO_RULE}
     assert max(pris[:-1]) < definition[NO_RULE]["pri"]
 
 
