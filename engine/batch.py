@@ -281,17 +281,22 @@ def _evaluate_cells(compiled: CompiledPolicy, df: pd.DataFrame, columns: Mapping
 
 def _messages(spec: PolicySpec, values: dict[str, np.ndarray], good: np.ndarray, row_winner: np.ndarray,
               decided: Decided) -> None:
-    """The winners' messages of the good rows, each rule's rows rendered together."""
+    """The winners' messages of the good rows; the rows of every rule with the same template rendered together (a
+    thousand-rule policy has a few dozen templates)."""
     from .template import render_codes
 
-    ranked = decided.rules
-    small = np.int16 if len(ranked) < 2 ** 15 else np.int64  # 16 bits sort by radix: 6x faster
-    by_winner = np.argsort(row_winner.astype(small), kind="stable")  # each rule's rows together, in input order
-    starts = np.searchsorted(row_winner[by_winner], np.arange(len(ranked) + 1))
-    for k in np.flatnonzero(starts[1:] > starts[:-1]).tolist():
-        rows = good[by_winner[starts[k]:starts[k + 1]]]
-        rendered = render_codes(spec, ranked[k].message, values, rows)
-        if isinstance(rendered, str):  # one text for all the rule's rows; no message: none, as per row
+    index: dict[str, int] = {}
+    template_of = np.array([index.setdefault(rule.message, len(index)) for rule in decided.rules] + [-1])
+    row_template = template_of[row_winner]  # a winner of -1 picks the -1 appended: no message
+    small = np.int16 if len(index) < 2 ** 15 else np.int64  # 16 bits sort by radix: 6x faster
+    by_template = np.argsort(row_template.astype(small), kind="stable")  # each template's rows together, in order
+    starts = np.searchsorted(row_template[by_template], np.arange(len(index) + 1))
+    for k, template in enumerate(index):
+        if starts[k + 1] == starts[k]:
+            continue
+        rows = good[by_template[starts[k]:starts[k + 1]]]
+        rendered = render_codes(spec, template, values, rows)
+        if isinstance(rendered, str):  # one text for all these rows; no message: none, as per row
             decided.message[rows] = decided.messages.code(rendered or None)
         else:
-            decided.message[rows] = decided.messages.recode(*rendered)
+            decided.message[rows] = decided.messages.extend(*rendered)

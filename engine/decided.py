@@ -42,6 +42,13 @@ class Texts:
         table = np.array([self.code(t) for t in texts] + [-1], dtype=np.int32)
         return table[local]  # local -1 picks the appended -1
 
+    def extend(self, local: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """Codes into texts (distinct among themselves) as codes into this table, the texts appended as they are: a
+        text met before is held twice (one line of Python per batch of texts, not per text)."""
+        base = len(self.texts)
+        self.texts.extend(texts)
+        return (local + base).astype(np.int32)
+
     def objects(self, codes: np.ndarray) -> np.ndarray:
         """The texts as an object array (None where the code is -1), each text object shared by its rows."""
         return np.array([*self.texts, None], dtype=object)[codes]
