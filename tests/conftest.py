@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import sys
 from datetime import UTC, datetime
@@ -16,7 +17,9 @@ import pytest
 from hypothesis import strategies as st
 
 import engine
+from engine.model import PolicySpec
 from engine.policy import EXAMPLES_AS_OF as _EXAMPLES_AS_OF
+from engine.space import FactSpace
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -58,6 +61,26 @@ def policy() -> engine.Policy:
 def legacy() -> engine.Policy:
     """The bundled policy's legacy variant (72 h for the seller to answer)."""
     return load_policy("legacy")
+
+
+@st.composite
+def threshold_orders(draw: st.DrawFn, spec: PolicySpec) -> dict[str, Any]:
+    """An order with every fact a rule reads: each enum value (or absent when optional), numbers on and beside
+    every threshold of the policy's fact space."""
+    order: dict[str, Any] = {"order_id": "h"}
+    for axis in FactSpace.of(spec).axes:
+        fact = spec.facts[axis.fact]
+        if fact.type == "enum":
+            value = draw(st.sampled_from([*fact.values, *([None] if not fact.required else [])]))
+        else:
+            low = fact.min if fact.min is not None else 0.0
+            high = fact.max if fact.max is not None else 1000.0
+            near = sorted({v for p in axis.points for v in (p, math.nextafter(p, -math.inf), p + 0.5, p - 0.5)
+                           if low <= v <= high})
+            value = draw(st.one_of(st.none(), st.sampled_from(near or [low]), st.floats(low, high)))
+        if value is not None:
+            order[axis.fact] = value
+    return order
 
 
 def header_variants(name: str) -> st.SearchStrategy:

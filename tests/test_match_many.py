@@ -5,7 +5,6 @@ one of durable_rules' limits must get the same EngineError as alone, without spo
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
+from conftest import threshold_orders
 from engine import compiler, shards
 from engine.compiler import CompiledPolicy, compile_policy
 from engine.errors import EngineError
 from engine.facts import normalize, parse_as_of
 from engine.loader import load_spec
 from engine.operators import check
-from engine.space import FactSpace
 from engine.synthetic import marketplace_yaml
 
 AS_OF = "2026-01-01T00:00:00+00:00"
@@ -108,22 +107,8 @@ def conditions_say(compiled: CompiledPolicy, facts: dict[str, Any]) -> tuple[str
 
 @st.composite
 def facts_of_orders(draw: st.DrawFn, compiled: CompiledPolicy) -> dict[str, Any]:
-    """Normalized facts of an order: every enum value (or none when optional), numbers on and beside thresholds."""
-    spec = compiled.spec
-    order: dict[str, Any] = {"order_id": "h"}
-    for axis in FactSpace.of(spec).axes:
-        fact = spec.facts[axis.fact]
-        if fact.type == "enum":
-            value = draw(st.sampled_from([*fact.values, *([None] if not fact.required else [])]))
-        else:
-            low = fact.min if fact.min is not None else 0.0
-            high = fact.max if fact.max is not None else 1000.0
-            near = sorted({v for p in axis.points for v in (p, math.nextafter(p, -math.inf), p + 0.5, p - 0.5)
-                           if low <= v <= high})
-            value = draw(st.one_of(st.none(), st.sampled_from(near or [low]), st.floats(low, high)))
-        if value is not None:
-            order[axis.fact] = value
-    return normalize(spec, order, parse_as_of(AS_OF))
+    """Normalized facts of an order near the policy's thresholds."""
+    return normalize(compiled.spec, draw(threshold_orders(compiled.spec)), parse_as_of(AS_OF))
 
 
 @pytest.mark.parametrize("sharded", [False, True], ids=["one-ruleset", "small-shards"])

@@ -5,7 +5,6 @@ the whole explanation. Shards are made small here so that the marketplace and gr
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
+from conftest import threshold_orders
 from engine import shards
 from engine.compiler import NO_RULE, compile_policy
 from engine.facts import normalize, parse_as_of
 from engine.loader import load_spec
 from engine.operators import check
 from engine.policy import Policy
-from engine.space import FactSpace
 from engine.synthetic import growth_yaml, marketplace_yaml
 
 AS_OF = "2026-01-01T00:00:00+00:00"
@@ -55,26 +54,6 @@ def direct(policy: Policy, order: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(r.id for r in spec.ranked_rules() if all(check(spec, c, facts).passed for c in r.conditions))
 
 
-@st.composite
-def orders(draw: st.DrawFn, policy: Policy) -> dict[str, Any]:
-    """An order with every fact a rule reads: each enum value (or absent when optional), numbers on and beside
-    every threshold of the policy's fact space."""
-    order: dict[str, Any] = {"order_id": "h"}
-    for axis in FactSpace.of(policy.spec).axes:
-        fact = policy.spec.facts[axis.fact]
-        if fact.type == "enum":
-            value = draw(st.sampled_from([*fact.values, *([None] if not fact.required else [])]))
-        else:
-            low = fact.min if fact.min is not None else 0.0
-            high = fact.max if fact.max is not None else 1000.0
-            near = sorted({v for p in axis.points for v in (p, math.nextafter(p, -math.inf), p + 0.5, p - 0.5)
-                           if low <= v <= high})
-            value = draw(st.one_of(st.none(), st.sampled_from(near or [low]), st.floats(low, high)))
-        if value is not None:
-            order[axis.fact] = value
-    return order
-
-
 @pytest.mark.parametrize("kind", ["marketplace", "growth"])
 def test_small_shards_really_split_the_policy(kind, folder):
     whole, sharded = policies(kind, folder)
@@ -94,7 +73,7 @@ def test_small_shards_really_split_the_policy(kind, folder):
 @given(data=st.data())
 def test_sharded_engine_decides_as_one_ruleset_and_as_the_rules_themselves(kind, folder, data):
     whole, sharded = policies(kind, folder)
-    order = data.draw(orders(whole))
+    order = data.draw(threshold_orders(whole.spec))
     expected = direct(whole, order)
     got = sharded.decide(order, as_of=AS_OF)  # decide also checks its explanation against the engine's matches
     assert ((got.rule_id,) if got.rule_id else ()) + got.also_matched == expected
