@@ -137,7 +137,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     chunksize = DEFAULT_CHUNKSIZE if args.chunksize is None else args.chunksize
     try:
         summary = evaluate_csv(policy.compiled, args.input, args.output, as_of, chunksize, progress,
-                               max_columns=args.max_columns, raw=args.raw_csv, strict=args.strict, mapping=mapping)
+                               max_columns=args.max_columns, raw=args.raw_csv, strict=args.strict, mapping=mapping,
+                               delimiter=args.delimiter)
     finally:
         if progress:  # the bar's line ends before the summary or the error
             sys.stderr.write("\n")
@@ -168,6 +169,9 @@ def _evaluate_on_dask(args: argparse.Namespace) -> int:
                          "--dask") from None
     if args.map:
         raise UsageError("--map is not supported with --dask: rename the columns of the input files", "--map")
+    if args.delimiter != ",":
+        raise UsageError("--delimiter is not supported with --dask: the input files must be comma-separated",
+                         "--delimiter")
     from .csvio import terminal_progress
 
     policy = _policy(args)
@@ -303,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write text cells as they are (by default a cell a spreadsheet would run as a formula, "
                         "starting with = + - @ tab or CR and not a number, gets a leading ')")
     p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help=MAP_HELP)
+    p.add_argument("--delimiter", default=",", metavar="SEP", help="the input's field separator: , ; | tab, or auto "
+                   "(sniffed from its first lines); default , (the output is always comma-separated)")
     p.add_argument("--dask", nargs="?", const="local", default=None, metavar="SCHEDULER_ADDRESS",
                    help="evaluate on Dask (needs the [dask] extra): on the scheduler at this address, or without "
                         "one on a local cluster of 2 worker processes; IN may then be a glob of CSVs or Parquet")

@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 import pandas as pd
 import pyarrow as pa
@@ -20,7 +20,7 @@ from .atomic import atomic_file, remove_stale
 from .batch import check_strict_columns, decide_frame, input_fields, resolve_columns, unknown_columns
 from .compiler import CompiledPolicy
 from .errors import InputError, UsageError
-from .intake import apply_mapping, map_frame
+from .intake import DELIMITERS, apply_mapping, map_frame, sniff_delimiter
 from .tabular import (
     OUTPUT_COLUMNS,
     NotArrowReadable,
@@ -120,24 +120,57 @@ def read_header(source: Path, delimiter: str = ",") -> list[str]:
     return header
 
 
+# --delimiter's spellings of the separators engine.intake knows (a tab is hard to type on a command line).
+DELIMITER_NAMES = {**{d: d for d in DELIMITERS}, "tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";",
+                   "pipe": "|"}
+SNIFF_BYTES = 64 * 1024
+
+
+def input_delimiter(source: Path, given: str) -> str:
+    """The separator source is read with: given (',' ';' '|' tab, or a name of one), or with 'auto' the one that
+    splits its first lines into the same number of fields (engine.intake.sniff_delimiter)."""
+    if given == "auto":
+        try:
+            with source.open("rb") as handle:
+                sample = handle.read(SNIFF_BYTES).decode("utf-8", errors="replace").removeprefix("\ufeff")
+        except OSError as exc:
+            raise InputError(str(source), read_reason(exc)) from None
+        return sniff_delimiter(sample)
+    if given not in DELIMITER_NAMES:
+        raise UsageError(f"delimiter must be one of , ; | tab or auto, got {given!r}", "--delimiter")
+    return DELIMITER_NAMES[given]
+
+
+class InputLayout(NamedTuple):
+    """How an input file is read: its header as written (what the reader checks), the renames of a column mapping
+    (the output has the new names) and its separator."""
+
+    header: list[str]
+    renames: dict[str, str]
+    delimiter: str
+
+
 def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Path, as_of: datetime,
                  chunksize: int = DEFAULT_CHUNKSIZE, progress: Callable[[int, float], None] | None = None,
                  max_columns: int = DEFAULT_MAX_COLUMNS, raw: bool = False, strict: bool = False,
-                 mapping: Mapping[str, str] | None = None) -> Summary:
+                 mapping: Mapping[str, str] | None = None, delimiter: str = ",") -> Summary:
     """Evaluate every row of source into target; target is replaced only once the whole file is written.
 
     Text cells a spreadsheet would run as formulas get a leading ' unless raw. Columns the policy does not read
     are kept (and listed in the summary); with strict, one that looks like a misspelt field stops the run. mapping
-    renames columns to fields as they are read ({"Order Status": "status"}); the output has the new names."""
+    renames columns to fields as they are read ({"Order Status": "status"}); the output has the new names. The
+    input is separated by delimiter (see input_delimiter; 'auto' sniffs it); the output always by commas."""
     started = time.perf_counter()
     source, target = Path(source), Path(target)
     if chunksize < 1:
         raise InputError(str(source), f"chunk size must be at least 1, got {chunksize}")
     if not target.parent.is_dir():
         raise InputError(str(target), f"output folder does not exist: {target.parent}")
-    file_header = read_header(source)
+    separator = input_delimiter(source, delimiter)
+    file_header = read_header(source, separator)
     check_width(file_header, str(source), max_columns)
     renames = dict(mapping or {})
+    layout = InputLayout(file_header, renames, separator)
     header = apply_mapping(file_header, renames, str(source))  # a bad mapping stops the run before any output
     check_repeated(header, input_fields(compiled.spec), str(source))
     resolve_columns(compiled.spec, header, str(source))  # a missing column stops the run before any output
@@ -151,30 +184,27 @@ def evaluate_csv(compiled: CompiledPolicy, source: str | Path, target: str | Pat
             # (pandas' default): make it an error instead.
             warnings.simplefilter("error", pd.errors.ParserWarning)
             try:
-                _write_all(compiled, source, sink, (file_header, renames), as_of, chunksize, progress, raw, summary,
-                           arrow=True)
+                _write_all(compiled, source, sink, layout, as_of, chunksize, progress, raw, summary, arrow=True)
             except NotArrowReadable:  # pandas reads it its own way, or words its error: start again with it
                 sink.seek(0)
                 sink.truncate()
                 summary = Summary(unknown_columns=summary.unknown_columns)
-                _write_all(compiled, source, sink, (file_header, renames), as_of, chunksize, progress, raw, summary,
-                           arrow=False)
+                _write_all(compiled, source, sink, layout, as_of, chunksize, progress, raw, summary, arrow=False)
     except OSError as exc:  # the input's failures are InputErrors by now: the output's open, writes, close, rename
         raise InputError(str(target), write_reason(exc)) from None
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _write_all(compiled: CompiledPolicy, source: Path, sink: IO[bytes], columns: tuple[list[str], dict[str, str]],
-               as_of: datetime, chunksize: int, progress: Callable[[int, float], None] | None, raw: bool,
-               summary: Summary, arrow: bool) -> None:
-    """Every row of source, decided, into sink after the header; Arrow reads it, or pandas. columns: the file's
-    header as written (what the reader checks) and the renames of a column mapping (the output has the new names)."""
-    file_header, renames = columns
+def _write_all(compiled: CompiledPolicy, source: Path, sink: IO[bytes], layout: InputLayout, as_of: datetime,
+               chunksize: int, progress: Callable[[int, float], None] | None, raw: bool, summary: Summary,
+               arrow: bool) -> None:
+    """Every row of source, decided, into sink after the header; Arrow reads it, or pandas."""
     size = source.stat().st_size
     with _open_input(source) as handle:
-        sink.write(header_line([renames.get(name, name) for name in file_header] + list(OUTPUT_COLUMNS), raw))
-        for table, frame in _chunks(handle, chunksize, source, file_header if arrow else None, renames):
+        sink.write(header_line([layout.renames.get(name, name) for name in layout.header] + list(OUTPUT_COLUMNS),
+                               raw))
+        for table, frame in _chunks(handle, chunksize, source, layout, arrow):
             fields = resolve_columns(compiled.spec, list(table.column_names), str(source))
             if frame is None:  # pandas for what normalizing reads only: the rest goes out as Arrow read it
                 frame = table.select(list(dict.fromkeys(fields.values()))).to_pandas()
@@ -193,16 +223,17 @@ def _open_input(source: Path) -> IO[bytes]:
         raise InputError(str(source), read_reason(exc)) from None
 
 
-def _chunks(handle: IO[bytes], chunksize: int, source: Path, header: list[str] | None, renames: dict[str, str]
+def _chunks(handle: IO[bytes], chunksize: int, source: Path, layout: InputLayout, arrow: bool
             ) -> Iterator[tuple[pa.Table, pd.DataFrame | None]]:
-    """The input's chunks of text columns (renamed), read by Arrow when given the header (it may raise
-    NotArrowReadable), else by pandas (then the frame too); a failure to read them is the input's."""
+    """The input's chunks of text columns (renamed), read by Arrow (it may raise NotArrowReadable), else by pandas
+    (then the frame too); a failure to read them is the input's."""
+    renames = layout.renames
     try:
-        if header is not None:
-            for table in arrow_text_tables(handle, header, chunksize):
+        if arrow:
+            for table in arrow_text_tables(handle, layout.header, chunksize, layout.delimiter):
                 yield table.rename_columns([renames.get(name, name) for name in table.column_names]), None
         else:
-            for frame in read_csv_text(handle, chunksize=chunksize):
+            for frame in read_csv_text(handle, chunksize=chunksize, sep=layout.delimiter):
                 frame = frame.rename(columns=renames) if renames else frame
                 yield pa.Table.from_pandas(frame, preserve_index=False), frame
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning) as exc:

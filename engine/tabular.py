@@ -70,24 +70,27 @@ class _Sentinel(io.RawIOBase):
         return len(data)
 
 
-def arrow_text_chunks(handle: IO[bytes], header: list[str], chunksize: int) -> Iterator[pd.DataFrame]:
+def arrow_text_chunks(handle: IO[bytes], header: list[str], chunksize: int, delimiter: str = ","
+                      ) -> Iterator[pd.DataFrame]:
     """arrow_text_tables' chunks as frames of text columns, exactly as read_csv_text reads them."""
-    for table in arrow_text_tables(handle, header, chunksize):
+    for table in arrow_text_tables(handle, header, chunksize, delimiter):
         yield table.to_pandas()
 
 
-def arrow_text_tables(handle: IO[bytes], header: list[str], chunksize: int) -> Iterator[pa.Table]:
-    """The rows of a CSV as tables of chunksize string columns, read by Arrow exactly as read_csv_text reads
-    them; raises NotArrowReadable (possibly after some chunks) where it cannot promise that."""
+def arrow_text_tables(handle: IO[bytes], header: list[str], chunksize: int, delimiter: str = ","
+                      ) -> Iterator[pa.Table]:
+    """The rows of a CSV (fields separated by delimiter) as tables of chunksize string columns, read by Arrow
+    exactly as read_csv_text(sep=delimiter) reads them; raises NotArrowReadable (possibly after some chunks) where
+    it cannot promise that."""
     if len(header) < 2 or len(set(header)) < len(header) or "" in header:
         # pandas skips a line of spaces in a one-column file and renames a repeated or empty column name
         raise NotArrowReadable("a header Arrow reads otherwise")
-    tail = ("\n" + ",".join([_MARK] * len(header)) + "\n").encode()
+    tail = ("\n" + delimiter.join([_MARK] * len(header)) + "\n").encode()
     try:
         reader = pacsv.open_csv(
             io.BufferedReader(_Sentinel(handle, tail), ARROW_BLOCK_BYTES),
             read_options=pacsv.ReadOptions(use_threads=False, block_size=ARROW_BLOCK_BYTES),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False))
         if reader.schema.names != header:

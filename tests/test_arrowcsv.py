@@ -177,21 +177,21 @@ def hostile_csvs(draw) -> bytes:
     return data.rstrip(b"\r\n") if draw(st.booleans()) else data
 
 
-def pandas_rows(data: bytes) -> list[list[str]] | None:
+def pandas_rows(data: bytes, delimiter: str = ",") -> list[list[str]] | None:
     """The rows pandas reads (None: it refuses the file)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = read_csv_text(io.BytesIO(data))
+            frame = read_csv_text(io.BytesIO(data), sep=delimiter)
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError):
         return None
     return frame.astype(object).values.tolist()
 
 
-def arrow_rows(data: bytes, header: list[str], chunksize: int) -> list[list[str]] | None:
+def arrow_rows(data: bytes, header: list[str], chunksize: int, delimiter: str = ",") -> list[list[str]] | None:
     """The rows Arrow reads (None: it hands the file to pandas); every chunk but the last is chunksize rows."""
     try:
-        chunks = list(arrow_text_chunks(io.BytesIO(data), header, chunksize))
+        chunks = list(arrow_text_chunks(io.BytesIO(data), header, chunksize, delimiter))
     except NotArrowReadable:
         return None
     assert all(len(c) == chunksize for c in chunks[:-1]) and all(len(c) for c in chunks)
@@ -200,12 +200,13 @@ def arrow_rows(data: bytes, header: list[str], chunksize: int) -> list[list[str]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=hostile_csvs(), chunksize=st.sampled_from([1, 2, 5, 100_000]))
-def test_arrow_reader_reads_what_pandas_reads_or_hands_over(data, chunksize):
-    header = ["c0", "c1", "c2", "c3"][: data.lstrip(b"\xef\xbb\xbf").split(b"\n")[0].count(b",") + 1]
-    got = arrow_rows(data, header, chunksize)
+@given(data=hostile_csvs(), chunksize=st.sampled_from([1, 2, 5, 100_000]), delimiter=st.sampled_from(",;\t|"))
+def test_arrow_reader_reads_what_pandas_reads_or_hands_over(data, chunksize, delimiter):
+    data = data.replace(b",", delimiter.encode())  # the same file separated otherwise, read with that separator
+    header = ["c0", "c1", "c2", "c3"][: data.lstrip(b"\xef\xbb\xbf").split(b"\n")[0].count(delimiter.encode()) + 1]
+    got = arrow_rows(data, header, chunksize, delimiter)
     if got is not None:
-        assert got == pandas_rows(data)
+        assert got == pandas_rows(data, delimiter)
 
 
 @pytest.mark.parametrize("data", [
@@ -221,9 +222,11 @@ def test_arrow_reader_hands_over_where_the_parsers_differ(data):
     assert arrow_rows(data, ["c0", "c1"], 100_000) is None
 
 
-def test_arrow_reader_takes_a_clean_file_in_exact_chunks():
+@pytest.mark.parametrize("delimiter", list(",;\t|"))
+def test_arrow_reader_takes_a_clean_file_in_exact_chunks(delimiter):
     lines = ["order_id,status,note"] + [f'A{i},shipped,"x, ""{i}""\nnext"' for i in range(25)]
+    lines = [line.replace(",", delimiter, 2 if i else 3) for i, line in enumerate(lines)]  # the quoted ', ' stays
     data = ("\ufeff" + "\r\n".join(lines) + "\r\n").encode()
-    rows = arrow_rows(data, ["order_id", "status", "note"], 10)
-    assert rows == pandas_rows(data)
+    rows = arrow_rows(data, ["order_id", "status", "note"], 10, delimiter)
+    assert rows == pandas_rows(data, delimiter)
     assert rows is not None and len(rows) == 25 and rows[3] == ["A3", "shipped", 'x, "3"\nnext']

@@ -349,3 +349,63 @@ def test_evaluate_script_with_a_policy_and_variant(tmp_path):
     out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
     assert out["action"].tolist() == ["wait_for_seller", "open_dispute"]
     assert set(out["policy_version"]) == {load_policy("legacy").version}
+
+
+# --- inputs separated otherwise: --delimiter ---------------------------------------------------------------
+
+def separated(header: list[str], rows: list[list[str]], delimiter: str, quoting: int = csv.QUOTE_MINIMAL) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\n", quoting=quoting).writerows([header, *rows])
+    return buffer.getvalue().encode()
+
+
+@settings(max_examples=25, deadline=None, phases=NO_SHRINK,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=messy_csvs(), delimiter=st.sampled_from([";", "\t", "|"]), spelling=st.sampled_from(["char", "auto"]))
+def test_a_file_separated_otherwise_gives_its_comma_twins_output(tmp_path_factory, case, delimiter, spelling):
+    """Every row and cell, and every decision, as from the same rows separated by commas (output: commas)."""
+    header, rows, _ = case
+    folder = tmp_path_factory.mktemp("sep")
+    (folder / "comma.csv").write_bytes(separated(header, rows, ","))
+    (folder / "other.csv").write_bytes(separated(header, rows, delimiter))
+    code, _, err = run_main("evaluate", str(folder / "comma.csv"), "-o", str(folder / "comma-out.csv"), "--as-of",
+                            AS_OF)
+    assert code == 0, err
+    given = delimiter if spelling == "char" or len(rows) < 2 else "auto"  # one row: too little to sniff from
+    code, _, err = run_main("evaluate", str(folder / "other.csv"), "-o", str(folder / "other-out.csv"), "--as-of",
+                            AS_OF, "--delimiter", given)
+    assert code == 0, err
+    assert (folder / "other-out.csv").read_bytes() == (folder / "comma-out.csv").read_bytes()
+
+
+@pytest.mark.parametrize("delimiter,name", [(";", "semicolon"), ("\t", "tab"), ("|", "pipe")])
+def test_a_file_pandas_reads_is_separated_alike(tmp_path, delimiter, name):
+    """A lone CR in a value hands the file to pandas: it splits at the same separator (by its name here)."""
+    header = ["order_id", "status", "seller_reply", "note"]
+    rows = [["A1", "shipped", "no_reply", "one\rtwo"], ["A2", "awaiting_shipment", "", "x;y|z"]]
+    (tmp_path / "comma.csv").write_bytes(separated(header, rows, ",", csv.QUOTE_ALL))  # the CR inside quotes
+    (tmp_path / "other.csv").write_bytes(separated(header, rows, delimiter, csv.QUOTE_ALL))
+    for src, sep in (("comma.csv", ","), ("other.csv", name)):
+        code, _, err = run_main("evaluate", str(tmp_path / src), "-o", str(tmp_path / f"out-{src}"), "--as-of", AS_OF,
+                                "--delimiter", sep)
+        assert code == 0, err
+    assert (tmp_path / "out-other.csv").read_bytes() == (tmp_path / "out-comma.csv").read_bytes()
+    assert read_back(tmp_path / "out-other.csv")[1][1][:4] == rows[1]
+
+
+def test_a_separator_the_reader_does_not_know_is_refused(tmp_path):
+    write_csv(tmp_path / "in.csv", ["order_id", "status"], [["A1", "shipped"]])
+    code, _, err = run_main("evaluate", str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv"), "--as-of", AS_OF,
+                            "--delimiter", "::")
+    assert code == 2
+    assert err.strip() == "cancel-rules evaluate: delimiter must be one of , ; | tab or auto, got '::'"
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_dask_refuses_a_separator_other_than_the_comma(tmp_path):
+    write_csv(tmp_path / "in.csv", ["order_id", "status"], [["A1", "shipped"]])
+    code, _, err = run_main("evaluate", str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv"), "--as-of", AS_OF,
+                            "--dask", "--delimiter", ";")
+    assert code == 2
+    assert "--delimiter is not supported with --dask" in err
+    assert not (tmp_path / "out.csv").exists()
