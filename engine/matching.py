@@ -119,12 +119,13 @@ class RuleBits:
         """(outcome of each of n rows, the matched rules of each outcome packed as in `groups`): `matched` for
         many rows, a group at a time, carrying from one group to the next only the distinct partial outcomes."""
         state = np.zeros(n, dtype=np.int64)
+        code, term = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)  # reused: no fresh pages per group
         bits = np.packbits(np.ones((1, self.rules), dtype=bool), axis=1, bitorder="little")
         for axes, sizes, packed, _ in self.groups:
-            code = state * len(packed)
+            np.multiply(state, len(packed), out=code)
             scale = 1
             for a, size in zip(axes[::-1], sizes[::-1], strict=True):
-                code += bins[a] * scale
+                code += np.multiply(bins[a], scale, out=term)
                 scale *= size
             span = len(bits) * len(packed)
             if span <= DENSE_SPAN:  # the pairs met are marked in place: no hashing, no sorting
@@ -141,9 +142,9 @@ class RuleBits:
             if span <= DENSE_SPAN:
                 lookup = np.zeros(span, dtype=np.int64)
                 lookup[keys] = group
-                state = lookup[code]
+                np.take(lookup, code, out=state)
             else:
-                state = group[where]
+                np.take(group, where, out=state)
         return state, bits
 
     @cached_property

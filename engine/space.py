@@ -99,8 +99,10 @@ class Axis:
                 np.add(out, (values >= point).view(np.int8), out=out, casting="unsafe")
                 np.add(out, (values > point).view(np.int8), out=out, casting="unsafe")
         else:
-            pos = np.searchsorted(points, values, side="left")
-            out = 2 * pos + (np.append(points, np.nan)[pos] == values)  # NaN past the last point equals nothing
+            out = np.searchsorted(points, values, side="left")
+            hit = np.append(points, np.nan)[out] == values  # NaN past the last point equals nothing
+            out *= 2  # in place: a batch's first arrays are fresh pages, each one paid for
+            out += hit
         missing = np.isnan(values)
         if missing.any():  # NaN compares false to every point; a binary search puts it past the last
             out[missing] = 2 * len(points) if self.not_given_bin is None else self.not_given_bin
