@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import AsOfError, FieldProblem, OrderError
 from .model import MAX_NUMBER, TIME_UNITS, FactSpec, PolicySpec
-from .text import alias_key, did_you_mean
+from .text import alias_key, did_you_mean, echo
 
 # How alike (difflib ratio, after folding case and separators) a field name must be to a field the policy
 # reads to count as a misspelling of it: 'hours_since_contakt' (0.95) is, 'order_date' (0.78 to 'order_id')
@@ -82,30 +82,30 @@ def unknown_field_warnings(spec: PolicySpec, order: Mapping[str, Any]) -> tuple[
 def enum_value(fact: FactSpec, value: Any) -> tuple[str | None, str | None]:
     """(code, None) or (None, problem message) for one enum input."""
     if not isinstance(value, str):
-        return None, f"must be text, got {value!r}"
+        return None, f"must be text, got {echo(value)}"
     code = fact.aliases.get(alias_key(value))
     if code is None:
         # Codes first, then labels, then the (folded) aliases: a hint names a spelling that is accepted.
         hint = did_you_mean(value, (*fact.values, *fact.labels.values(), *fact.aliases), VALUE_CUTOFF, fold=True)
-        return None, f"unknown value {value!r}{_hint_text(hint)}"
+        return None, f"unknown value {echo(value)}{_hint_text(hint)}"
     return code, None
 
 
 def number_value(fact: FactSpec, value: Any) -> tuple[float | None, str | None]:
     """(number, None) or (None, problem message) for one numeric input."""
     if isinstance(value, bool):
-        return None, f"must be a number, got {value!r}"
+        return None, f"must be a number, got {echo(value)}"
     if isinstance(value, str):
         try:
             value = float(value.strip())
         except ValueError:
-            return None, f"not a number: {value!r}"
+            return None, f"not a number: {echo(value)}"
     try:
         number = float(value)
     except OverflowError:  # an int too large for a float
         return None, f"is too large (at most {MAX_NUMBER:g})"
     except (TypeError, ValueError):
-        return None, f"not a number: {value!r}"
+        return None, f"not a number: {echo(value)}"
     if math.isnan(number):
         return None, "is NaN (leave it empty when it is not known)"
     if math.isinf(number):
@@ -124,10 +124,10 @@ def elapsed(fact: FactSpec, value: Any, as_of: datetime) -> tuple[float | None, 
     if isinstance(value, np.datetime64) and not np.isnat(value):  # what a pandas datetime column holds
         value = value.astype("datetime64[us]").astype(datetime)
     if not isinstance(value, (str, datetime)):
-        return None, f"not an ISO 8601 timestamp: {value!r}"
+        return None, f"not an ISO 8601 timestamp: {echo(value)}"
     stamp = parse_timestamp(value) if isinstance(value, str) else parse_as_of(value)
     if stamp is None:
-        return None, f"not an ISO 8601 timestamp: {value!r}"
+        return None, f"not an ISO 8601 timestamp: {echo(value)}"
     amount = (as_of - stamp).total_seconds() / TIME_UNITS[fact.per]
     if amount < 0:
         return None, f"{stamp.isoformat()} is after the as-of time {as_of.isoformat()}"

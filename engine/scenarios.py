@@ -24,7 +24,7 @@ from .facts import input_fields, parse_timestamp
 from .junit import write_junit
 from .model import PolicySpec
 from .tabular import read_reason
-from .text import alias_key, did_you_mean
+from .text import alias_key, did_you_mean, echo
 
 # The columns that say what a case expects (and when it is judged); every other column is the case's order.
 CASE_COLUMNS = ("case", "expected_action", "expected_rule", "as_of")
@@ -166,14 +166,14 @@ def _expectations(spec: PolicySpec, cases: Cases, columns: _Columns) -> list[_Ex
         if not action:
             raise fail("expected_action is empty")
         if action not in spec.actions:
-            raise fail(f"unknown action {action!r} in expected_action{_hint(action, spec.actions)}")
+            raise fail(f"unknown action {echo(action)} in expected_action{_hint(action, spec.actions)}")
         if rule and rule not in ids:
-            raise fail(f"unknown rule {rule!r} in expected_rule{_hint(rule, ids)}")
+            raise fail(f"unknown rule {echo(rule)} in expected_rule{_hint(rule, ids)}")
         if rule and spec.rule(rule).action != action:
             raise fail(f"expected_rule {rule!r} gives {spec.rule(rule).action}, not the expected_action {action}")
         at = parse_timestamp(stamp) if stamp else None
         if stamp and at is None:
-            raise fail(f"as_of is not an ISO 8601 timestamp: {stamp!r}")
+            raise fail(f"as_of is not an ISO 8601 timestamp: {echo(stamp)}")
         out.append(_Expectation(name, action, rule or None, at))
     return out
 

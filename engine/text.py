@@ -15,6 +15,20 @@ def alias_key(text: str) -> str:
     return re.sub(r"[\s_\-]+", " ", text.strip().lower())
 
 
+ECHO_LIMIT = 200  # characters of a bad value an error message shows: a 9 MB value must not make a 9 MB error
+
+
+def echo(value: Any) -> str:
+    """repr of a bad value as an error message shows it: past ECHO_LIMIT characters it is cut, its length said."""
+    if isinstance(value, str):  # cut before repr: the quotes stay balanced
+        if len(value) <= ECHO_LIMIT:
+            return repr(value)
+        short = repr(value[:ECHO_LIMIT])
+        return f"{short[:-1]}…{short[-1]} ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= ECHO_LIMIT else f"{text[:ECHO_LIMIT]}… ({len(text):,} characters)"
+
+
 def format_value(value: Any) -> str:
     if value is None:
         return "not given"

@@ -242,3 +242,15 @@ def test_only_the_first_thousand_unknown_names_are_compared_for_a_hint(spec):
     hints = unknown_fields(spec, names)
     assert list(hints) == names
     assert [hints[n] for n in names[HINTED - 1: HINTED + 1]] == ["status", None]
+
+
+@pytest.mark.parametrize("field,value", [("status", "x" * 1_000_000), ("seller_rating", "9" * 999_999 + "z"),
+                                         ("contacted_at", "2026-" * 200_000), ("status", ["s"] * 200_000)])
+def test_a_huge_bad_value_is_echoed_cut_with_its_length(policy, field, value):
+    """A 1 MB bad value made a 1 MB error line (CLI, CSV error column, summary): it is cut at 200 characters."""
+    order = {"order_id": "A1", "status": "shipped", field: value}
+    with pytest.raises(OrderError) as caught:
+        normalize(policy.spec, order, AS_OF_DT)
+    text = str(caught.value)
+    assert len(text) < 600, len(text)
+    assert " characters)" in text and f"{len(value if isinstance(value, str) else repr(value)):,}" in text

@@ -147,6 +147,9 @@ def test_missing_expected_action_column_exits_2(tmp_path):
     ("", "cases.csv: no cases (a header and no rows)"),
     ('a,A1,"Sent,,,contact_seller,\n', "cases.csv:2: malformed CSV: unexpected end of data"),  # an unclosed quote
     ('a,A1,"Se"nt,,,contact_seller,\n', "cases.csv:2: malformed CSV: ',' expected after '\"'"),
+    # a long bad expectation is echoed cut at 200 characters, its length said (it was printed whole)
+    (f"a,A1,Sent,,,{'q' * 5000},\n", f"cases.csv:2: case 'a': unknown action '{'q' * 200}…' (5,000 characters) in "
+                                      f"expected_action"),
 ])
 def test_bad_cases_are_located(tmp_path, policy, body, message):
     path = cases_file(tmp_path, body)

@@ -31,3 +31,14 @@ def test_a_text_far_longer_than_every_choice_is_never_compared():
     assert did_you_mean("reply_hours" * 4, ["reply_hours"], 0.1) is None
     assert did_you_mean("reply_hours" * 4, ("reply_hours",), 0.1, fold=True) is None
     assert did_you_mean("reply_hours" * 2, ["reply_hours"], 0.1) == "reply_hours"
+
+
+def test_a_bad_value_is_echoed_whole_up_to_the_limit_and_cut_past_it():
+    from engine.text import ECHO_LIMIT, echo
+
+    assert echo("shiped") == "'shiped'"
+    assert echo("x" * ECHO_LIMIT) == repr("x" * ECHO_LIMIT)
+    assert echo("y" * 1_000_000) == "'" + "y" * ECHO_LIMIT + "…' (1,000,000 characters)"
+    assert echo("it's" * 100) == repr(("it's" * 100)[:ECHO_LIMIT])[:-1] + "…\" (400 characters)"  # quotes kept
+    long_list = list(range(100_000))
+    assert echo(long_list) == repr(long_list)[:ECHO_LIMIT] + f"… ({len(repr(long_list)):,} characters)"

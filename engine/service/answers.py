@@ -11,9 +11,8 @@ import pandas as pd
 
 from ..policy import Policy
 from ..tabular import OUTPUT_COLUMNS, frame_csv
-from ..text import alias_key
+from ..text import ECHO_LIMIT, alias_key
 from .encoding import dumps
-from .errors import ECHO_LIMIT
 from .orders import ID, problems_with
 
 DECISION_COLUMNS = OUTPUT_COLUMNS  # the columns every answer row carries

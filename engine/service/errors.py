@@ -12,11 +12,11 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import FieldProblem
+from ..text import ECHO_LIMIT, echo
 from .encoding import ENCODER, JSON_TYPE, dumps
 
 log = logging.getLogger("engine.service")
 
-ECHO_LIMIT = 200  # characters of a value sent by a client that an error echoes back
 MESSAGE_LIMIT = 8_000  # characters of any one error message (a last bound: values are cut to ECHO_LIMIT first)
 
 
@@ -63,9 +63,7 @@ def clipped(problem: FieldProblem) -> FieldProblem:
     value = problem.value
     if not isinstance(value, str) or len(value) <= ECHO_LIMIT:
         return problem
-    short = repr(value[:ECHO_LIMIT])
-    short = f"{short[:-1]}…{short[-1]} ({len(value):,} characters)"
-    return FieldProblem(problem.field, value, problem.message.replace(repr(value), short))
+    return FieldProblem(problem.field, value, problem.message.replace(repr(value), echo(value)))
 
 
 def order_problems(problems: list[FieldProblem]) -> list[dict[str, Any]]:
