@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
-from ..policy import Policy
 from ..tabular import OUTPUT_COLUMNS, frame_csv
-from ..text import ECHO_LIMIT, alias_key
+from ..text import alias_key
 from .encoding import dumps
-from .orders import ID, problems_with
+from .orders import ID
 
 DECISION_COLUMNS = OUTPUT_COLUMNS  # the columns every answer row carries
 WARNINGS_HEADER = "Cancel-Rules-Warnings"  # batch answers: a JSON array of texts, when there is any
@@ -60,25 +58,6 @@ def batch_json(result: pd.DataFrame, ids: list[Any] | None = None) -> bytes:
         except UnicodeEncodeError:
             pass
     return dumps(slim.astype(object).where(slim.notna(), None).to_dict("records"))
-
-
-def clip_errors(policy: Policy, result: pd.DataFrame, orders: Callable[[int], Mapping[str, Any]],
-                as_of: datetime) -> pd.DataFrame:
-    """The result with each error that echoes a value longer than ECHO_LIMIT worded again with the value cut, as
-    /v1/decisions words it (`orders(i)`: row i's fields)."""
-    lengths = result["error"].map(lambda e: len(e) if isinstance(e, str) else 0).to_numpy()
-    long_rows = (lengths > ECHO_LIMIT).nonzero()[0]
-    if not len(long_rows):
-        return result
-    result = result.copy()
-    column = result.columns.get_loc("error")
-    for i in long_rows:
-        fields = orders(int(i))
-        if any(isinstance(v, str) and len(v) > ECHO_LIMIT for v in fields.values()):
-            problems = problems_with(policy, fields, [], as_of)
-            if problems:
-                result.iat[i, column] = "; ".join(str(p) for p in problems)
-    return result
 
 
 def batch_csv(result: pd.DataFrame, raw: bool = False) -> bytes:

@@ -8,11 +8,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..batch import resolve_columns, unknown_columns
+from ..batch import unknown_columns
 from ..errors import FieldProblem, InputError
 from ..facts import unknown_fields
 from ..policy import Policy
-from .answers import batch_csv, batch_json, clip_errors, with_errors
+from .answers import batch_csv, batch_json, with_errors
 from .errors import ApiError, api_problem
 from .io import frame_from_csv, may_hold_surrogates, parse_json, too_many
 from .orders import ID, OrderShape, as_read, json_kind, problems_with
@@ -128,8 +128,6 @@ def answer_csv(policy: Policy, body: bytes, query: BatchQuery, settings: Setting
     warnings = unknown_column_warnings(policy, frame)
     # Strict CSV refuses a column that looks like a misspelt field (422).
     result = evaluate(policy, frame, query.as_of, query.strict)
-    columns = resolve_columns(policy.spec, list(frame.columns))  # as the engine read them
-    result = clip_errors(policy, result, lambda i: {n: frame[c].iat[i] for n, c in columns.items()}, query.as_of)
     return (batch_csv(result, query.raw) if query.as_csv else batch_json(result)), warnings
 
 
@@ -141,7 +139,5 @@ def answer_json(policy: Policy, shape: OrderShape, body: bytes, query: BatchQuer
     batch = frame_from_json(policy, shape, rows, settings.max_batch_rows, query.as_of, text)
     # Strict JSON gives each order holding an unknown key /v1/decisions' strict problems as its error.
     warnings = unknown_key_warnings(policy, shape, rows, batch.errors, query.as_of, query.strict, text)
-    result = clip_errors(policy, evaluate(policy, batch.frame, query.as_of),
-                         lambda i: shape.read(rows[i])[0] if type(rows[i]) is dict else {}, query.as_of)
-    result = with_errors(result, batch.errors)
+    result = with_errors(evaluate(policy, batch.frame, query.as_of), batch.errors)
     return (batch_csv(result, query.raw) if query.as_csv else batch_json(result, batch.ids)), warnings
