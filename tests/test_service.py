@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import json
 import os
@@ -449,7 +450,7 @@ def test_openapi_documents_examples_as_of_and_auth(client: httpx.Client, policy:
         assert expected(policy, example["value"])[0] == 200
     assert [p["name"] for p in decide["parameters"]] == ["as_of", "strict"]
     batch = doc["paths"]["/v1/decisions/batch"]["post"]
-    assert [p["name"] for p in batch["parameters"]] == ["as_of", "strict", "raw"]
+    assert [p["name"] for p in batch["parameters"]] == ["as_of", "strict", "raw", "delimiter"]
     assert {"400", "401", "413", "415", "422", "500"} <= set(decide["responses"])
     assert "text/csv" in doc["paths"]["/v1/decisions/batch"]["post"]["requestBody"]["content"]
     assert decide["security"] == [{"bearer": []}] and "security" not in doc["paths"]["/healthz"]["get"]
@@ -1028,6 +1029,30 @@ def test_batch_csv_answers_defuse_formulas_unless_raw(client: httpx.Client) -> N
     assert list(out["order_id"]) == ["'=1+1", "7"]
     bad = client.post("/v1/decisions/batch", params={"raw": "maybe"}, content=body, headers=headers)
     assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "raw"
+
+
+def test_a_csv_batch_separated_otherwise_answers_as_its_comma_twin(client: httpx.Client) -> None:
+    """?delimiter= reads ; | or tab bodies (or sniffs them with auto): the same answer as the comma body's."""
+    rows = [["order_id", "status", "seller_reply", "hours_since_contact", "note"],
+            ["D1", "Sent", "no_reply", "50", "a,b;c|d"], ["D2", "Awaiting shipment", "", "", "x"]]
+    headers = {"Content-Type": "text/csv", "Accept": "text/csv"}
+
+    def body(delimiter: str) -> str:
+        text = io.StringIO()
+        csv.writer(text, delimiter=delimiter, lineterminator="\n").writerows(rows)
+        return text.getvalue()
+
+    comma = client.post("/v1/decisions/batch", params={"as_of": AS_OF}, content=body(","), headers=headers)
+    assert comma.status_code == 200 and comma.text.count("\n") == 3
+    for delimiter, spelling in ((";", ";"), ("|", "pipe"), ("\t", "tab"), (";", "auto"), ("\t", "auto")):
+        other = client.post("/v1/decisions/batch", params={"as_of": AS_OF, "delimiter": spelling},
+                            content=body(delimiter), headers=headers)
+        assert (other.status_code, other.text) == (200, comma.text), (delimiter, spelling)
+    bad = client.post("/v1/decisions/batch", params={"as_of": AS_OF, "delimiter": "::"}, content=body(","),
+                      headers=headers)
+    assert bad.status_code == 422
+    assert bad.json()["problems"][0] == {"field": "delimiter", "value": "::",
+                                         "message": "?delimiter= takes , ; | tab or auto, got '::'"}
 
 
 TYPO_ORDER = {"order_id": "U1", "status": "Sent", "seller_reply": "no_reply", "hours_since_contakt": 50}

@@ -120,11 +120,12 @@ class BatchQuery:
     strict: bool = False  # a field the policy does not read is an error
     as_csv: bool = False  # the answer as CSV (by Accept), else JSON
     raw: bool = False  # CSV answers: text cells as they are, formulas not neutralized
+    delimiter: str = ","  # CSV bodies: the field separator (or 'auto': sniffed)
 
 
 def answer_csv(policy: Policy, body: bytes, query: BatchQuery, settings: Settings) -> tuple[bytes, list[str]]:
     """The answer to a CSV batch, and its warnings."""
-    frame = frame_from_csv(body, settings.max_batch_rows, settings.max_columns)
+    frame = frame_from_csv(body, settings.max_batch_rows, settings.max_columns, query.delimiter)
     warnings = unknown_column_warnings(policy, frame)
     # Strict CSV refuses a column that looks like a misspelt field (422).
     result = evaluate(policy, frame, query.as_of, query.strict)

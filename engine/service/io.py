@@ -13,8 +13,9 @@ import pandas as pd
 from fastapi import Request
 from starlette.requests import ClientDisconnect
 
-from ..csvio import DEFAULT_MAX_COLUMNS
+from ..csvio import DEFAULT_MAX_COLUMNS, DELIMITER_NAMES, SNIFF_BYTES
 from ..facts import parse_as_of
+from ..intake import sniff_delimiter
 from ..tabular import read_csv_text
 from .encoding import CSV_TYPE, JSON_TYPE
 from .errors import ApiError, api_problem
@@ -104,6 +105,17 @@ def query_flag(request: Request, name: str) -> bool:
     raise ApiError(422, "invalid_query", message, [api_problem(name, message, value[:50])])
 
 
+def query_delimiter(request: Request) -> str:
+    """?delimiter= of a CSV body: , ; | tab (or their names), or auto (sniffed from its first lines); default ,."""
+    value = request.query_params.get("delimiter")
+    if value is None or value == "auto":
+        return value or ","
+    if value not in DELIMITER_NAMES:
+        message = f"?delimiter= takes , ; | tab or auto, got {value[:50]!r}"
+        raise ApiError(422, "invalid_query", message, [api_problem("delimiter", message, value[:50])])
+    return DELIMITER_NAMES[value]
+
+
 def wants_csv(request: Request) -> bool:
     """Content negotiation for the batch answer: CSV only when the client prefers it to JSON."""
     accept = request.headers.get("accept", "").strip()
@@ -141,12 +153,16 @@ def may_hold_surrogates(body: bytes) -> bool:
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def frame_from_csv(body: bytes, limit: int, max_columns: int = DEFAULT_MAX_COLUMNS) -> pd.DataFrame:
-    """A CSV body as text columns; 413 beyond `limit` rows or `max_columns` columns, 422 if it is not CSV."""
+def frame_from_csv(body: bytes, limit: int, max_columns: int = DEFAULT_MAX_COLUMNS, delimiter: str = ","
+                   ) -> pd.DataFrame:
+    """A CSV body (fields separated by delimiter, or 'auto': sniffed) as text columns; 413 beyond `limit` rows or
+    `max_columns` columns, 422 if it is not CSV."""
     if not body.strip():
         raise ApiError(422, "invalid_csv", "the CSV body is empty; it needs a header row",
                        [api_problem("body", "empty")])
-    width = _csv_width(body)
+    if delimiter == "auto":
+        delimiter = sniff_delimiter(body[:SNIFF_BYTES].decode("utf-8", errors="replace").removeprefix("\ufeff"))
+    width = _csv_width(body, delimiter)
     if width > max_columns:  # from the header line alone: pandas takes seconds over 100,000 columns
         raise ApiError(413, "too_many_columns", f"the CSV has {width} columns; the limit is {max_columns}",
                        [api_problem("columns", f"at most {max_columns} columns", width)])
@@ -154,9 +170,9 @@ def frame_from_csv(body: bytes, limit: int, max_columns: int = DEFAULT_MAX_COLUM
         # A first row longer than the header would lose its extra fields (pandas reads them as an index, or with
         # index_col=False drops them with a warning); read as data, the header is one row more and pandas refuses
         # a longer row after it, naming its line, as it does any later one.
-        read_csv_text(io.BytesIO(body), header=None, nrows=2)
+        read_csv_text(io.BytesIO(body), header=None, nrows=2, sep=delimiter)
         # index_col=False: a row longer than the header must not shift its fields into an index.
-        frame = read_csv_text(io.BytesIO(body))
+        frame = read_csv_text(io.BytesIO(body), sep=delimiter)
     except UnicodeDecodeError:
         raise ApiError(422, "invalid_csv", "the CSV body is not UTF-8 text",
                        [api_problem("body", "not UTF-8")]) from None
@@ -168,11 +184,11 @@ def frame_from_csv(body: bytes, limit: int, max_columns: int = DEFAULT_MAX_COLUM
     return frame
 
 
-def _csv_width(body: bytes) -> int:
+def _csv_width(body: bytes, delimiter: str = ",") -> int:
     """Fields in the CSV body's header row (0 if it is not readable: pandas then says why)."""
     text = io.TextIOWrapper(io.BytesIO(body), encoding="utf-8-sig", newline="")
     try:
-        return len(next(csv.reader(text), []))
+        return len(next(csv.reader(text, delimiter=delimiter), []))
     except (UnicodeDecodeError, csv.Error):
         return 0
 

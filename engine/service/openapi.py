@@ -25,6 +25,10 @@ RAW_PARAMETER = {
     "name": "raw", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
     "description": "CSV answers only: write text cells as they are. By default a text cell a spreadsheet would run "
                    "as a formula (starting with = + - @ tab or CR, and not a number) gets a leading '."}
+DELIMITER_PARAMETER = {
+    "name": "delimiter", "in": "query", "required": False, "schema": {"type": "string", "default": ","},
+    "description": "CSV bodies only: the field separator, one of , ; | tab (or comma, semicolon, pipe), or auto "
+                   "to sniff it from the first lines. CSV answers are comma-separated either way."}
 AS_OF_PARAMETER = {
     "name": "as_of", "in": "query", "required": False,
     "description": "Time that elapsed hours/days are counted to (ISO 8601; naive means UTC). Default: now, in UTC.",
@@ -152,7 +156,8 @@ DECIDE_BATCH = RouteDoc(
         JSON_TYPE: {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/BatchRow"}}},
         CSV_TYPE: {"schema": {"type": "string"}}}},
         **errors_doc(400, 406, 413, 415, 422, 500)},
-    openapi_extra={"parameters": [AS_OF_PARAMETER, STRICT_PARAMETER, RAW_PARAMETER], "requestBody": {
+    openapi_extra={"parameters": [AS_OF_PARAMETER, STRICT_PARAMETER, RAW_PARAMETER, DELIMITER_PARAMETER],
+                   "requestBody": {
         "required": True, "content": {
             # Any item is accepted (a bad one gets an error row, it never fails the batch): anyOf says so.
             JSON_TYPE: {"schema": {"type": "array", "items": {"anyOf": [{"$ref": "#/components/schemas/Order"}, {}]}}},

@@ -12,7 +12,16 @@ from . import openapi
 from .answers import warnings_header
 from .batch import BatchQuery, answer_csv, answer_json
 from .encoding import CSV_TYPE, JSON_TYPE, dumps
-from .io import may_hold_surrogates, parse_json, query_flag, read_as_of, read_body, require_type, wants_csv
+from .io import (
+    may_hold_surrogates,
+    parse_json,
+    query_delimiter,
+    query_flag,
+    read_as_of,
+    read_body,
+    require_type,
+    wants_csv,
+)
 from .orders import decision_json
 
 health_routes = APIRouter()  # state: policy
@@ -48,7 +57,7 @@ async def decide_batch(request: Request) -> Response:
     as_csv = wants_csv(request)
     raw, strict = query_flag(request, "raw"), query_flag(request, "strict")
     body = await read_body(request, state.settings.max_body_bytes)
-    query = BatchQuery(when, strict=strict, as_csv=as_csv, raw=raw)
+    query = BatchQuery(when, strict=strict, as_csv=as_csv, raw=raw, delimiter=query_delimiter(request))
     # Parsing and evaluating a large batch takes tens of milliseconds: off the event loop, and only a few at
     # a time (the engine runs one call at a time anyway; more threads would only hold more frames in memory).
     async with state.batch_slots:
