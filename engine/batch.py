@@ -95,15 +95,13 @@ class CellDecisions:
         once); a cell past one of durable_rules' limits gets the EngineError saying so (its rows get that error)."""
         cells = canonical_cells.tolist()
         new = [cell for cell in dict.fromkeys(cells) if cell not in self.matched]
-        for start in range(0, len(new), MATCH_CHUNK):
-            chunk = new[start:start + MATCH_CHUNK]
-            facts = []
-            for cell in chunk:
-                one = self.space.facts_of(cell)
-                assert one is not None, cell  # only cells that hold a value on every axis are asked
-                facts.append(one)
-            for cell, one, found in zip(chunk, facts, self.compiled.match_many(facts), strict=True):
-                self.matched[cell] = self._alone(one) if isinstance(found, EngineError) else found
+        facts = []
+        for cell in new:
+            one = self.space.facts_of(cell)
+            assert one is not None, cell  # only cells that hold a value on every axis are asked
+            facts.append(one)
+        for cell, one, found in zip(new, facts, self.compiled.match_many(facts), strict=True):  # it asks in chunks
+            self.matched[cell] = self._alone(one) if isinstance(found, EngineError) else found
         return [self.matched[cell] for cell in cells]
 
     def _alone(self, facts: Mapping[str, Any]) -> tuple[str, ...] | EngineError:

@@ -20,7 +20,7 @@ from .atomic import atomic_file, remove_stale
 from .batch import check_strict_columns, decide_frame, input_fields, resolve_columns, unknown_columns
 from .compiler import CompiledPolicy
 from .errors import InputError, UsageError
-from .intake import DELIMITERS, apply_mapping, map_frame, sniff_delimiter
+from .intake import DELIMITER_NAMES, SNIFF_BYTES, apply_mapping, map_frame, sniff_bytes
 from .tabular import (
     OUTPUT_COLUMNS,
     NotArrowReadable,
@@ -120,22 +120,15 @@ def read_header(source: Path, delimiter: str = ",") -> list[str]:
     return header
 
 
-# --delimiter's spellings of the separators engine.intake knows (a tab is hard to type on a command line).
-DELIMITER_NAMES = {**{d: d for d in DELIMITERS}, "tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";",
-                   "pipe": "|"}
-SNIFF_BYTES = 64 * 1024
-
-
 def input_delimiter(source: Path, given: str) -> str:
     """The separator source is read with: given (',' ';' '|' tab, or a name of one), or with 'auto' the one that
-    splits its first lines into the same number of fields (engine.intake.sniff_delimiter)."""
+    splits its first lines into the same number of fields (engine.intake.sniff_bytes)."""
     if given == "auto":
         try:
             with source.open("rb") as handle:
-                sample = handle.read(SNIFF_BYTES).decode("utf-8", errors="replace").removeprefix("\ufeff")
+                return sniff_bytes(handle.read(SNIFF_BYTES))
         except OSError as exc:
             raise InputError(str(source), read_reason(exc)) from None
-        return sniff_delimiter(sample)
     if given not in DELIMITER_NAMES:
         raise UsageError(f"delimiter must be one of , ; | tab or auto, got {given!r}", "--delimiter")
     return DELIMITER_NAMES[given]

@@ -17,7 +17,11 @@ from .model import PolicySpec
 from .text import alias_key, did_you_mean
 
 DELIMITERS = ",;\t|"  # tried in this order: a tie goes to the comma
+# The spellings a user may give a delimiter in (a tab is hard to type on a command line or in a URL).
+DELIMITER_NAMES = {**{d: d for d in DELIMITERS}, "tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";",
+                   "pipe": "|"}
 SNIFF_LINES = 50
+SNIFF_BYTES = 64 * 1024  # of a file or body, read to sniff its delimiter
 # How sure a suggestion must be. A column whose folded name ends with the field's ('Order Status' -> status) or
 # whose values are the field's own values and aliases ('Sent', 'Closed' -> status) is taken, and one as alike as
 # facts.FIELD_CUTOFF asks of a misspelling ('Order Number' -> order_id, never 'order_date').
@@ -41,6 +45,12 @@ def sniff_delimiter(sample: str) -> str:
         if len(widths) == 1 and (width := widths.pop()) > best_width:
             best, best_width = delimiter, width
     return best
+
+
+def sniff_bytes(data: bytes) -> str:
+    """sniff_delimiter of the first SNIFF_BYTES of a file or body, however they decode (a byte that is not UTF-8
+    is refused later, with its position, by the reader)."""
+    return sniff_delimiter(data[:SNIFF_BYTES].decode("utf-8", errors="replace").removeprefix("\ufeff"))
 
 
 def record_lines(text: str, delimiter: str = ",") -> list[int]:

@@ -13,9 +13,9 @@ import pandas as pd
 from fastapi import Request
 from starlette.requests import ClientDisconnect
 
-from ..csvio import DEFAULT_MAX_COLUMNS, DELIMITER_NAMES, SNIFF_BYTES
+from ..csvio import DEFAULT_MAX_COLUMNS
 from ..facts import parse_as_of
-from ..intake import sniff_delimiter
+from ..intake import DELIMITER_NAMES, sniff_bytes
 from ..tabular import read_csv_text
 from .encoding import CSV_TYPE, JSON_TYPE
 from .errors import ApiError, api_problem
@@ -161,7 +161,7 @@ def frame_from_csv(body: bytes, limit: int, max_columns: int = DEFAULT_MAX_COLUM
         raise ApiError(422, "invalid_csv", "the CSV body is empty; it needs a header row",
                        [api_problem("body", "empty")])
     if delimiter == "auto":
-        delimiter = sniff_delimiter(body[:SNIFF_BYTES].decode("utf-8", errors="replace").removeprefix("\ufeff"))
+        delimiter = sniff_bytes(body)
     width = _csv_width(body, delimiter)
     if width > max_columns:  # from the header line alone: pandas takes seconds over 100,000 columns
         raise ApiError(413, "too_many_columns", f"the CSV has {width} columns; the limit is {max_columns}",
