@@ -7,6 +7,7 @@ import functools
 import json
 import math
 import re
+import subprocess
 import sys
 from datetime import UTC, datetime
 from html import unescape
@@ -104,3 +105,19 @@ def text(html: str) -> str:
     """Visible text: block elements separated by a space, inline ones joined, entities decoded."""
     blocks = re.sub(r"</?(?:div|td|th|tr|li|ul|table|caption|br)\b[^>]*>", " ", html)
     return unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", blocks)))
+
+
+def upload(view: Any, name: str, content: bytes) -> None:
+    """A file uploaded to a BatchView, as the browser's file picker hands it over."""
+    view.upload.value = ({"name": name, "type": "text/csv", "size": len(content), "content": memoryview(content),
+                          "last_modified": AS_OF_DT},)
+
+
+def stop(proc: subprocess.Popen, timeout: float) -> None:
+    """A server process stopped: asked with SIGTERM, killed after timeout seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

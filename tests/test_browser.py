@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import stop
+
 pytest.importorskip("voila")
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -56,11 +58,7 @@ def voila_server(options: list[str], cwd: Path, log_name: str) -> Iterator[tuple
                     time.sleep(0.1)
             yield f"http://127.0.0.1:{port}", proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc, timeout=10)
 
 
 @pytest.fixture(scope="module")

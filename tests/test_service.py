@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
+from conftest import stop
 from engine.service import Settings, create_app
 from engine.service.encoding import dumps
 from engine.text import alias_key
@@ -99,12 +100,7 @@ def serve(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[
         _wait_ready(proc, port, log)
         yield Server(f"http://127.0.0.1:{port}", proc, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=15)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 import engine  # noqa: E402
-from conftest import AS_OF, AS_OF_DT, SAMPLE_ORDERS, rule_rows, text  # noqa: E402
+from conftest import AS_OF, AS_OF_DT, SAMPLE_ORDERS, rule_rows, text, upload  # noqa: E402
 from engine.widgets import NOT_GIVEN_OPTION as NOT_GIVEN  # noqa: E402
 from engine.widgets import BatchView, Explorer, WhatIf, variants  # noqa: E402
 
@@ -170,19 +170,14 @@ def test_batch_lists_error_rows_with_reasons(batch):
     assert "Shipping soon" in " ".join(batch.grid.bad_rows()["error"])
 
 
-def _upload(view: BatchView, name: str, content: bytes) -> None:
-    view.upload.value = ({"name": name, "type": "text/csv", "size": len(content), "content": memoryview(content),
-                          "last_modified": AS_OF_DT},)
-
-
 def test_batch_uploaded_csv_replaces_the_sample(policy):
     view = BatchView(policy, SAMPLE, as_of=AS_OF)
-    _upload(view, "mine.csv", b"order_id,status,seller_reply,hours_since_contact\n"
-                              b"A,Sent,No reply,50\nB,Sent,No reply,10\nC,Lost,,\n")
+    upload(view, "mine.csv", b"order_id,status,seller_reply,hours_since_contact\n"
+                             b"A,Sent,No reply,50\nB,Sent,No reply,10\nC,Lost,,\n")
     status = text(view.status.value)
     assert "mine.csv: 3 orders, 2 decided, 1 without a decision" in status
     assert list(view.result["action"].fillna("-")) == ["open_dispute", "wait_for_seller", "-"]
-    _upload(view, "broken.csv", b"order_id,seller_reply\nA,No reply\n")
+    upload(view, "broken.csv", b"order_id,seller_reply\nA,No reply\n")
     assert "missing required column" in view.status.value and "status" in view.status.value
     assert view.result is None and view.summary.value == ""
 

@@ -14,7 +14,7 @@ import traitlets
 pytest.importorskip("anywidget")
 
 import engine  # noqa: E402
-from conftest import AS_OF, AS_OF_DT, SAMPLE_ORDERS, text  # noqa: E402
+from conftest import AS_OF, SAMPLE_ORDERS, text, upload  # noqa: E402
 from engine.html import chart_html  # noqa: E402
 from engine.widgets import BatchView, ResultsGrid, WhatIf  # noqa: E402
 from engine.widgets.grid import MAX_CELL  # noqa: E402
@@ -159,15 +159,10 @@ def test_grid_click_on_a_row_opens_its_explanation(policy, batch, grid):
 # ---------------------------------------------------------------------------------------------- uploads
 
 
-def _upload(view: BatchView, name: str, content: bytes) -> None:
-    view.upload.value = ({"name": name, "type": "text/csv", "size": len(content), "content": memoryview(content),
-                          "last_modified": AS_OF_DT},)
-
-
 def test_upload_with_semicolons_and_order_status_is_read_after_mapping(policy):
     view = BatchView(policy, None, as_of=AS_OF)
-    _upload(view, "export.csv", b"order_id;Order Status;seller_reply;hours_since_contact\n"
-                                b"A;Sent;No reply;50\n\nB;Sent;No reply;10\nC;Lost;;\n")
+    upload(view, "export.csv", b"order_id;Order Status;seller_reply;hours_since_contact\n"
+                               b"A;Sent;No reply;50\n\nB;Sent;No reply;10\nC;Lost;;\n")
     assert "missing required column" in view.status.value and view.result is None
     assert view.mapping_step.layout.display == "flex"
     assert view.mapping_step.controls["status"].value == "Order Status"  # suggested by name
@@ -181,7 +176,7 @@ def test_upload_with_semicolons_and_order_status_is_read_after_mapping(policy):
 
 def test_upload_mapping_that_is_not_valid_says_why_and_waits(policy):
     view = BatchView(policy, None, as_of=AS_OF)
-    _upload(view, "x.csv", b"Order Status,State\nSent,Sent\n")
+    upload(view, "x.csv", b"Order Status,State\nSent,Sent\n")
     step = view.mapping_step
     step.controls["status"].value = ""
     step.apply.click()
@@ -193,7 +188,7 @@ def test_upload_mapping_that_is_not_valid_says_why_and_waits(policy):
 def test_failed_upload_leaves_no_image_and_no_rows(policy):
     view = BatchView(policy, SAMPLE, as_of=AS_OF)
     assert view.chart.value.startswith("<img")
-    _upload(view, "bad.csv", b"\xff\xfe\x00not text")
+    upload(view, "bad.csv", b"\xff\xfe\x00not text")
     assert "not UTF-8" in view.status.value
     assert view.chart.value == "" and len(view.grid.frame) == 0  # no <img> at all: never a broken image
     assert chart_html(b"", "nothing") == ""
