@@ -70,13 +70,6 @@ class _Sentinel(io.RawIOBase):
         return len(data)
 
 
-def arrow_text_chunks(handle: IO[bytes], header: list[str], chunksize: int, delimiter: str = ","
-                      ) -> Iterator[pd.DataFrame]:
-    """arrow_text_tables' chunks as frames of text columns, exactly as read_csv_text reads them."""
-    for table in arrow_text_tables(handle, header, chunksize, delimiter):
-        yield table.to_pandas()
-
-
 def arrow_text_tables(handle: IO[bytes], header: list[str], chunksize: int, delimiter: str = ","
                       ) -> Iterator[pa.Table]:
     """The rows of a CSV (fields separated by delimiter) as tables of chunksize string columns, read by Arrow

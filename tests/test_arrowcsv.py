@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from conftest import AS_OF, AS_OF_DT, load_policy
 from engine.facts import elapsed
 from engine.frames import _elapsed_column, _plain_micros
-from engine.tabular import NotArrowReadable, arrow_text_chunks, read_csv_text
+from engine.tabular import NotArrowReadable, arrow_text_tables, read_csv_text
 
 # --- timestamps: Arrow vs the per-row parser ----------------------------------------------------------------
 
@@ -191,7 +191,7 @@ def pandas_rows(data: bytes, delimiter: str = ",") -> list[list[str]] | None:
 def arrow_rows(data: bytes, header: list[str], chunksize: int, delimiter: str = ",") -> list[list[str]] | None:
     """The rows Arrow reads (None: it hands the file to pandas); every chunk but the last is chunksize rows."""
     try:
-        chunks = list(arrow_text_chunks(io.BytesIO(data), header, chunksize, delimiter))
+        chunks = [t.to_pandas() for t in arrow_text_tables(io.BytesIO(data), header, chunksize, delimiter)]
     except NotArrowReadable:
         return None
     assert all(len(c) == chunksize for c in chunks[:-1]) and all(len(c) for c in chunks)
